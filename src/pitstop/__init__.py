@@ -1,0 +1,66 @@
+"""pitstop: a fast, correct feature store that runs Feast-style code unchanged.
+
+>>> from pitstop import Entity, FeatureStore, FeatureView, Field, FileSource
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from pitstop.definitions import (
+    Aggregation,
+    DataSource,
+    Entity,
+    Feature,
+    FeatureService,
+    FeatureView,
+    Field,
+    FileSource,
+    OnDemandFeatureView,
+    PushMode,
+    PushSource,
+    RequestSource,
+    StreamFeatureView,
+    on_demand_feature_view,
+)
+from pitstop.types import ValueType
+
+if TYPE_CHECKING:
+    from pitstop.config import RepoConfig
+    from pitstop.feature_store import FeatureStore
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "Aggregation",
+    "DataSource",
+    "Entity",
+    "Feature",
+    "FeatureService",
+    "FeatureStore",
+    "FeatureView",
+    "Field",
+    "FileSource",
+    "OnDemandFeatureView",
+    "PushMode",
+    "PushSource",
+    "RepoConfig",
+    "RequestSource",
+    "StreamFeatureView",
+    "ValueType",
+    "__version__",
+    "on_demand_feature_view",
+]
+
+_LAZY = {"FeatureStore": "pitstop.feature_store", "RepoConfig": "pitstop.config"}
+
+
+def __getattr__(name: str) -> Any:
+    """Import the store and config only when used, so ``import pitstop`` stays fast."""
+    if name in _LAZY:
+        import importlib
+
+        value = getattr(importlib.import_module(_LAZY[name]), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'pitstop' has no attribute {name!r}")

@@ -1,0 +1,5 @@
+"""``pitstop.aggregation`` (Feast's module path for :class:`Aggregation`)."""
+
+from pitstop.definitions.stream import Aggregation
+
+__all__ = ["Aggregation"]

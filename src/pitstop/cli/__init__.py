@@ -1,0 +1,1 @@
+"""The ``pitstop`` command line: a thin adapter over :class:`pitstop.FeatureStore`."""

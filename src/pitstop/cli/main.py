@@ -1,0 +1,194 @@
+"""Entry point and registry commands of the ``pitstop`` command line."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import click
+
+from pitstop.errors import PitstopError
+
+if TYPE_CHECKING:
+    from pitstop.feature_store import FeatureStore
+
+
+class Context:
+    """Options shared by all commands; the store is opened on first use."""
+
+    def __init__(self, chdir: str | None, fs_yaml: str | None) -> None:
+        self.repo_path = Path(chdir) if chdir else Path.cwd()
+        self.fs_yaml = Path(fs_yaml) if fs_yaml else None
+        self._store: FeatureStore | None = None
+
+    @property
+    def store(self) -> FeatureStore:
+        if self._store is None:
+            from pitstop.feature_store import FeatureStore
+
+            self._store = FeatureStore(repo_path=self.repo_path, fs_yaml_file=self.fs_yaml)
+        return self._store
+
+
+pass_ctx = click.make_pass_decorator(Context)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("-c", "--chdir", type=click.Path(file_okay=False), help="The feature repo folder.")
+@click.option(
+    "-f", "--feature-store-yaml", "fs_yaml", type=click.Path(dir_okay=False),
+    help="Path to feature_store.yaml (default: <repo>/feature_store.yaml).",
+)
+@click.pass_context
+def cli(ctx: click.Context, chdir: str | None, fs_yaml: str | None) -> None:
+    """pitstop: a fast, correct feature store."""
+    ctx.obj = Context(chdir, fs_yaml)
+    ctx.call_on_close(lambda: ctx.obj._store.close() if ctx.obj._store else None)
+
+
+@cli.command()
+def version() -> None:
+    """Print the pitstop version."""
+    from pitstop import __version__
+
+    click.echo(f"pitstop {__version__}")
+
+
+def _repo_objects(ctx: Context) -> list[Any]:
+    from pitstop.repo import load_repo
+
+    return list(load_repo(ctx.store.repo_path).all())
+
+
+@cli.command()
+@pass_ctx
+def plan(ctx: Context) -> None:
+    """Show what `apply` would change, without changing anything."""
+    from pitstop.cli.output import print_changes
+
+    print_changes(ctx.store.plan(_repo_objects(ctx)), dry_run=True)
+
+
+@cli.command()
+@pass_ctx
+def apply(ctx: Context) -> None:
+    """Register the repo's definitions; objects removed from the repo are removed."""
+    from pitstop.cli.output import print_changes
+
+    objects = _repo_objects(ctx)
+    print_changes(ctx.store.apply(objects, partial=False), dry_run=False)
+
+
+@cli.command()
+@click.option("--yes", "-y", is_flag=True, help="Do not ask for confirmation.")
+@pass_ctx
+def teardown(ctx: Context, yes: bool) -> None:
+    """Remove the project's registered objects and online tables."""
+    if not yes and sys.stdin.isatty():
+        click.confirm(f"Remove everything of project {ctx.store.project!r}?", abort=True)
+    ctx.store.teardown()
+    click.echo(f"Project {ctx.store.project!r} torn down.")
+
+
+@cli.command("registry-dump")
+@pass_ctx
+def registry_dump(ctx: Context) -> None:
+    """Print the live registry objects as JSON."""
+    import json
+
+    snap = ctx.store.registry.snapshot(fresh=True)
+    out = {
+        kind: [obj.to_spec() for _, obj in sorted(by_name.items())]
+        for kind, by_name in sorted(snap.objects.items())
+    }
+    click.echo(json.dumps({"project": ctx.store.project, "objects": out}, indent=2))
+
+
+@cli.command()
+@click.argument("name")
+@click.option("--kind", help="Object kind, when the name is used by several kinds.")
+@pass_ctx
+def history(ctx: Context, name: str, kind: str | None) -> None:
+    """List every version of an object."""
+    from pitstop.cli.output import print_history
+
+    print_history(ctx.store.registry.store.history(name, kind))
+
+
+@cli.command()
+@click.argument("name")
+@click.argument("v1", type=int)
+@click.argument("v2", type=int)
+@click.option("--kind", help="Object kind, when the name is used by several kinds.")
+@pass_ctx
+def diff(ctx: Context, name: str, v1: int, v2: int, kind: str | None) -> None:
+    """Show what changed in an object between two versions."""
+    from pitstop.cli.output import print_spec_changes
+
+    print_spec_changes(name, v1, v2, ctx.store.registry.store.diff(name, v1, v2, kind))
+
+
+@cli.command()
+@click.argument("name")
+@click.argument("version_", metavar="VERSION", type=int)
+@click.option("--kind", help="Object kind, when the name is used by several kinds.")
+@pass_ctx
+def rollback(ctx: Context, name: str, version_: int, kind: str | None) -> None:
+    """Make an earlier version current again (as a new version)."""
+    rec = ctx.store.registry.store.rollback(name, version_, kind)
+    click.echo(f"{rec.kind.replace('_', ' ')} {name!r} is now v{rec.version} (= v{version_})")
+
+
+@cli.command()
+@click.argument("directory", default="feature_repo", type=click.Path(file_okay=False))
+@click.option("--project", default="churn_prediction", help="Project name.")
+@click.option("--users", default=1000, show_default=True, help="Synthetic users to generate.")
+def init(directory: str, project: str, users: int) -> None:
+    """Create a ready-to-apply feature repo (churn scenario with synthetic data)."""
+    from pitstop.templates.churn import create_repo
+
+    path = create_repo(Path(directory), project=project, users=users)
+    click.echo(f"Created feature repo in {path}")
+    click.echo(f"Next: cd {directory} && pitstop apply")
+
+
+def _register_listings() -> None:
+    from pitstop.cli.output import LISTINGS, describe_command, list_command
+
+    for group_name, kind in LISTINGS.items():
+        group = click.Group(group_name, help=f"Inspect {group_name.replace('-', ' ')}.")
+        group.add_command(list_command(kind, pass_ctx))
+        group.add_command(describe_command(kind, pass_ctx))
+        cli.add_command(group)
+
+
+_register_listings()
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the command line; user mistakes print one line and exit 1, never a traceback."""
+    return _guard(lambda: cli.main(args=argv, prog_name="pitstop", standalone_mode=False))
+
+
+def _guard(run: Callable[[], object]) -> int:
+    try:
+        result = run()
+    except PitstopError as exc:
+        click.secho(f"Error: {exc}", fg="red", err=True)
+        return 1
+    except click.exceptions.Abort:
+        click.echo("Aborted.", err=True)
+        return 1
+    except click.ClickException as exc:
+        exc.show()
+        return exc.exit_code
+    except KeyboardInterrupt:
+        click.echo("Interrupted.", err=True)
+        return 130
+    return result if isinstance(result, int) else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,11 @@
+"""``pitstop.data_source`` (Feast's module path for sources and :class:`PushMode`)."""
+
+from pitstop.definitions.sources import (
+    DataSource,
+    FileSource,
+    PushMode,
+    PushSource,
+    RequestSource,
+)
+
+__all__ = ["DataSource", "FileSource", "PushMode", "PushSource", "RequestSource"]

@@ -1,0 +1,33 @@
+"""Feature definitions: pure, immutable, validated at construction, JSON-serialisable."""
+
+from pitstop.definitions.entity import Entity
+from pitstop.definitions.feature_view import FeatureView, Projection
+from pitstop.definitions.field import Feature, Field
+from pitstop.definitions.on_demand import OnDemandFeatureView, on_demand_feature_view
+from pitstop.definitions.service import FeatureService
+from pitstop.definitions.sources import (
+    DataSource,
+    FileSource,
+    PushMode,
+    PushSource,
+    RequestSource,
+)
+from pitstop.definitions.stream import Aggregation, StreamFeatureView
+
+__all__ = [
+    "Aggregation",
+    "DataSource",
+    "Entity",
+    "Feature",
+    "FeatureService",
+    "FeatureView",
+    "Field",
+    "FileSource",
+    "OnDemandFeatureView",
+    "Projection",
+    "PushMode",
+    "PushSource",
+    "RequestSource",
+    "StreamFeatureView",
+    "on_demand_feature_view",
+]

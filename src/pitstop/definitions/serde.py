@@ -1,0 +1,44 @@
+"""Definitions to and from registry specs (JSON), by kind. No pickle anywhere."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from pitstop.definitions.base import Definition
+from pitstop.definitions.entity import Entity
+from pitstop.definitions.feature_view import FeatureView
+from pitstop.definitions.on_demand import OnDemandFeatureView
+from pitstop.definitions.service import FeatureService
+from pitstop.definitions.sources import DataSource, source_from_spec
+from pitstop.definitions.stream import StreamFeatureView
+from pitstop.errors import RegistryError
+
+KINDS: dict[str, type[Definition]] = {
+    "entity": Entity,
+    "data_source": DataSource,
+    "feature_view": FeatureView,
+    "stream_feature_view": StreamFeatureView,
+    "on_demand_feature_view": OnDemandFeatureView,
+    "feature_service": FeatureService,
+}
+
+VIEW_KINDS = ("feature_view", "stream_feature_view", "on_demand_feature_view")
+
+
+def kind_of(obj: object) -> str:
+    """The registry kind of a definition object."""
+    for kind, cls in reversed(KINDS.items()):  # subclasses (StreamFeatureView) first
+        if isinstance(obj, cls):
+            return kind
+    raise TypeError(f"{obj!r} is not a pitstop definition")
+
+
+def from_spec(kind: str, spec: Mapping[str, Any]) -> Definition:
+    """Rebuild a definition from its stored spec."""
+    if kind == "data_source":
+        return source_from_spec(spec)
+    cls = KINDS.get(kind)
+    if cls is None:
+        raise RegistryError(f"registry holds an object of unknown kind {kind!r}")
+    return cls.from_spec(spec)

@@ -1,0 +1,269 @@
+"""Data sources: where feature rows come from (files, pushes, requests)."""
+
+from __future__ import annotations
+
+import enum
+import re
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from pitstop.definitions.base import Definition, check_name, check_tags, check_text, unique
+from pitstop.definitions.field import Field, as_fields
+from pitstop.errors import DefinitionError
+
+FILE_FORMATS = ("parquet", "csv")
+
+
+class PushMode(enum.Enum):
+    """Where :meth:`FeatureStore.push` writes."""
+
+    ONLINE = 0
+    OFFLINE = 1
+    ONLINE_AND_OFFLINE = 2
+
+
+class DataSource(Definition):
+    """Base of all sources; sources are registered under kind ``data_source``."""
+
+    kind = "data_source"
+    source_type: str = "abstract"
+    description: str
+    tags: dict[str, str]
+    owner: str
+
+    def _common(
+        self, name: str, description: str, tags: Mapping[str, str] | None, owner: str
+    ) -> None:
+        what = f"{type(self).__name__} {name!r}"
+        self._set(
+            name=check_name(name, type(self).__name__),
+            description=check_text(description, "description", what),
+            tags=check_tags(tags, what),
+            owner=check_text(owner, "owner", what),
+        )
+
+    def _common_spec(self) -> dict[str, Any]:
+        return {
+            "type": self.source_type,
+            "name": self.name,
+            "description": self.description,
+            "tags": self.tags,
+            "owner": self.owner,
+        }
+
+
+def _default_source_name(path: str) -> str:
+    stem = Path(path.rstrip("/")).name.split(".")[0] or "source"
+    return re.sub(r"[^A-Za-z0-9_.\-]", "_", stem).lstrip(".-") or "source"
+
+
+class FileSource(DataSource):
+    """Feature rows in Parquet or CSV files.
+
+    A relative ``path`` is resolved against the feature repo root (the folder holding
+    ``feature_store.yaml``), whatever the working directory.
+
+    >>> src = FileSource(path="data/user_features.parquet", timestamp_field="event_timestamp")
+    >>> src.name, src.file_format
+    ('user_features', 'parquet')
+    """
+
+    source_type = "file"
+    path: str
+    timestamp_field: str
+    created_timestamp_column: str
+    field_mapping: dict[str, str]
+    file_format: str
+
+    def __init__(
+        self,
+        *,
+        path: str | Path,
+        timestamp_field: str = "",
+        created_timestamp_column: str = "",
+        field_mapping: Mapping[str, str] | None = None,
+        file_format: object = None,
+        name: str | None = None,
+        description: str = "",
+        tags: Mapping[str, str] | None = None,
+        owner: str = "",
+        event_timestamp_column: str | None = None,
+    ) -> None:
+        if not isinstance(path, str | Path) or not str(path):
+            raise DefinitionError(f"FileSource {name!r}: path must be a file path, got {path!r}")
+        path = str(path)
+        name = name or _default_source_name(path)
+        self._common(name, description, tags, owner)
+        what = f"FileSource {name!r}"
+        if event_timestamp_column and timestamp_field and event_timestamp_column != timestamp_field:
+            raise DefinitionError(
+                f"{what}: timestamp_field={timestamp_field!r} and the legacy "
+                f"event_timestamp_column={event_timestamp_column!r} disagree; give only "
+                "timestamp_field"
+            )
+        ts = timestamp_field or event_timestamp_column or ""
+        if not isinstance(ts, str):
+            raise DefinitionError(f"{what}: timestamp_field must be a column name")
+        mapping = dict(field_mapping or {})
+        if not all(isinstance(k, str) and isinstance(v, str) for k, v in mapping.items()):
+            raise DefinitionError(f"{what}: field_mapping must map column names to names")
+        self._set(
+            path=path,
+            timestamp_field=ts,
+            created_timestamp_column=check_text(
+                created_timestamp_column, "created_timestamp_column", what
+            ),
+            field_mapping=mapping,
+            file_format=_file_format(file_format, path, what),
+        )
+
+    def resolve_path(self, repo_root: str | Path | None) -> str:
+        """The absolute path of the data; relative paths are under ``repo_root``."""
+        if "://" in self.path or Path(self.path).is_absolute() or repo_root is None:
+            return self.path
+        return str(Path(repo_root) / self.path)
+
+    def to_spec(self) -> dict[str, Any]:
+        return {
+            **self._common_spec(),
+            "path": self.path,
+            "timestamp_field": self.timestamp_field,
+            "created_timestamp_column": self.created_timestamp_column,
+            "field_mapping": self.field_mapping,
+            "file_format": self.file_format,
+        }
+
+    @classmethod
+    def from_spec(cls, spec: Mapping[str, Any]) -> FileSource:
+        return cls(
+            path=spec["path"],
+            timestamp_field=spec.get("timestamp_field", ""),
+            created_timestamp_column=spec.get("created_timestamp_column", ""),
+            field_mapping=spec.get("field_mapping"),
+            file_format=spec.get("file_format"),
+            name=spec["name"],
+            description=spec.get("description", ""),
+            tags=spec.get("tags"),
+            owner=spec.get("owner", ""),
+        )
+
+
+def _file_format(value: object, path: str, what: str) -> str:
+    if value is None:
+        return "csv" if path.lower().endswith(".csv") else "parquet"
+    text = value if isinstance(value, str) else type(value).__name__.removesuffix("Format")
+    text = text.lower()
+    if text not in FILE_FORMATS:
+        raise DefinitionError(
+            f"{what}: file_format {value!r} is not supported; allowed: {', '.join(FILE_FORMATS)}"
+        )
+    return text
+
+
+class PushSource(DataSource):
+    """Rows pushed by applications (``store.push``), kept offline in ``batch_source``."""
+
+    source_type = "push"
+    batch_source: FileSource
+
+    def __init__(
+        self,
+        *,
+        name: str,
+        batch_source: FileSource,
+        description: str = "",
+        tags: Mapping[str, str] | None = None,
+        owner: str = "",
+    ) -> None:
+        self._common(name, description, tags, owner)
+        if not isinstance(batch_source, FileSource):
+            raise DefinitionError(
+                f"PushSource {name!r}: batch_source must be a FileSource, "
+                f"got {type(batch_source).__name__}"
+            )
+        self._set(batch_source=batch_source)
+
+    @property
+    def timestamp_field(self) -> str:
+        return self.batch_source.timestamp_field
+
+    @property
+    def created_timestamp_column(self) -> str:
+        return self.batch_source.created_timestamp_column
+
+    @property
+    def field_mapping(self) -> dict[str, str]:
+        return self.batch_source.field_mapping
+
+    def to_spec(self) -> dict[str, Any]:
+        return {**self._common_spec(), "batch_source": self.batch_source.to_spec()}
+
+    @classmethod
+    def from_spec(cls, spec: Mapping[str, Any]) -> PushSource:
+        return cls(
+            name=spec["name"],
+            batch_source=source_from_spec(spec["batch_source"]),  # type: ignore[arg-type]
+            description=spec.get("description", ""),
+            tags=spec.get("tags"),
+            owner=spec.get("owner", ""),
+        )
+
+
+class RequestSource(DataSource):
+    """Values that arrive with the request (for on-demand feature views)."""
+
+    source_type = "request"
+    schema: tuple[Field, ...]
+
+    def __init__(
+        self,
+        *,
+        name: str,
+        schema: Sequence[Field],
+        description: str = "",
+        tags: Mapping[str, str] | None = None,
+        owner: str = "",
+    ) -> None:
+        self._common(name, description, tags, owner)
+        fields = as_fields(schema, f"RequestSource {name!r}")
+        if not fields:
+            raise DefinitionError(f"RequestSource {name!r}: schema must list at least one Field")
+        unique([f.name for f in fields], f"RequestSource {name!r}")
+        self._set(schema=fields)
+
+    def to_spec(self) -> dict[str, Any]:
+        return {**self._common_spec(), "schema": [f.to_spec() for f in self.schema]}
+
+    @classmethod
+    def from_spec(cls, spec: Mapping[str, Any]) -> RequestSource:
+        return cls(
+            name=spec["name"],
+            schema=[Field.from_spec(f) for f in spec["schema"]],
+            description=spec.get("description", ""),
+            tags=spec.get("tags"),
+            owner=spec.get("owner", ""),
+        )
+
+
+SOURCE_TYPES: dict[str, type[DataSource]] = {
+    "file": FileSource,
+    "push": PushSource,
+    "request": RequestSource,
+}
+
+
+def source_from_spec(spec: Mapping[str, Any]) -> DataSource:
+    cls = SOURCE_TYPES.get(spec.get("type", ""))
+    if cls is None:
+        raise DefinitionError(
+            f"data source {spec.get('name')!r}: unknown type {spec.get('type')!r}"
+        )
+    return cls.from_spec(spec)
+
+
+def batch_source_of(source: DataSource) -> FileSource | None:
+    """The source historical retrieval reads: the file itself, or a push source's batch source."""
+    if isinstance(source, PushSource):
+        source = source.batch_source
+    return source if isinstance(source, FileSource) else None

@@ -1,0 +1,107 @@
+"""Check a set of definitions for consistency, and compute what an apply would change."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from pitstop.definitions.base import Definition
+from pitstop.definitions.entity import Entity
+from pitstop.definitions.feature_view import FeatureView, Projectable, Projection
+from pitstop.definitions.on_demand import OnDemandFeatureView
+from pitstop.definitions.serde import KINDS, VIEW_KINDS
+from pitstop.definitions.service import FeatureService
+from pitstop.errors import DefinitionError, suggest
+from pitstop.registry.store import VersionRecord, canonical_hash
+
+Objects = dict[str, dict[str, Definition]]
+
+
+@dataclass(frozen=True)
+class Change:
+    """One object's fate in an apply."""
+
+    kind: str
+    name: str
+    action: str  # "create" | "update" | "delete" | "unchanged"
+    spec: dict[str, Any] | None
+    old: dict[str, Any] | None = None  # the live spec, for updates and deletes
+
+    @property
+    def changed(self) -> bool:
+        return self.action != "unchanged"
+
+
+def resolve(objects: Objects) -> Objects:
+    """Check references between definitions and resolve view join keys; returns new dicts."""
+    out: Objects = {kind: dict(objects.get(kind, {})) for kind in KINDS}
+    entities: dict[str, Entity] = out["entity"]  # type: ignore[assignment]
+    seen: dict[str, str] = {}
+    for kind in VIEW_KINDS:
+        for name in out[kind]:
+            if name in seen:
+                raise DefinitionError(
+                    f"the name {name!r} is used by a {seen[name].replace('_', ' ')} and a "
+                    f"{kind.replace('_', ' ')}; feature views of all kinds share one namespace"
+                )
+            seen[name] = kind
+    for kind in ("feature_view", "stream_feature_view"):
+        for name, view in out[kind].items():
+            assert isinstance(view, FeatureView)
+            out[kind][name] = view.resolve_entities(entities)
+    views: dict[str, Projectable] = {
+        n: v for k in VIEW_KINDS for n, v in out[k].items() if isinstance(v, Projectable)
+    }
+    for odfv in out["on_demand_feature_view"].values():
+        assert isinstance(odfv, OnDemandFeatureView)
+        for p in odfv.sources:
+            _check_projection(p, views, f"on-demand feature view {odfv.name!r}")
+    for svc in out["feature_service"].values():
+        assert isinstance(svc, FeatureService)
+        for p in svc.projections:
+            _check_projection(p, views, f"feature service {svc.name!r}")
+    return out
+
+
+def _check_projection(p: Projection, views: Mapping[str, Projectable], what: str) -> None:
+    view = views.get(p.name)
+    if view is None:
+        raise DefinitionError(
+            f"{what} uses feature view {p.name!r}, which is not defined.{suggest(p.name, views)}"
+        )
+    known = {f.name for f in view.features}
+    for feat in p.features or ():
+        if feat not in known:
+            raise DefinitionError(
+                f"{what} selects feature {feat!r} of {p.name!r}, which has no such feature."
+                f"{suggest(feat, known)}"
+            )
+
+
+def plan(
+    desired: Objects, live: Mapping[str, Mapping[str, VersionRecord]], *, prune: bool
+) -> list[Change]:
+    """Changes that turn ``live`` (kind -> name -> version) into ``desired``.
+
+    With ``prune`` (a whole-repo apply), live objects missing from ``desired`` are deleted.
+    """
+    changes: list[Change] = []
+    for kind in KINDS:
+        wanted = desired.get(kind, {})
+        current = live.get(kind, {})
+        for name in sorted(wanted):
+            spec = wanted[name].to_spec()
+            if name not in current:
+                changes.append(Change(kind, name, "create", spec))
+            elif current[name].spec_hash != canonical_hash(spec):
+                changes.append(Change(kind, name, "update", spec, current[name].spec))
+            else:
+                changes.append(Change(kind, name, "unchanged", spec))
+        if prune:
+            changes.extend(
+                Change(kind, n, "delete", None, current[n].spec)
+                for n in sorted(current)
+                if n not in wanted
+            )
+    return changes

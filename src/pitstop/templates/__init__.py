@@ -1,0 +1,1 @@
+"""Feature repo templates used by ``pitstop init``."""

@@ -1,0 +1,217 @@
+"""Feature value types, and their one mapping to Arrow.
+
+``pitstop.types`` offers the names Feast users write (``Int64``, ``Float32``, ``Array(String)``…)
+and the legacy :class:`ValueType` enum. Every conversion between these types and Arrow lives here.
+
+>>> from pitstop.types import Array, Int64
+>>> str(Array(Int64))
+'Array(Int64)'
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Union
+
+from pitstop.errors import DefinitionError
+
+if TYPE_CHECKING:
+    import pyarrow as pa
+
+__all__ = [
+    "Array",
+    "Bool",
+    "Bytes",
+    "ComplexType",
+    "FeastType",
+    "Float32",
+    "Float64",
+    "Int32",
+    "Int64",
+    "PrimitiveType",
+    "String",
+    "UnixTimestamp",
+    "ValueType",
+    "from_arrow",
+    "from_value_type",
+    "parse_dtype",
+    "to_arrow",
+]
+
+
+class ValueType(enum.Enum):
+    """Legacy value types (Feast's numbering), accepted wherever a dtype is."""
+
+    UNKNOWN = 0
+    BYTES = 1
+    STRING = 2
+    INT32 = 3
+    INT64 = 4
+    DOUBLE = 5
+    FLOAT = 6
+    BOOL = 7
+    UNIX_TIMESTAMP = 8
+    BYTES_LIST = 11
+    STRING_LIST = 12
+    INT32_LIST = 13
+    INT64_LIST = 14
+    DOUBLE_LIST = 15
+    FLOAT_LIST = 16
+    BOOL_LIST = 17
+    UNIX_TIMESTAMP_LIST = 18
+    NULL = 19
+
+
+@dataclass(frozen=True)
+class PrimitiveType:
+    """A scalar feature type such as ``Int64``."""
+
+    name: str
+
+    def __str__(self) -> str:
+        return self.name
+
+    def __repr__(self) -> str:
+        return self.name
+
+
+@dataclass(frozen=True)
+class Array:
+    """A list of values of one primitive type: ``Array(Int64)``."""
+
+    base_type: PrimitiveType
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.base_type, PrimitiveType):
+            raise DefinitionError(
+                f"Array({self.base_type!r}): the element type must be a primitive type such as "
+                "Int64 or String; nested arrays are not supported"
+            )
+
+    @property
+    def name(self) -> str:
+        return f"Array({self.base_type.name})"
+
+    def __str__(self) -> str:
+        return self.name
+
+    def __repr__(self) -> str:
+        return self.name
+
+
+ComplexType = Array
+FeastType = Union[PrimitiveType, Array]  # noqa: UP007 - a runtime alias users may import
+
+Int32 = PrimitiveType("Int32")
+Int64 = PrimitiveType("Int64")
+Float32 = PrimitiveType("Float32")
+Float64 = PrimitiveType("Float64")
+String = PrimitiveType("String")
+Bytes = PrimitiveType("Bytes")
+Bool = PrimitiveType("Bool")
+UnixTimestamp = PrimitiveType("UnixTimestamp")
+
+PRIMITIVES: dict[str, PrimitiveType] = {
+    t.name: t for t in (Int32, Int64, Float32, Float64, String, Bytes, Bool, UnixTimestamp)
+}
+
+_SCALAR_VALUE_TYPES: dict[ValueType, PrimitiveType] = {
+    ValueType.BYTES: Bytes,
+    ValueType.STRING: String,
+    ValueType.INT32: Int32,
+    ValueType.INT64: Int64,
+    ValueType.DOUBLE: Float64,
+    ValueType.FLOAT: Float32,
+    ValueType.BOOL: Bool,
+    ValueType.UNIX_TIMESTAMP: UnixTimestamp,
+}
+_LIST_VALUE_TYPES: dict[ValueType, PrimitiveType] = {
+    ValueType.BYTES_LIST: Bytes,
+    ValueType.STRING_LIST: String,
+    ValueType.INT32_LIST: Int32,
+    ValueType.INT64_LIST: Int64,
+    ValueType.DOUBLE_LIST: Float64,
+    ValueType.FLOAT_LIST: Float32,
+    ValueType.BOOL_LIST: Bool,
+    ValueType.UNIX_TIMESTAMP_LIST: UnixTimestamp,
+}
+
+
+def from_value_type(value_type: ValueType) -> FeastType:
+    """Map a legacy :class:`ValueType` to a dtype (``ValueType.INT64`` -> ``Int64``)."""
+    if value_type in _SCALAR_VALUE_TYPES:
+        return _SCALAR_VALUE_TYPES[value_type]
+    if value_type in _LIST_VALUE_TYPES:
+        return Array(_LIST_VALUE_TYPES[value_type])
+    raise DefinitionError(f"ValueType.{value_type.name} has no feature dtype; use e.g. Int64")
+
+
+def parse_dtype(value: object, *, what: str = "dtype") -> FeastType:
+    """Accept a dtype, a :class:`ValueType` or a dtype name (``"Array(Int64)"``)."""
+    if isinstance(value, PrimitiveType | Array):
+        return value
+    if isinstance(value, ValueType):
+        return from_value_type(value)
+    if isinstance(value, str):
+        text = value.strip()
+        if text in PRIMITIVES:
+            return PRIMITIVES[text]
+        if text.startswith("Array(") and text.endswith(")") and text[6:-1] in PRIMITIVES:
+            return Array(PRIMITIVES[text[6:-1]])
+    allowed = ", ".join(PRIMITIVES) + ", Array(<type>)"
+    raise DefinitionError(f"{what}: unknown dtype {value!r}; allowed: {allowed}")
+
+
+def _arrow_scalars() -> dict[str, pa.DataType]:
+    import pyarrow as pa
+
+    return {
+        "Int32": pa.int32(),
+        "Int64": pa.int64(),
+        "Float32": pa.float32(),
+        "Float64": pa.float64(),
+        "String": pa.string(),
+        "Bytes": pa.binary(),
+        "Bool": pa.bool_(),
+        "UnixTimestamp": pa.timestamp("us", tz="UTC"),
+    }
+
+
+def to_arrow(dtype: FeastType) -> pa.DataType:
+    """The Arrow type that stores values of ``dtype``."""
+    import pyarrow as pa
+
+    scalars = _arrow_scalars()
+    if isinstance(dtype, Array):
+        return pa.list_(scalars[dtype.base_type.name])
+    return scalars[dtype.name]
+
+
+def from_arrow(arrow_type: Any) -> FeastType:
+    """The dtype for an Arrow type (used to infer schemas from data)."""
+    import pyarrow as pa
+
+    t = arrow_type
+    if pa.types.is_dictionary(t):
+        t = t.value_type
+    if pa.types.is_list(t) or pa.types.is_large_list(t):
+        inner = from_arrow(t.value_type)
+        if isinstance(inner, Array):
+            raise DefinitionError(f"nested list type {arrow_type} is not supported")
+        return Array(inner)
+    checks: list[tuple[Any, PrimitiveType]] = [
+        (pa.types.is_boolean, Bool),
+        (lambda x: pa.types.is_integer(x) and x.bit_width <= 32, Int32),
+        (pa.types.is_integer, Int64),
+        (pa.types.is_float32, Float32),
+        (pa.types.is_floating, Float64),
+        (lambda x: pa.types.is_string(x) or pa.types.is_large_string(x), String),
+        (lambda x: pa.types.is_binary(x) or pa.types.is_large_binary(x), Bytes),
+        (pa.types.is_timestamp, UnixTimestamp),
+        (pa.types.is_date, UnixTimestamp),
+    ]
+    for check, dtype in checks:
+        if check(t):
+            return dtype
+    raise DefinitionError(f"Arrow type {arrow_type} has no feature dtype")
