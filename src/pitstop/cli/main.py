@@ -19,8 +19,10 @@ class Context:
     """Options shared by all commands; the store is opened on first use."""
 
     def __init__(self, chdir: str | None, fs_yaml: str | None) -> None:
-        self.repo_path = Path(chdir) if chdir else Path.cwd()
-        self.fs_yaml = Path(fs_yaml) if fs_yaml else None
+        self.fs_yaml = Path(fs_yaml).resolve() if fs_yaml else None
+        # the repo root is where feature_store.yaml is, unless -c says otherwise
+        default = self.fs_yaml.parent if self.fs_yaml else Path.cwd()
+        self.repo_path = Path(chdir) if chdir else default
         self._store: FeatureStore | None = None
 
     @property
@@ -38,7 +40,10 @@ pass_ctx = click.make_pass_decorator(Context)
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.option("-c", "--chdir", type=click.Path(file_okay=False), help="The feature repo folder.")
 @click.option(
-    "-f", "--feature-store-yaml", "fs_yaml", type=click.Path(dir_okay=False),
+    "-f",
+    "--feature-store-yaml",
+    "fs_yaml",
+    type=click.Path(dir_okay=False),
     help="Path to feature_store.yaml (default: <repo>/feature_store.yaml).",
 )
 @click.pass_context

@@ -22,8 +22,11 @@ LISTINGS = {
     "on-demand-feature-views": "on_demand_feature_view",
     "feature-services": "feature_service",
 }
-_VERBS = {"create": ("Created", "green"), "update": ("Updated", "yellow"),
-          "delete": ("Deleted", "red")}
+_VERBS = {
+    "create": ("Created", "green"),
+    "update": ("Updated", "yellow"),
+    "delete": ("Deleted", "red"),
+}
 
 
 def console() -> Console:
@@ -93,7 +96,11 @@ def _row(kind: str, obj: Any) -> tuple[list[str], list[str]]:
     tags = ", ".join(f"{k}={v}" for k, v in obj.tags.items())
     if kind == "entity":
         return ["name", "join keys", "type", "description"], [
-            obj.name, ", ".join(obj.join_keys), str(obj.dtype or ""), obj.description]
+            obj.name,
+            ", ".join(obj.join_keys),
+            str(obj.dtype or ""),
+            obj.description,
+        ]
     if kind == "data_source":
         where = getattr(obj, "path", "") or getattr(getattr(obj, "batch_source", None), "path", "")
         return ["name", "type", "path", "tags"], [obj.name, obj.source_type, where, tags]
@@ -101,11 +108,21 @@ def _row(kind: str, obj: Any) -> tuple[list[str], list[str]]:
         ttl = str(obj.ttl) if obj.ttl else "never"
         feats = ", ".join(f.name for f in obj.features)
         return ["name", "entities", "features", "ttl", "online", "tags"], [
-            obj.name, ", ".join(obj.entities), feats, ttl, "yes" if obj.online else "no", tags]
+            obj.name,
+            ", ".join(obj.entities),
+            feats,
+            ttl,
+            "yes" if obj.online else "no",
+            tags,
+        ]
     if kind == "on_demand_feature_view":
         srcs = [p.name for p in obj.sources] + [r.name for r in obj.request_sources]
         return ["name", "sources", "features", "mode"], [
-            obj.name, ", ".join(srcs), ", ".join(f.name for f in obj.features), obj.mode]
+            obj.name,
+            ", ".join(srcs),
+            ", ".join(f.name for f in obj.features),
+            obj.mode,
+        ]
     views = ", ".join(p.name_to_use for p in obj.projections)
     return ["name", "views", "description", "tags"], [obj.name, views, obj.description, tags]
 

@@ -30,6 +30,12 @@ class Definition:
             f"build a new one instead of setting {key!r}"
         )
 
+    def __delattr__(self, key: str) -> None:
+        raise AttributeError(
+            f"{type(self).__name__} {getattr(self, 'name', '?')!r} is immutable; "
+            f"build a new one instead of deleting {key!r}"
+        )
+
     def _copy(self, **values: Any) -> Self:
         clone = copy.copy(self)
         clone._set(**values)

@@ -54,8 +54,9 @@ class DataSource(Definition):
 
 
 def _default_source_name(path: str) -> str:
-    stem = Path(path.rstrip("/")).name.split(".")[0] or "source"
-    return re.sub(r"[^A-Za-z0-9_.\-]", "_", stem).lstrip(".-") or "source"
+    stem = Path(path.rstrip("/")).name.split(".")[0]
+    stem = re.sub(r"[^A-Za-z0-9_.\-]", "_", stem).lstrip(".-")
+    return f"{stem}_source" if stem else "source"
 
 
 class FileSource(DataSource):
@@ -66,7 +67,7 @@ class FileSource(DataSource):
 
     >>> src = FileSource(path="data/user_features.parquet", timestamp_field="event_timestamp")
     >>> src.name, src.file_format
-    ('user_features', 'parquet')
+    ('user_features_source', 'parquet')
     """
 
     source_type = "file"

@@ -17,8 +17,9 @@ def create_repo(path: Path, *, project: str, users: int = 1000, seed: int = 7) -
     """Copy the template to ``path`` and generate its data; ``path`` must be new or empty."""
     if path.exists() and any(path.iterdir()):
         raise RepoError(f"{path} already exists and is not empty; choose a new folder")
-    shutil.copytree(TEMPLATE, path, dirs_exist_ok=True,
-                    ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copytree(
+        TEMPLATE, path, dirs_exist_ok=True, ignore=shutil.ignore_patterns("__pycache__")
+    )
     yaml_file = path / "feature_store.yaml"
     yaml_file.write_text(yaml_file.read_text().replace("{project}", project))
     generate_data(path / "data", users=users, seed=seed)
@@ -34,12 +35,29 @@ def generate_data(folder: Path, *, users: int, seed: int = 7, days: int = 30) ->
     rng = random.Random(seed)
     now = datetime.now(UTC).replace(minute=0, second=0, microsecond=0)
     start = now - timedelta(days=days)
-    snap: dict[str, list[object]] = {k: [] for k in (
-        "user_id", "total_purchases", "avg_purchase_amount", "days_since_last_purchase",
-        "customer_segment", "tenure_months", "event_timestamp", "created_timestamp")}
-    tx: dict[str, list[object]] = {k: [] for k in (
-        "user_id", "transaction_amount", "transaction_count_7d", "avg_transaction_7d",
-        "transaction_timestamp")}
+    snap: dict[str, list[object]] = {
+        k: []
+        for k in (
+            "user_id",
+            "total_purchases",
+            "avg_purchase_amount",
+            "days_since_last_purchase",
+            "customer_segment",
+            "tenure_months",
+            "event_timestamp",
+            "created_timestamp",
+        )
+    }
+    tx: dict[str, list[object]] = {
+        k: []
+        for k in (
+            "user_id",
+            "transaction_amount",
+            "transaction_count_7d",
+            "avg_transaction_7d",
+            "transaction_timestamp",
+        )
+    }
     for user_id in range(1001, 1001 + users):
         spend = rng.lognormvariate(4.0, 0.6)
         rate = rng.uniform(0.05, 1.5)  # purchases a day
@@ -70,14 +88,26 @@ def generate_data(folder: Path, *, users: int, seed: int = 7, days: int = 30) ->
             snap["event_timestamp"].append(ts)
             snap["created_timestamp"].append(ts + timedelta(minutes=5))
     ts_type = pa.timestamp("us", tz="UTC")
-    snap_schema = pa.schema([("user_id", pa.int64()), ("total_purchases", pa.int64()),
-                             ("avg_purchase_amount", pa.float32()),
-                             ("days_since_last_purchase", pa.int64()),
-                             ("customer_segment", pa.string()), ("tenure_months", pa.int64()),
-                             ("event_timestamp", ts_type), ("created_timestamp", ts_type)])
-    tx_schema = pa.schema([("user_id", pa.int64()), ("transaction_amount", pa.float32()),
-                           ("transaction_count_7d", pa.int64()),
-                           ("avg_transaction_7d", pa.float32()),
-                           ("transaction_timestamp", ts_type)])
+    snap_schema = pa.schema(
+        [
+            ("user_id", pa.int64()),
+            ("total_purchases", pa.int64()),
+            ("avg_purchase_amount", pa.float32()),
+            ("days_since_last_purchase", pa.int64()),
+            ("customer_segment", pa.string()),
+            ("tenure_months", pa.int64()),
+            ("event_timestamp", ts_type),
+            ("created_timestamp", ts_type),
+        ]
+    )
+    tx_schema = pa.schema(
+        [
+            ("user_id", pa.int64()),
+            ("transaction_amount", pa.float32()),
+            ("transaction_count_7d", pa.int64()),
+            ("avg_transaction_7d", pa.float32()),
+            ("transaction_timestamp", ts_type),
+        ]
+    )
     pq.write_table(pa.table(snap, schema=snap_schema), folder / "user_features.parquet")
     pq.write_table(pa.table(tx, schema=tx_schema), folder / "transactions.parquet")

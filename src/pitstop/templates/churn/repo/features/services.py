@@ -8,8 +8,9 @@ from pitstop import FeatureService
 churn_model_v1 = FeatureService(
     name="churn_model_v1",
     features=[
-        user_features[["total_purchases", "avg_purchase_amount", "days_since_last_purchase",
-                       "tenure_months"]],
+        user_features[
+            ["total_purchases", "avg_purchase_amount", "days_since_last_purchase", "tenure_months"]
+        ],
         user_derived_features,
     ],
     description="Features of the churn model",

@@ -1,0 +1,92 @@
+"""Run on-demand feature views over Arrow data, and cast their outputs to the declared types."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
+
+from pitstop.definitions.on_demand import OnDemandFeatureView
+from pitstop.errors import RetrievalError
+from pitstop.types import to_arrow
+
+if TYPE_CHECKING:
+    import pyarrow as pa
+
+
+def run_on_demand(view: OnDemandFeatureView, inputs: pa.Table | pa.RecordBatch) -> pa.Table:
+    """The view's declared features computed from ``inputs`` (one row out per row in).
+
+    ``inputs`` holds the source views' features and the request fields by name. Outputs are cast
+    to the declared dtypes (a float64 result declared ``Float32`` is narrowed); ``x/0`` stays
+    ``±inf`` and ``0/0`` (NaN) becomes null.
+    """
+    import pyarrow as pa
+
+    rows = inputs.num_rows
+    if view.mode == "pandas":
+        result = _call(view, inputs.to_pandas())
+        if not hasattr(result, "columns"):
+            raise RetrievalError(
+                f"on-demand feature view {view.name!r}: the function must return a pandas "
+                f"DataFrame, got {type(result).__name__}"
+            )
+        columns: Mapping[str, Any] = {c: result[c] for c in result.columns}
+    else:
+        result = _call(view, inputs.to_pydict())
+        if not isinstance(result, Mapping):
+            raise RetrievalError(
+                f"on-demand feature view {view.name!r}: a python-mode function must return a "
+                f"dict of lists, got {type(result).__name__}"
+            )
+        columns = result
+    arrays = [cast_output(view, f.name, columns, rows, f.dtype) for f in view.schema]
+    return pa.Table.from_arrays(arrays, names=[f.name for f in view.schema])
+
+
+def _call(view: OnDemandFeatureView, data: Any) -> Any:
+    try:
+        return view.udf(data)
+    except KeyError as exc:
+        raise RetrievalError(
+            f"on-demand feature view {view.name!r}: its function reads column {exc.args[0]!r}, "
+            "which is not among its inputs; add the feature view or request source that "
+            "provides it to the view's sources"
+        ) from exc
+
+
+def cast_output(
+    view: OnDemandFeatureView, name: str, columns: Mapping[str, Any], rows: int, dtype: Any
+) -> pa.Array:
+    """Column ``name`` of a function's result as an Arrow array of the declared dtype."""
+    import pyarrow as pa
+
+    if name not in columns:
+        raise RetrievalError(
+            f"on-demand feature view {view.name!r}: the function did not return column "
+            f"{name!r} declared in its schema (returned: {sorted(columns)})"
+        )
+    values = columns[name]
+    try:
+        array = pa.Array.from_pandas(values) if hasattr(values, "dtype") else pa.array(values)
+    except (pa.ArrowInvalid, pa.ArrowTypeError) as exc:
+        raise RetrievalError(
+            f"on-demand feature view {view.name!r}: column {name!r} cannot be converted ({exc})"
+        ) from exc
+    if isinstance(array, pa.ChunkedArray):
+        array = array.combine_chunks()
+    if len(array) != rows:
+        raise RetrievalError(
+            f"on-demand feature view {view.name!r}: column {name!r} has {len(array)} values "
+            f"for {rows} input rows; return one value per row"
+        )
+    target = to_arrow(dtype)
+    if array.type == target:
+        return array
+    try:
+        return array.cast(target)
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError, pa.ArrowTypeError) as exc:
+        raise RetrievalError(
+            f"on-demand feature view {view.name!r}: column {name!r} holds {array.type} values "
+            f"that cannot be cast to the declared {dtype} ({exc}); fix the function or the "
+            "schema"
+        ) from exc

@@ -1,0 +1,492 @@
+"""Versioned storage of registry objects, over SQLite or PostgreSQL.
+
+The store knows nothing of what objects mean: each is ``(kind, name, spec)`` with a
+JSON-serialisable ``spec`` dict. Every change appends an immutable version; nothing ever updates
+or deletes a version row (except :meth:`RegistryStore.teardown`). Example::
+
+    with RegistryStore.open("sqlite:///tmp/registry.db", project="demo") as store:
+        store.apply([("entity", "driver", {"join_keys": ["driver_id"]})])
+        store.live()["entity"]["driver"].version  # -> 1
+
+Tables (shared by all projects, rows keyed by project):
+
+- ``pitstop_versions(project, kind, name, version, spec, spec_hash, author, applied_at, deleted)``,
+  primary key ``(project, kind, name, version)``; ``spec`` is compact JSON text (NULL for a
+  deletion marker); ``spec_hash`` is the sha256 of the canonical JSON (sorted keys).
+- ``pitstop_meta(project, key, value)`` — small key/value pairs.
+- ``pitstop_projects(project, serial)`` — bumped by every write that changes something.
+"""
+
+from __future__ import annotations
+
+import getpass
+import hashlib
+import json
+import re
+import threading
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from types import TracebackType
+from typing import Any, Final, TypeVar
+
+from pitstop.errors import NotFoundError, RegistryError, suggest
+from pitstop.registry.sqldialect import Database, Dialect, connect
+
+__all__ = [
+    "MISSING",
+    "ApplyResult",
+    "RegistryStore",
+    "SpecChange",
+    "VersionRecord",
+    "canonical_hash",
+    "diff_specs",
+]
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class VersionRecord:
+    """One immutable version of one registry object."""
+
+    kind: str
+    name: str
+    version: int
+    spec: dict[str, Any] | None  # None for a deletion marker
+    spec_hash: str  # "" for a deletion marker
+    author: str
+    applied_at: datetime  # tz-aware UTC
+    deleted: bool
+
+
+@dataclass(frozen=True)
+class ApplyResult:
+    """What one :meth:`RegistryStore.apply` wrote. A re-added deleted object counts as created."""
+
+    created: list[VersionRecord] = field(default_factory=list)
+    updated: list[VersionRecord] = field(default_factory=list)
+    deleted: list[VersionRecord] = field(default_factory=list)
+    unchanged: list[tuple[str, str]] = field(default_factory=list)  # (kind, name)
+
+    @property
+    def changed(self) -> bool:
+        """True if the apply wrote at least one version."""
+        return bool(self.created or self.updated or self.deleted)
+
+
+class _Missing:
+    """Marks a key or list item absent on one side of a :class:`SpecChange`."""
+
+    def __repr__(self) -> str:
+        return "<missing>"
+
+    def __bool__(self) -> bool:
+        return False
+
+
+#: ``SpecChange.old`` for an added key/item, ``SpecChange.new`` for a removed one.
+MISSING: Final = _Missing()
+
+
+@dataclass(frozen=True)
+class SpecChange:
+    """One leaf difference between two specs; ``path`` like ``schema[2].dtype``."""
+
+    path: str
+    old: Any
+    new: Any
+
+    @property
+    def op(self) -> str:
+        """``"added"``, ``"removed"`` or ``"changed"``."""
+        if self.old is MISSING:
+            return "added"
+        return "removed" if self.new is MISSING else "changed"
+
+
+def canonical_hash(spec: dict[str, Any]) -> str:
+    """sha256 of ``spec`` as JSON with sorted keys and compact separators."""
+    text = json.dumps(spec, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+_IDENT = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
+
+
+def _join(path: str, key: str) -> str:
+    if _IDENT.match(key):
+        return f"{path}.{key}" if path else key
+    return f"{path}[{json.dumps(key)}]"
+
+
+def diff_specs(old: Any, new: Any, path: str = "") -> list[SpecChange]:
+    """Structural differences between two JSON values, recursing into dicts and lists."""
+    if isinstance(old, dict) and isinstance(new, dict):
+        changes: list[SpecChange] = []
+        for key in sorted(old.keys() | new.keys(), key=str):
+            sub = _join(path, str(key))
+            changes += diff_specs(old.get(key, MISSING), new.get(key, MISSING), sub)
+        return changes
+    if isinstance(old, list) and isinstance(new, list):
+        changes = []
+        for i in range(max(len(old), len(new))):
+            a = old[i] if i < len(old) else MISSING
+            b = new[i] if i < len(new) else MISSING
+            changes += diff_specs(a, b, f"{path}[{i}]")
+        return changes
+    if type(old) is type(new) and old == new:
+        return []
+    return [SpecChange(path, old, new)]
+
+
+def default_author() -> str:
+    """The OS user name, or ``"unknown"``."""
+    try:
+        return getpass.getuser() or "unknown"
+    except Exception:  # no such user in the password database, no env vars
+        return "unknown"
+
+
+@dataclass(frozen=True)
+class _Put:
+    kind: str
+    name: str
+    text: str  # compact JSON in the caller's key order
+    spec_hash: str
+
+
+def _prepare(kind: str, name: str, spec: object) -> _Put:
+    what = f"{kind} {name!r}"
+    if not (isinstance(kind, str) and kind and isinstance(name, str) and name):
+        raise RegistryError(f"Registry object kind and name must be non-empty strings: {what}.")
+    if not isinstance(spec, dict):
+        raise RegistryError(f"The spec of {what} must be a dict, not {type(spec).__name__}.")
+    try:
+        text = json.dumps(spec, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+        spec_hash = canonical_hash(spec)
+    except (TypeError, ValueError) as exc:
+        raise RegistryError(f"The spec of {what} is not JSON-serialisable: {exc}.") from exc
+    return _Put(kind, name, text, spec_hash)
+
+
+@dataclass(frozen=True)
+class _Head:
+    version: int
+    spec_hash: str
+    deleted: bool
+
+
+_COLUMNS = "kind, name, version, spec, spec_hash, author, applied_at, deleted"
+_LATEST = (
+    "v.version = (SELECT MAX(w.version) FROM pitstop_versions w"
+    " WHERE w.project = v.project AND w.kind = v.kind AND w.name = v.name)"
+)
+
+
+def _ddl(d: Dialect) -> list[str]:
+    return [
+        "CREATE TABLE IF NOT EXISTS pitstop_versions ("
+        " project TEXT NOT NULL, kind TEXT NOT NULL, name TEXT NOT NULL,"
+        f" version {d.integer} NOT NULL, spec TEXT, spec_hash TEXT NOT NULL,"
+        f" author TEXT NOT NULL, applied_at {d.timestamp} NOT NULL, deleted {d.boolean} NOT NULL,"
+        " PRIMARY KEY (project, kind, name, version))",
+        "CREATE INDEX IF NOT EXISTS pitstop_versions_by_name ON pitstop_versions (project, name)",
+        "CREATE TABLE IF NOT EXISTS pitstop_meta ("
+        " project TEXT NOT NULL, key TEXT NOT NULL, value TEXT NOT NULL,"
+        " PRIMARY KEY (project, key))",
+        "CREATE TABLE IF NOT EXISTS pitstop_projects ("
+        f" project TEXT NOT NULL PRIMARY KEY, serial {d.integer} NOT NULL)",
+    ]
+
+
+class RegistryStore:
+    """Versioned ``(kind, name, spec)`` objects of one project. Thread-safe; one connection."""
+
+    def __init__(self, db: Database, project: str) -> None:
+        self._db = db
+        self.project = project
+        self._lock = threading.RLock()
+        self._closed = False
+
+    @classmethod
+    def open(cls, url: str, project: str) -> RegistryStore:
+        """Open (creating tables if missing) the registry at ``url`` for ``project``.
+
+        ``url`` is ``sqlite:///abs/path.db`` or ``postgresql://user@host:port/db``; add
+        ``?options=-csearch_path%3Dschema`` to use a PostgreSQL schema.
+        """
+        if not isinstance(project, str) or not project:
+            raise RegistryError(f"Registry project must be a non-empty string, got {project!r}.")
+        db = connect(url)
+
+        def create_tables() -> None:
+            for statement in _ddl(db.dialect):
+                db.execute(statement)
+
+        try:  # serialised on a database-wide lock: several processes may open a fresh database
+            db.transaction(create_tables, "pitstop:schema")
+        except RegistryError as exc:
+            db.close()
+            raise RegistryError(
+                f"Cannot create the registry tables. {exc}. Check that the user may create tables "
+                "there (PostgreSQL: that the schema in the URL's search_path exists)."
+            ) from exc
+        except BaseException:
+            db.close()
+            raise
+        return cls(db, project)
+
+    # -- lifecycle ---------------------------------------------------------------------------
+
+    def close(self) -> None:
+        """Close the connection; further calls fail. Idempotent."""
+        with self._lock:
+            if not self._closed:
+                self._closed = True
+                self._db.close()
+
+    def __enter__(self) -> RegistryStore:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def _run(self, fn: Callable[[], T]) -> T:
+        with self._lock:
+            if self._closed:
+                raise RegistryError(f"The registry store of project {self.project!r} is closed.")
+            return fn()
+
+    def _query(self, statement: str, params: Sequence[object]) -> list[tuple[Any, ...]]:
+        return self._run(lambda: self._db.query(statement, params))
+
+    def _write(self, work: Callable[[], T]) -> T:
+        return self._run(lambda: self._db.transaction(work, f"pitstop.registry:{self.project}"))
+
+    # -- writes ------------------------------------------------------------------------------
+
+    def apply(
+        self,
+        puts: Sequence[tuple[str, str, dict[str, Any]]],
+        deletes: Sequence[tuple[str, str]] = (),
+        *,
+        author: str | None = None,
+    ) -> ApplyResult:
+        """Store new versions of changed objects and deletion markers, in one transaction.
+
+        An object whose latest version is live with the same canonical hash is unchanged.
+        Deleting an unknown or already deleted object is a no-op.
+        """
+        prepared = [_prepare(kind, name, spec) for kind, name, spec in puts]
+        seen: set[tuple[str, str]] = set()
+        for key in [(p.kind, p.name) for p in prepared] + [(k, n) for k, n in deletes]:
+            if key in seen:
+                raise RegistryError(
+                    f"{key[0]} {key[1]!r} appears more than once in one apply; "
+                    "put or delete each object once."
+                )
+            seen.add(key)
+        who = author or default_author()
+        return self._write(lambda: self._apply(prepared, list(deletes), who))
+
+    def _apply(self, puts: list[_Put], deletes: list[tuple[str, str]], author: str) -> ApplyResult:
+        now = datetime.now(UTC)
+        heads = self._heads()
+        result = ApplyResult()
+        rows: list[tuple[VersionRecord, str | None]] = []
+        for p in puts:
+            head = heads.get((p.kind, p.name))
+            if head is not None and not head.deleted and head.spec_hash == p.spec_hash:
+                result.unchanged.append((p.kind, p.name))
+                continue
+            version = head.version + 1 if head else 1
+            spec = json.loads(p.text)
+            rec = VersionRecord(p.kind, p.name, version, spec, p.spec_hash, author, now, False)
+            (result.updated if head and not head.deleted else result.created).append(rec)
+            rows.append((rec, p.text))
+        for kind, name in deletes:
+            head = heads.get((kind, name))
+            if head is None or head.deleted:
+                continue
+            rec = VersionRecord(kind, name, head.version + 1, None, "", author, now, True)
+            result.deleted.append(rec)
+            rows.append((rec, None))
+        self._insert(rows)
+        return result
+
+    def rollback(
+        self, name: str, version: int, kind: str | None = None, *, author: str | None = None
+    ) -> VersionRecord:
+        """Write a new version whose spec is that of ``version``; history stays immutable.
+
+        Rolling back to the current spec is a no-op returning the current record; rolling a
+        deleted object back revives it.
+        """
+        target = self.get_version(name, version, kind)
+        if target.deleted or target.spec is None:
+            raise RegistryError(
+                f"Version {version} of {target.kind} {name!r} is a deletion marker; "
+                "roll back to a version that has a spec."
+            )
+        spec = target.spec
+        who = author or default_author()
+
+        def work() -> VersionRecord:
+            history = self._history(target.kind, name)
+            latest = history[-1]
+            if not latest.deleted and latest.spec_hash == target.spec_hash:
+                return latest
+            p = _prepare(target.kind, name, spec)
+            now = datetime.now(UTC)
+            rec = VersionRecord(
+                target.kind, name, latest.version + 1, spec, p.spec_hash, who, now, False
+            )
+            self._insert([(rec, p.text)])
+            return rec
+
+        return self._write(work)
+
+    def set_meta(self, key: str, value: str) -> None:
+        """Set a small per-project key/value pair (does not bump :meth:`serial`)."""
+        self._write(
+            lambda: self._db.execute(
+                "INSERT INTO pitstop_meta (project, key, value) VALUES (?, ?, ?)"
+                " ON CONFLICT (project, key) DO UPDATE SET value = excluded.value",
+                (self.project, key, value),
+            )
+        )
+
+    def teardown(self) -> None:
+        """Delete every row of this project (other projects are untouched); serial restarts."""
+
+        def work() -> None:
+            for table in ("pitstop_versions", "pitstop_meta", "pitstop_projects"):
+                self._db.execute(f"DELETE FROM {table} WHERE project = ?", (self.project,))
+
+        self._write(work)
+
+    def _insert(self, records: list[tuple[VersionRecord, str | None]]) -> None:
+        """Append versions (with their spec JSON text) and bump the serial."""
+        if not records:
+            return
+        p, ts = self.project, self._db.dialect.encode_ts
+        rows = []
+        for r, text in records:
+            at = ts(r.applied_at)
+            rows.append((p, r.kind, r.name, r.version, text, r.spec_hash, r.author, at, r.deleted))
+        self._db.executemany(
+            f"INSERT INTO pitstop_versions (project, {_COLUMNS})"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            rows,
+        )
+        self._db.execute(
+            "INSERT INTO pitstop_projects (project, serial) VALUES (?, 1)"
+            " ON CONFLICT (project) DO UPDATE SET serial = pitstop_projects.serial + 1",
+            (self.project,),
+        )
+
+    # -- reads -------------------------------------------------------------------------------
+
+    def live(self) -> dict[str, dict[str, VersionRecord]]:
+        """``kind -> name -> latest version`` of every non-deleted object (one consistent read)."""
+        rows = self._query(
+            f"SELECT {_COLUMNS} FROM pitstop_versions v"
+            f" WHERE v.project = ? AND v.deleted = ? AND {_LATEST} ORDER BY kind, name",
+            (self.project, False),
+        )
+        out: dict[str, dict[str, VersionRecord]] = {}
+        for row in rows:
+            rec = self._record(row)
+            out.setdefault(rec.kind, {})[rec.name] = rec
+        return out
+
+    def serial(self) -> int:
+        """A counter bumped by every write that changes objects; 0 for an empty project."""
+        rows = self._query("SELECT serial FROM pitstop_projects WHERE project = ?", (self.project,))
+        return int(rows[0][0]) if rows else 0
+
+    def get_meta(self, key: str) -> str | None:
+        """The value :meth:`set_meta` stored under ``key``, or None."""
+        rows = self._query(
+            "SELECT value FROM pitstop_meta WHERE project = ? AND key = ?", (self.project, key)
+        )
+        return str(rows[0][0]) if rows else None
+
+    def history(self, name: str, kind: str | None = None) -> list[VersionRecord]:
+        """Every version of an object, oldest first, deletion markers included."""
+        return self._history(self._resolve_kind(name, kind), name)
+
+    def get_version(self, name: str, version: int, kind: str | None = None) -> VersionRecord:
+        """One version of an object."""
+        history = self.history(name, kind)
+        for rec in history:
+            if rec.version == version:
+                return rec
+        raise NotFoundError(
+            f"{history[0].kind} {name!r} in project {self.project!r} has no version {version}; "
+            f"its versions are 1..{history[-1].version}."
+        )
+
+    def diff(self, name: str, v1: int, v2: int, kind: str | None = None) -> list[SpecChange]:
+        """Structural changes from version ``v1`` to ``v2`` (a deletion marker diffs as ``{}``)."""
+        kind = self._resolve_kind(name, kind)
+        a = self.get_version(name, v1, kind)
+        b = self.get_version(name, v2, kind)
+        return diff_specs(a.spec or {}, b.spec or {})
+
+    def _history(self, kind: str, name: str) -> list[VersionRecord]:
+        rows = self._query(
+            f"SELECT {_COLUMNS} FROM pitstop_versions"
+            " WHERE project = ? AND kind = ? AND name = ? ORDER BY version",
+            (self.project, kind, name),
+        )
+        if not rows:
+            raise NotFoundError(f"No {kind} named {name!r} in project {self.project!r}.")
+        return [self._record(row) for row in rows]
+
+    def _resolve_kind(self, name: str, kind: str | None) -> str:
+        """The kind of the object called ``name``; errors if none or (without kind) several."""
+        rows = self._query(
+            "SELECT DISTINCT kind FROM pitstop_versions WHERE project = ? AND name = ?",
+            (self.project, name),
+        )
+        kinds = sorted(str(k) for (k,) in rows)
+        if kind is not None and kind in kinds:
+            return kind
+        if kind is None and len(kinds) == 1:
+            return kinds[0]
+        if kind is None and kinds:
+            raise RegistryError(
+                f"{name!r} names several kinds of object in project {self.project!r}: "
+                f"{', '.join(kinds)}. Pass kind= to choose one."
+            )
+        where, params = ("", ()) if kind is None else (" AND kind = ?", (kind,))
+        names = self._query(
+            f"SELECT DISTINCT name FROM pitstop_versions WHERE project = ?{where}",
+            (self.project, *params),
+        )
+        also = f" ({name!r} exists as {', '.join(kinds)}.)" if kinds else ""
+        raise NotFoundError(
+            f"No {kind or 'registry object'} named {name!r} in project {self.project!r}."
+            f"{suggest(name, [str(n) for (n,) in names])}{also}"
+        )
+
+    def _heads(self) -> dict[tuple[str, str], _Head]:
+        rows = self._db.query(
+            "SELECT kind, name, version, spec_hash, deleted FROM pitstop_versions v"
+            f" WHERE v.project = ? AND {_LATEST}",
+            (self.project,),
+        )
+        return {(k, n): _Head(int(v), h, bool(d)) for k, n, v, h, d in rows}
+
+    def _record(self, row: tuple[Any, ...]) -> VersionRecord:
+        kind, name, version, spec, spec_hash, author, applied_at, deleted = row
+        spec = None if spec is None else json.loads(spec)
+        at = Dialect.decode_ts(applied_at)
+        return VersionRecord(kind, name, int(version), spec, spec_hash, author, at, bool(deleted))

@@ -1,0 +1,97 @@
+"""Shared test fixtures.
+
+Services: a test that needs a server it cannot reach is *skipped* with the reason, except with
+``CI=true``, where it *fails* — CI must never pass by silently skipping a backend. Call
+:func:`require_service` wherever a service turns out to be missing.
+
+PostgreSQL: ``postgres_url`` routes a session to a fresh schema ``pitstop_test_<random>`` (dropped
+at the end) through ``?options=-csearch_path%3D<schema>``; ``fresh_postgres_url`` gives one test a
+schema of its own. The server is ``PITSTOP_TEST_POSTGRES_URL`` or ``postgresql://postgres@127.0.0.1:5432/test``.
+
+Registry: ``registry_url`` runs a test once per registry backend (SQLite file, PostgreSQL);
+``project_name`` is unique per test so tests sharing a database never collide.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any, NoReturn
+
+import pytest
+
+POSTGRES_URL = os.environ.get(
+    "PITSTOP_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test"
+)
+
+
+def require_service(name: str, exc: BaseException) -> NoReturn:
+    """Skip the current test because ``name`` is unavailable (with ``CI=true``: fail it)."""
+    detail = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    reason = f"{name} is not available: {detail}"
+    if os.environ.get("CI", "").lower() == "true":
+        pytest.fail(f"{reason} (CI=true, so a missing service is a failure)", pytrace=False)
+    pytest.skip(reason)
+
+
+def url_with_schema(url: str, schema: str) -> str:
+    """A PostgreSQL URL whose sessions use ``schema`` as their search path."""
+    return f"{url}{'&' if '?' in url else '?'}options=-csearch_path%3D{schema}"
+
+
+@pytest.fixture(scope="session")
+def postgres_admin() -> Iterator[Any]:
+    """An autocommit psycopg connection to the test server, for creating and dropping schemas."""
+    try:
+        import psycopg
+    except ImportError as exc:
+        require_service("the PostgreSQL driver (psycopg)", exc)
+    try:
+        conn = psycopg.connect(POSTGRES_URL, autocommit=True, connect_timeout=3)
+    except psycopg.Error as exc:
+        where = POSTGRES_URL.rpartition("@")[2].partition("/")[0]  # host:port, no credentials
+        require_service(f"PostgreSQL at {where}", exc)
+    with conn:
+        yield conn
+
+
+def _create_schema(admin: Any) -> str:
+    schema = f"pitstop_test_{uuid.uuid4().hex[:12]}"
+    admin.execute(f"CREATE SCHEMA {schema}")
+    return schema
+
+
+@pytest.fixture(scope="session")
+def postgres_url(postgres_admin: Any) -> Iterator[str]:
+    """A URL routed to a fresh schema shared by the whole session (dropped at the end)."""
+    schema = _create_schema(postgres_admin)
+    try:
+        yield url_with_schema(POSTGRES_URL, schema)
+    finally:
+        postgres_admin.execute(f"DROP SCHEMA IF EXISTS {schema} CASCADE")
+
+
+@pytest.fixture
+def fresh_postgres_url(postgres_admin: Any) -> Iterator[str]:
+    """A URL routed to an empty schema of this test's own (dropped afterwards)."""
+    schema = _create_schema(postgres_admin)
+    try:
+        yield url_with_schema(POSTGRES_URL, schema)
+    finally:
+        postgres_admin.execute(f"DROP SCHEMA IF EXISTS {schema} CASCADE")
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def registry_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """A registry URL, once per backend: a SQLite file in tmp_path, the session's PG schema."""
+    if request.param == "sqlite":
+        return f"sqlite://{tmp_path / 'registry.db'}"
+    return str(request.getfixturevalue("postgres_url"))
+
+
+@pytest.fixture
+def project_name() -> str:
+    """A project name no other test uses."""
+    return f"test_{uuid.uuid4().hex[:12]}"
