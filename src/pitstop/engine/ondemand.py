@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from pitstop.definitions.on_demand import OnDemandFeatureView
+from pitstop.engine.request import OnDemandRequest, RequestPlan
 from pitstop.errors import RetrievalError
 from pitstop.types import to_arrow
 
@@ -90,3 +91,63 @@ def cast_output(
             f"that cannot be cast to the declared {dtype} ({exc}); fix the function or the "
             "schema"
         ) from exc
+
+
+def inputs_for(
+    plan: RequestPlan, od: OnDemandRequest, batch: pa.Table | pa.RecordBatch
+) -> pa.Table:
+    """The input table of one on-demand view: its sources' features (as ``feature`` and
+    ``view__feature``) and its request fields, taken from a joined ``batch``."""
+    import pyarrow as pa
+
+    views = {v.projection.name_to_use: v for v in plan.views}
+    names: list[str] = []
+    arrays: list[Any] = []
+    short_seen: set[str] = set()
+    for src in od.view.sources:
+        vr = views[src.name_to_use]
+        for col in vr.columns:
+            if src.features is not None and col.feature.name not in src.features:
+                continue
+            values = batch.column(col.name)
+            for alias in (col.feature.name, f"{src.name_to_use}__{col.feature.name}"):
+                if alias not in short_seen:
+                    short_seen.add(alias)
+                    names.append(alias)
+                    arrays.append(values)
+    for req in od.view.request_sources:
+        for f in req.schema:
+            if f.name not in batch.schema.names:
+                raise RetrievalError(
+                    f"on-demand feature view {od.view.name!r} needs request field {f.name!r} "
+                    f"(request source {req.name!r}); add a {f.name!r} column to the entity "
+                    "data"
+                )
+            if f.name not in short_seen:
+                short_seen.add(f.name)
+                names.append(f.name)
+                arrays.append(batch.column(f.name))
+    return pa.Table.from_arrays(arrays, names=names) if names else pa.table({})
+
+
+def on_demand_transform(plan: RequestPlan) -> Callable[[pa.RecordBatch], pa.RecordBatch]:
+    """A per-batch step that appends on-demand outputs and drops hidden input columns."""
+    import pyarrow as pa
+
+    hidden = set(plan.hidden_columns)
+
+    def transform(batch: pa.RecordBatch) -> pa.RecordBatch:
+        names = list(batch.schema.names)
+        arrays = list(batch.columns)
+        for od in plan.on_demand:
+            table = inputs_for(plan, od, batch)
+            if table.num_rows != batch.num_rows:  # no inputs at all: one row per entity row
+                table = pa.table({"__rows__": pa.nulls(batch.num_rows)})
+            out = run_on_demand(od.view, table)
+            for col in od.columns:
+                names.append(col.name)
+                arrays.append(out.column(col.feature.name).combine_chunks())
+        keep = [i for i, n in enumerate(names) if n not in hidden]
+        return pa.RecordBatch.from_arrays([arrays[i] for i in keep], names=[names[i] for i in keep])
+
+    return transform
