@@ -21,7 +21,9 @@ PITSTOP = str(Path(sys.executable).with_name("pitstop"))
 def import_seconds() -> float:
     out = subprocess.run(
         [sys.executable, "-X", "importtime", "-c", "import pitstop"],
-        capture_output=True, text=True, check=True,
+        capture_output=True,
+        text=True,
+        check=True,
     ).stderr
     last = [line for line in out.splitlines() if re.search(r"\|\s+pitstop$", line)][-1]
     return int(last.split("|")[1]) / 1e6
@@ -38,8 +40,12 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=7)
     args = parser.parse_args()
     rows = []
-    rows.append(("import pitstop (cumulative, -X importtime)",
-                 statistics.median(import_seconds() for _ in range(args.repeat))))
+    rows.append(
+        (
+            "import pitstop (cumulative, -X importtime)",
+            statistics.median(import_seconds() for _ in range(args.repeat)),
+        )
+    )
     root = Path(tempfile.mkdtemp(prefix="pitstop-bench-"))
     try:
         firsts, agains = [], []

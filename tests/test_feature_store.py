@@ -90,8 +90,9 @@ def test_plan_writes_nothing(store: FeatureStore) -> None:
 
 
 def test_references_are_checked_at_apply(store: FeatureStore) -> None:
-    orphan = FeatureView(name="orphan", entities=["customer"], source=source,
-                         schema=[Field(name="x", dtype=Int64)])
+    orphan = FeatureView(
+        name="orphan", entities=["customer"], source=source, schema=[Field(name="x", dtype=Int64)]
+    )
     with pytest.raises(DefinitionError, match=r"uses entity 'customer', which is not defined"):
         store.apply([orphan])
     svc = FeatureService(name="svc", features=[view(name="ghost")])
@@ -103,8 +104,7 @@ def test_references_are_checked_at_apply(store: FeatureStore) -> None:
 def test_view_names_share_one_namespace(store: FeatureStore) -> None:
     req = RequestSource(name="req", schema=[Field(name="x", dtype=Float64)])
 
-    @on_demand_feature_view(sources=[req], schema=[Field(name="y", dtype=Float64)],
-                            mode="python")
+    @on_demand_feature_view(sources=[req], schema=[Field(name="y", dtype=Float64)], mode="python")
     def users(inputs: dict[str, list[float]]) -> dict[str, list[float]]:
         return {"y": inputs["x"]}
 
@@ -113,9 +113,12 @@ def test_view_names_share_one_namespace(store: FeatureStore) -> None:
 
 
 def test_join_keys_resolved_from_registered_entity(store: FeatureStore) -> None:
-    by_name = FeatureView(name="by_name", entities=["user"], source=source,
-                          schema=[Field(name="user_id", dtype=Int64),
-                                  Field(name="age", dtype=Int64)])
+    by_name = FeatureView(
+        name="by_name",
+        entities=["user"],
+        source=source,
+        schema=[Field(name="user_id", dtype=Int64), Field(name="age", dtype=Int64)],
+    )
     store.apply([user, by_name])
     stored = store.get_feature_view("by_name")
     assert stored.join_keys == ("user_id",)
@@ -131,8 +134,13 @@ def test_lookups_suggest_close_names(store: FeatureStore) -> None:
 
 
 def test_list_filters_by_tags(store: FeatureStore) -> None:
-    tagged = FeatureView(name="tagged", entities=[user], source=source,
-                         schema=[Field(name="x", dtype=Int64)], tags={"team": "a"})
+    tagged = FeatureView(
+        name="tagged",
+        entities=[user],
+        source=source,
+        schema=[Field(name="x", dtype=Int64)],
+        tags={"team": "a"},
+    )
     store.apply([user, view(), tagged])
     assert [v.name for v in store.list_feature_views(tags={"team": "a"})] == ["tagged"]
 

@@ -51,6 +51,10 @@ def test_errors_share_one_root_and_mix_in_builtins() -> None:
     assert issubclass(errors.BackendUnavailableError, ConnectionError)
     for name in dir(errors):
         obj = getattr(errors, name)
-        if isinstance(obj, type) and issubclass(obj, Exception) and obj.__module__ == errors.__name__:
+        if (
+            isinstance(obj, type)
+            and issubclass(obj, Exception)
+            and obj.__module__ == errors.__name__
+        ):
             assert issubclass(obj, errors.PitstopError)
     assert str(errors.NotFoundError("plain message")) == "plain message"

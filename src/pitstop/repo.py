@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 import importlib
 import sys
 import traceback
@@ -10,7 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from pitstop.definitions.base import Definition
-from pitstop.definitions.feature_view import FeatureView
+from pitstop.definitions.feature_view import FeatureView, Projectable, Projection
 from pitstop.definitions.on_demand import OnDemandFeatureView
 from pitstop.definitions.serde import kind_of
 from pitstop.definitions.sources import DataSource, PushSource
@@ -92,42 +93,90 @@ def load_repo(root: str | Path) -> RepoContents:
     files = python_files(root)
     names = [_module_name(root, p) for p in files]
     _forget(root, names)
-    contents = RepoContents()
+    found: list[tuple[str, dict[str, Definition], set[str]]] = []
+    importlib.invalidate_caches()  # see files created or changed since the last load
     sys.path.insert(0, str(root))
     try:
         for path, name in zip(files, names, strict=True):
             if not name:
                 continue
             origin = str(path.relative_to(root))
-            module = _import(name, origin)
-            for value in list(vars(module).values()):
-                if isinstance(value, Definition) and not isinstance(value, type):
-                    collect(contents, value, origin)
+            module = _import(name, origin, root)
+            values = {
+                key: value
+                for key, value in vars(module).items()
+                if isinstance(value, Definition) and not isinstance(value, type)
+            }
+            found.append((origin, values, _imported_names(path)))
     finally:
         sys.path.remove(str(root))
+    # First what each file defines, then what it imports or embeds: an object's origin is the
+    # file that defines it, not the first file (alphabetically) that imports it.
+    contents = RepoContents()
+    for origin, values, imported in found:
+        for key, value in values.items():
+            if _defined_here(key, value, imported):
+                collect(contents, value, origin, nested=False)
+    for origin, values, _ in found:
+        for value in values.values():
+            collect(contents, value, origin)
     return contents
 
 
-def _import(name: str, origin: str) -> object:
+def _defined_here(key: str, value: Definition, imported: set[str]) -> bool:
+    """Whether a file's top-level ``key`` is its own object (not imported, not a projection)."""
+    if key in imported or "*" in imported:
+        return False
+    return not isinstance(value, Projectable) or value.projection == Projection(name=value.name)
+
+
+def _imported_names(path: Path) -> set[str]:
+    """The names a file binds with top-level import statements."""
+    try:
+        tree = ast.parse(path.read_bytes())
+    except (SyntaxError, ValueError):
+        return set()
+    return {
+        alias.asname or alias.name.split(".")[0]
+        for stmt in tree.body
+        if isinstance(stmt, ast.Import | ast.ImportFrom)
+        for alias in stmt.names
+    }
+
+
+def _import(name: str, origin: str, root: Path) -> object:
     try:
         return importlib.import_module(name)
     except Exception as exc:
+        # the innermost line of the user's repo, not of pitstop or importlib; a SyntaxError
+        # has no such frame, but its message already names the file and line
         frames = [
-            f for f in traceback.extract_tb(exc.__traceback__) if "importlib" not in f.filename
+            f
+            for f in traceback.extract_tb(exc.__traceback__)
+            if Path(f.filename).is_relative_to(root)
         ]
-        where = f" (line {frames[-1].lineno} of {frames[-1].filename})" if frames else ""
+        where = (
+            f" (line {frames[-1].lineno} of {Path(frames[-1].filename).relative_to(root)})"
+            if frames
+            else ""
+        )
         raise RepoError(
             f"cannot load {origin}: {type(exc).__name__}: {exc}{where}; fix the file or move it "
             "out of the feature repo"
         ) from exc
 
 
-def collect(contents: RepoContents, value: Definition, origin: str) -> None:
+def collect(contents: RepoContents, value: Definition, origin: str, *, nested: bool = True) -> None:
+    """Add ``value`` and (with ``nested``) the sources it embeds."""
     try:
         kind_of(value)
     except TypeError:
         return  # fields, aggregations and other parts are collected through their owners
+    if isinstance(value, Projectable) and value.projection != Projection(name=value.name):
+        value = value._copy(projection=Projection(name=value.name))  # the view, not a selection
     contents.add(value, origin)
+    if not nested:
+        return
     if isinstance(value, FeatureView):
         collect(contents, value.source, origin)
     elif isinstance(value, PushSource):

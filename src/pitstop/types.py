@@ -152,7 +152,10 @@ def parse_dtype(value: object, *, what: str = "dtype") -> FeastType:
     if isinstance(value, PrimitiveType | Array):
         return value
     if isinstance(value, ValueType):
-        return from_value_type(value)
+        try:
+            return from_value_type(value)
+        except DefinitionError as exc:
+            raise DefinitionError(f"{what}: {exc}") from None
     if isinstance(value, str):
         text = value.strip()
         if text in PRIMITIVES:

@@ -40,6 +40,8 @@ class Entity(Definition):
         check_name(name, "Entity")
         if join_key is not None and join_keys is not None:
             raise DefinitionError(f"{what}: give join_keys or the legacy join_key, not both")
+        if isinstance(join_keys, str):
+            join_keys = [join_keys]  # one key given as a string, not its characters
         keys = [join_key] if join_key is not None else list(join_keys or [name])
         if not keys or not all(isinstance(k, str) and k for k in keys):
             raise DefinitionError(f"{what}: join_keys must be a list of column names")

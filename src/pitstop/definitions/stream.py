@@ -12,13 +12,15 @@ from pitstop.definitions.feature_view import FeatureView
 from pitstop.definitions.field import Field
 from pitstop.definitions.sources import DataSource, PushSource
 from pitstop.errors import DefinitionError
-from pitstop.types import Float64, Int64
+from pitstop.types import FeastType, Float64, Int64
 
 FUNCTIONS = ("count", "sum", "mean", "avg", "min", "max", "count_distinct", "last")
 
 
 def window_label(window: timedelta) -> str:
     """``1h``, ``30m``, ``7d``, ``90s``: the window part of default aggregation names."""
+    if window.total_seconds() % 1:
+        return f"{round(window.total_seconds() * 1000)}ms"
     total = int(window.total_seconds())
     for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
         if total % size == 0:
@@ -104,19 +106,27 @@ class Aggregation(Definition):
 def aggregation_fields(
     aggregations: Sequence[Aggregation], schema: Sequence[Field]
 ) -> tuple[Field, ...]:
-    """Output features of ``aggregations``: explicit names, else the schema's fields in order
-    when there are as many, else ``{function}_{column}_{window}``."""
-    if not any(a.name for a in aggregations) and len(schema) == len(aggregations):
-        return tuple(schema)
+    """Output features of ``aggregations``, each named by its explicit ``name``, else by the
+    schema's field at its position when there are as many, else ``{function}_{column}_{window}``.
+
+    A schema field of the output's name gives its dtype; otherwise count -> Int64, min, max and
+    last -> the dtype of the aggregated column when the schema declares it, the rest -> Float64.
+    """
+    positional = len(schema) == len(aggregations)
     by_name = {f.name: f for f in schema}
-    out = []
-    for agg in aggregations:
-        name = agg.output_name
-        dtype = (
-            by_name[name].dtype
-            if name in by_name
-            else (Int64 if agg.function in ("count", "count_distinct") else Float64)
-        )
+    out: list[Field] = []
+    for i, agg in enumerate(aggregations):
+        name = agg.name or (schema[i].name if positional else agg.output_name)
+        if name in by_name:
+            out.append(by_name[name])
+            continue
+        column = by_name.get(agg.column)
+        if agg.function in ("count", "count_distinct"):
+            dtype: FeastType = Int64
+        elif agg.function in ("min", "max", "last") and column is not None:
+            dtype = column.dtype
+        else:
+            dtype = Float64
         out.append(Field(name=name, dtype=dtype))
     return tuple(out)
 
