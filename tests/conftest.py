@@ -95,3 +95,40 @@ def registry_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
 def project_name() -> str:
     """A project name no other test uses."""
     return f"test_{uuid.uuid4().hex[:12]}"
+
+
+REDIS_URL = os.environ.get("PITSTOP_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
+
+
+@pytest.fixture(scope="session")
+def redis_url() -> str:
+    """The test Redis server's URL, once it answers a PING (skipped or failed otherwise)."""
+    try:
+        import redis
+    except ImportError as exc:
+        require_service("the Redis driver (redis-py)", exc)
+    client = redis.Redis.from_url(REDIS_URL, socket_connect_timeout=3)
+    try:
+        client.ping()
+    except redis.RedisError as exc:
+        where = REDIS_URL.rpartition("@")[2].partition("/")[0].removeprefix("redis://")
+        require_service(f"Redis at {where}", exc)
+    finally:
+        client.close()
+    return REDIS_URL
+
+
+@pytest.fixture(scope="session")
+def redis_key_prefix(redis_url: str) -> Iterator[str]:
+    """A key prefix ``pitstop_test_<random>:`` of this session; its keys are deleted at the end."""
+    import redis
+
+    prefix = f"pitstop_test_{uuid.uuid4().hex[:12]}:"
+    yield prefix
+    client = redis.Redis.from_url(redis_url)
+    try:
+        keys = list(client.scan_iter(match=f"{prefix}*", count=1000))
+        for start in range(0, len(keys), 1000):
+            client.unlink(*keys[start : start + 1000])
+    finally:
+        client.close()

@@ -6,7 +6,7 @@ It holds the configuration and the registry and delegates every piece of work to
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -15,12 +15,19 @@ from pitstop.definitions.entity import Entity
 from pitstop.definitions.feature_view import FeatureView
 from pitstop.definitions.on_demand import OnDemandFeatureView
 from pitstop.definitions.service import FeatureService
-from pitstop.definitions.sources import DataSource
+from pitstop.definitions.sources import DataSource, PushMode
 from pitstop.definitions.stream import StreamFeatureView
 from pitstop.errors import DefinitionError
 
 if TYPE_CHECKING:
+    from datetime import datetime
+
     from pitstop.config import RepoConfig
+    from pitstop.engine.materialize import MaterializeResult
+    from pitstop.engine.online import OnlineResponse, OnlineRetriever
+    from pitstop.offline.base import OfflineEngine
+    from pitstop.offline.job import RetrievalJob
+    from pitstop.online.base import OnlineStore
     from pitstop.registry import Change, Registry
 
 
@@ -45,6 +52,9 @@ class FeatureStore:
         self.config = config
         self.repo_path = Path(config.repo_path)
         self._registry: Registry | None = None
+        self._offline: OfflineEngine | None = None
+        self._online: OnlineStore | None = None
+        self._retriever: OnlineRetriever | None = None
 
     @property
     def project(self) -> str:
@@ -58,6 +68,158 @@ class FeatureStore:
             reg = self.config.registry
             self._registry = Registry(reg.url(self.repo_path), self.project, reg.cache_ttl_seconds)
         return self._registry
+
+    @property
+    def offline(self) -> OfflineEngine:
+        """The offline engine (DuckDB) that builds training sets and feeds materialization."""
+        if self._offline is None:
+            from pitstop.offline.duckdb import DuckDBEngine
+
+            cfg = self.config.offline_store
+            temp = cfg.temp_directory
+            self._offline = DuckDBEngine(
+                threads=cfg.threads,
+                memory_limit=cfg.memory_limit,
+                temp_directory=str(self.repo_path / temp) if temp else None,
+            )
+        return self._offline
+
+    # --- training sets -----------------------------------------------------------------------
+
+    def get_historical_features(
+        self,
+        entity_df: Any = None,
+        features: Sequence[str] | FeatureService | None = None,
+        full_feature_names: bool = False,
+        start_date: datetime | None = None,
+        end_date: datetime | None = None,
+        filter_by_created_timestamp: bool = False,
+    ) -> RetrievalJob:
+        """Point-in-time correct features for every row of ``entity_df`` (lazily).
+
+        >>> job = store.get_historical_features(entity_df, ["user_features:total_purchases"])
+        ... # doctest: +SKIP
+        >>> training_df = job.to_df()                                  # doctest: +SKIP
+        """
+        from pitstop.engine.historical import historical_features
+
+        if features is None:
+            raise DefinitionError("get_historical_features needs features=[...] or a service")
+        return historical_features(
+            self.registry.snapshot(),
+            self.offline,
+            self.repo_path,
+            entity_df,
+            features,
+            full_feature_names=full_feature_names,
+            start_date=start_date,
+            end_date=end_date,
+            filter_by_created_timestamp=filter_by_created_timestamp,
+        )
+
+    # --- serving ------------------------------------------------------------------------------
+
+    @property
+    def online(self) -> OnlineStore:
+        """The online store serving the latest feature values."""
+        if self._online is None:
+            from pitstop.online import open_online_store
+
+            self._online = open_online_store(self.config.online_store, self.project, self.repo_path)
+        return self._online
+
+    def get_online_features(
+        self,
+        features: Sequence[str] | FeatureService,
+        entity_rows: Sequence[Mapping[str, Any]] | Mapping[str, Sequence[Any]],
+        full_feature_names: bool = False,
+    ) -> OnlineResponse:
+        """The latest values for ``entity_rows``, with a status and event time per value.
+
+        >>> store.get_online_features(["user_features:total_purchases"],
+        ...                           [{"user_id": 1001}]).to_dict()   # doctest: +SKIP
+        {'user_id': [1001], 'total_purchases': [45]}
+        """
+        if self._retriever is None:
+            from pitstop.engine.online import OnlineRetriever
+
+            enforce = getattr(self.config.online_store, "enforce_ttl", True)
+            self._retriever = OnlineRetriever(self.registry, self.online, enforce)
+        return self._retriever.get_online_features(features, entity_rows, full_feature_names)
+
+    def materialize(
+        self,
+        start_date: datetime | None,
+        end_date: datetime,
+        feature_views: Sequence[str] | None = None,
+        *,
+        progress: bool = False,
+    ) -> list[MaterializeResult]:
+        """Load each view's latest rows in ``[start_date, end_date]`` into the online store."""
+        from pitstop.engine.materialize import utc
+
+        start = utc(start_date) if start_date is not None else None
+        return self._materialize(lambda view: start, utc(end_date), feature_views, progress)
+
+    def materialize_incremental(
+        self,
+        end_date: datetime,
+        feature_views: Sequence[str] | None = None,
+        *,
+        progress: bool = False,
+    ) -> list[MaterializeResult]:
+        """Continue each view from its last materialization (or one TTL back) to ``end_date``."""
+        from pitstop.engine.materialize import incremental_start, utc
+
+        end = utc(end_date)
+        meta = self.registry.store
+        return self._materialize(lambda v: incremental_start(meta, v, end), end, feature_views,
+                                 progress)  # fmt: skip
+
+    def _materialize(
+        self,
+        start_of: Callable[[FeatureView], datetime | None],
+        end: datetime,
+        names: Sequence[str] | None,
+        progress: bool,
+    ) -> list[MaterializeResult]:
+        from pitstop.engine.materialize import Progress, materialize_view, online_views
+
+        snap = self.registry.snapshot(fresh=True)
+        views = online_views([*snap.feature_views.values(), *snap.stream_feature_views.values()],
+                             names)  # fmt: skip
+        with Progress(enabled=progress) as bar:
+            return [
+                materialize_view(view, start_of(view), end, offline=self.offline,
+                                 online=self.online, meta=self.registry.store,
+                                 repo_path=self.repo_path, progress=bar)
+                for view in views
+            ]  # fmt: skip
+
+    def write_to_online_store(
+        self, feature_view_name: str, df: Any, allow_registry_cache: bool = True
+    ) -> int:
+        """Write rows of ``df`` to one view's online table (event-time ordered)."""
+        from pitstop.engine.push import write_online
+
+        snap = self.registry.snapshot(fresh=not allow_registry_cache)
+        view = snap.view(feature_view_name)
+        if not isinstance(view, FeatureView):
+            raise DefinitionError(f"{feature_view_name!r} is not a batch or stream feature view")
+        return write_online(snap, self.online, [view], df, f"write_to_online_store({view.name!r})")
+
+    def push(
+        self,
+        push_source_name: str,
+        df: Any,
+        allow_registry_cache: bool = True,
+        to: PushMode = PushMode.ONLINE,
+    ) -> int:
+        """Send rows to every view fed by a push source: online, offline or both."""
+        from pitstop.engine.push import push
+
+        snap = self.registry.snapshot(fresh=not allow_registry_cache)
+        return push(snap, self.online, self.repo_path, push_source_name, df, to)
 
     # --- definitions -------------------------------------------------------------------------
 
@@ -80,12 +242,22 @@ class FeatureStore:
         """
         if isinstance(objects, Definition):
             objects = [objects]
-        return self.registry.apply(
-            _flatten(objects), objects_to_delete or (), prune=not partial, author=author
+        changes, _ = self.registry.plan(
+            _flatten(objects), objects_to_delete or (), prune=not partial
         )
+        keep, drop = _online_tables(changes)
+        if keep:  # create tables first: a failing store leaves the registry untouched
+            self.online.update(keep, [])
+        self.registry.write(changes, author=author)
+        if drop:
+            self.online.update([], drop)
+        return changes
 
     def teardown(self) -> None:
-        """Remove this project's registry objects (and, with online stores, their tables)."""
+        """Remove this project's registry objects and online tables."""
+        snap = self.registry.snapshot(fresh=True)
+        views = [*snap.feature_views, *snap.stream_feature_views]
+        self.online.teardown(views)
         self.registry.store.teardown()
         self.registry.refresh()
 
@@ -153,6 +325,13 @@ class FeatureStore:
         return self.registry.snapshot().get("feature_service", name)  # type: ignore[return-value]
 
     def close(self) -> None:
+        if self._online is not None:
+            self._online.close()
+            self._online = None
+            self._retriever = None
+        if self._offline is not None:
+            self._offline.close()
+            self._offline = None
         if self._registry is not None:
             self._registry.close()
             self._registry = None
@@ -165,6 +344,20 @@ class FeatureStore:
 
     def __repr__(self) -> str:
         return f"FeatureStore(project={self.project!r}, repo_path={str(self.repo_path)!r})"
+
+
+def _online_tables(changes: Iterable[Change]) -> tuple[list[str], list[str]]:
+    """Online tables an apply creates (new or changed online views) and drops."""
+    keep: list[str] = []
+    drop: list[str] = []
+    for c in changes:
+        if c.kind not in ("feature_view", "stream_feature_view") or not c.changed:
+            continue
+        if c.spec is not None and c.spec.get("online", True):
+            keep.append(c.name)
+        elif c.action == "delete" or (c.old or {}).get("online", True):
+            drop.append(c.name)
+    return keep, drop
 
 
 def _flatten(objects: Iterable[Any]) -> Sequence[Definition]:

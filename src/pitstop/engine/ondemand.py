@@ -131,10 +131,12 @@ def inputs_for(
 
 
 def on_demand_transform(plan: RequestPlan) -> Callable[[pa.RecordBatch], pa.RecordBatch]:
-    """A per-batch step that appends on-demand outputs and drops hidden input columns."""
+    """A per-batch step that appends on-demand outputs, drops hidden input columns and puts
+    the features in the requested order (after the entity columns)."""
     import pyarrow as pa
 
     hidden = set(plan.hidden_columns)
+    features = set(plan.output_names)
 
     def transform(batch: pa.RecordBatch) -> pa.RecordBatch:
         names = list(batch.schema.names)
@@ -147,7 +149,9 @@ def on_demand_transform(plan: RequestPlan) -> Callable[[pa.RecordBatch], pa.Reco
             for col in od.columns:
                 names.append(col.name)
                 arrays.append(out.column(col.feature.name).combine_chunks())
-        keep = [i for i, n in enumerate(names) if n not in hidden]
-        return pa.RecordBatch.from_arrays([arrays[i] for i in keep], names=[names[i] for i in keep])
+        index = {n: i for i, n in enumerate(names)}
+        order = [n for n in names if n not in hidden and n not in features]
+        order += plan.output_names
+        return pa.RecordBatch.from_arrays([arrays[index[n]] for n in order], names=order)
 
     return transform

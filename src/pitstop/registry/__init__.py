@@ -92,6 +92,10 @@ class Registry:
     ) -> list[Change]:
         """Write ``objects`` (and remove ``deletes``, or everything else with ``prune``)."""
         changes, _ = self.plan(objects, deletes, prune=prune)
+        return self.write(changes, author=author)
+
+    def write(self, changes: list[Change], *, author: str | None = None) -> list[Change]:
+        """Write the changes a :meth:`plan` computed, in one transaction."""
         puts = [(c.kind, c.name, c.spec) for c in changes if c.action in ("create", "update")]
         dels = [(c.kind, c.name) for c in changes if c.action == "delete"]
         if puts or dels:

@@ -1,0 +1,135 @@
+"""Historical retrieval: turn a resolved feature request into the one point-in-time plan.
+
+The offline engine executes the plan; on-demand views run afterwards on every streamed batch.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from pitstop.definitions.feature_view import FeatureView
+from pitstop.definitions.service import FeatureService
+from pitstop.definitions.sources import FileSource
+from pitstop.definitions.stream import StreamFeatureView
+from pitstop.engine.ondemand import on_demand_transform
+from pitstop.engine.request import RequestPlan, ViewRequest, build_plan
+from pitstop.errors import RetrievalError
+
+if TYPE_CHECKING:
+    from pitstop.offline.base import OfflineEngine
+    from pitstop.offline.job import RetrievalJob
+    from pitstop.offline.pit import SourceRef, ViewJoin
+    from pitstop.registry.snapshot import Snapshot
+
+
+def source_ref(source: FileSource, repo_path: Path) -> SourceRef:
+    """Where a file source's rows are, with relative paths resolved against the repo root."""
+    from pitstop.offline.pit import SourceRef
+
+    return SourceRef(
+        path=source.resolve_path(repo_path),
+        file_format=source.file_format,
+        timestamp_field=source.timestamp_field,
+        created_timestamp_column=source.created_timestamp_column or None,
+        field_mapping=source.field_mapping,
+        name=source.name,
+    )
+
+
+def view_join(
+    view: FeatureView,
+    repo_path: Path,
+    columns: Sequence[tuple[str, str]] | None = None,
+    entity_keys: Sequence[str] | None = None,
+    alias: str | None = None,
+) -> ViewJoin:
+    """The plan entry for one view: by default all its features under their own names."""
+    from pitstop.offline.pit import ViewJoin
+
+    if isinstance(view, StreamFeatureView) and view.aggregations:
+        raise RetrievalError(
+            f"stream feature view {view.name!r} aggregates over windows; historical retrieval "
+            "of windowed aggregations is not available in this version"
+        )
+    return ViewJoin(
+        name=alias or view.name,
+        source=source_ref(view.batch_source, repo_path),
+        entity_keys=tuple(entity_keys or view.join_keys),
+        source_keys=view.join_keys,
+        columns=tuple(
+            columns if columns is not None else ((f.name, f.name) for f in view.features)
+        ),
+        ttl=view.ttl,
+    )
+
+
+def _join_for(vr: ViewRequest, repo_path: Path) -> ViewJoin:
+    cols = tuple((c.feature.name, c.name) for c in vr.columns)
+    return view_join(vr.view, repo_path, cols, vr.entity_keys, vr.projection.name_to_use)
+
+
+def historical_features(
+    snapshot: Snapshot,
+    engine: OfflineEngine,
+    repo_path: Path,
+    entity_df: Any,
+    features: Sequence[str] | FeatureService,
+    *,
+    full_feature_names: bool = False,
+    start_date: datetime | None = None,
+    end_date: datetime | None = None,
+    filter_by_created_timestamp: bool = False,
+    timestamp_column: str = "event_timestamp",
+) -> RetrievalJob:
+    """A lazy job joining ``features`` onto ``entity_df`` point-in-time correctly."""
+    from pitstop.offline.pit import PitPlan
+
+    plan = build_plan(snapshot, features, full_feature_names)
+    joins = tuple(_join_for(v, repo_path) for v in plan.views)
+    if entity_df is None:
+        if start_date is None and end_date is None:
+            raise RetrievalError(
+                "give an entity_df, or start_date/end_date to retrieve every feature row in a "
+                "time range"
+            )
+        entity_df = _entities_in_range(engine, plan, joins, start_date, end_date)
+    elif start_date is not None or end_date is not None:
+        raise RetrievalError("start_date/end_date apply only when no entity_df is given")
+    pit = PitPlan(joins, timestamp_column, filter_by_created_timestamp)
+    return engine.historical(entity_df, pit).with_transforms([on_demand_transform(plan)])
+
+
+def _entities_in_range(
+    engine: OfflineEngine,
+    plan: RequestPlan,
+    joins: Sequence[ViewJoin],
+    start: datetime | None,
+    end: datetime | None,
+) -> Any:
+    """Entity-less mode: every (keys, event time) of the requested views in ``[start, end]``."""
+    import pyarrow as pa
+
+    keys = plan.entity_keys
+    parts = []
+    for vr, join in zip(plan.views, joins, strict=True):
+        if set(vr.entity_keys) != set(keys):
+            raise RetrievalError(
+                "entity-less retrieval needs every requested view to share the same join keys; "
+                f"{vr.projection.name_to_use!r} has {list(vr.entity_keys)}, the request "
+                f"{list(keys)}. Pass an entity_df instead."
+            )
+        bare = type(join)(join.name, join.source, join.entity_keys, join.source_keys, (), None)
+        table = engine.range(bare, start, end).to_arrow()
+        ts = join.source.timestamp_field
+        parts.append(
+            pa.table({**{k: table.column(k) for k in keys}, "event_timestamp": table.column(ts)})
+        )
+    merged = pa.concat_tables(parts, promote_options="permissive")
+    return (
+        merged.group_by([*keys, "event_timestamp"])
+        .aggregate([])
+        .sort_by([("event_timestamp", "ascending"), *((k, "ascending") for k in keys)])
+    )

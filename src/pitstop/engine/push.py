@@ -1,0 +1,190 @@
+"""Push and ``write_to_online_store``: check incoming rows against a view, then write them.
+
+Everything is checked before anything is written: a missing column or a value that does not
+fit the declared type is an error naming the column, and nothing reaches either store.
+Offline pushes add one Parquet part file per push, written to a temporary name and renamed
+into place, so readers never see half a file.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from pitstop.definitions.feature_view import FeatureView
+from pitstop.definitions.sources import FileSource, PushMode, PushSource
+from pitstop.engine.online import key_dtypes
+from pitstop.engine.write import chunks, encode_rows
+from pitstop.errors import NotFoundError, RetrievalError, suggest
+from pitstop.types import to_arrow
+
+if TYPE_CHECKING:
+    import pyarrow as pa
+
+    from pitstop.registry.snapshot import Snapshot
+
+PUSHED_SUFFIX = ".pushed"
+
+
+def as_table(data: Any, what: str) -> pa.Table:
+    """A pandas/polars DataFrame, dict of lists, list of dicts or Arrow table as Arrow."""
+    import pyarrow as pa
+
+    if isinstance(data, pa.Table):
+        return data
+    if isinstance(data, pa.RecordBatch):
+        return pa.Table.from_batches([data])
+    if isinstance(data, dict):
+        return pa.table(data)
+    if isinstance(data, list) and all(isinstance(r, dict) for r in data):
+        return pa.Table.from_pylist(data)
+    if hasattr(data, "__arrow_c_stream__") or hasattr(data, "to_arrow"):
+        if type(data).__module__.startswith("pandas"):
+            return pa.Table.from_pandas(data, preserve_index=False)
+        return pa.table(data)
+    raise RetrievalError(
+        f"{what}: expected a DataFrame, an Arrow table or a dict of lists, "
+        f"got {type(data).__name__}"
+    )
+
+
+def push_views(snapshot: Snapshot, push_source_name: str) -> list[FeatureView]:
+    """Every batch or stream view fed by the push source called ``push_source_name``."""
+    sources = snapshot.data_sources
+    if not isinstance(sources.get(push_source_name), PushSource):
+        pushes = [n for n, s in sources.items() if isinstance(s, PushSource)]
+        raise NotFoundError(
+            f"push source {push_source_name!r} is not in the registry."
+            f"{suggest(push_source_name, pushes)}"
+        )
+    views = [*snapshot.feature_views.values(), *snapshot.stream_feature_views.values()]
+    return [
+        v for v in views if isinstance(v.source, PushSource) and v.source.name == push_source_name
+    ]
+
+
+def conform(table: pa.Table, view: FeatureView, key_types: dict[str, Any], what: str) -> pa.Table:
+    """``table`` with the view's columns cast to their declared types (checked, not written)."""
+    import pyarrow as pa
+
+    ts = view.timestamp_field
+    needed = [*view.join_keys, ts, *(f.name for f in view.features)]
+    missing = [c for c in needed if c not in table.column_names]
+    if missing:
+        raise RetrievalError(
+            f"{what}: column(s) {missing} needed by feature view {view.name!r} are missing; "
+            f"given: {table.column_names}"
+        )
+    created = view.batch_source.created_timestamp_column
+    targets: dict[str, Any] = {f.name: to_arrow(f.dtype) for f in view.features}
+    targets.update({k: to_arrow(t) for k, t in key_types.items() if k in view.join_keys})
+    targets[ts] = pa.timestamp("us", tz="UTC")
+    if created and created in table.column_names:
+        targets[created] = pa.timestamp("us", tz="UTC")
+    columns = {}
+    for name in table.column_names:
+        col = table.column(name)
+        target = targets.get(name)
+        if target is not None and col.type != target:
+            col = _cast(col, target, name, view, what)
+        columns[name] = col
+    return pa.table(columns)
+
+
+def _cast(col: Any, target: Any, name: str, view: FeatureView, what: str) -> Any:
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    try:
+        if pa.types.is_timestamp(target) and pa.types.is_string(col.type):
+            col = pc.cast(col, pa.timestamp("us"))
+        if pa.types.is_timestamp(target) and pa.types.is_timestamp(col.type) and not col.type.tz:
+            col = pc.assume_timezone(col.cast(pa.timestamp("us")), "UTC")
+        return col.cast(target)
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError, pa.ArrowTypeError) as exc:
+        raise RetrievalError(
+            f"{what}: column {name!r} of feature view {view.name!r} is declared {target} but "
+            f"holds {col.type} values that do not convert ({exc})"
+        ) from exc
+
+
+def append_offline(source: FileSource, repo_path: Path, table: pa.Table) -> Path:
+    """Add ``table`` to the source's data as a new Parquet part file (atomically)."""
+    import pyarrow.parquet as pq
+
+    if source.file_format != "parquet":
+        raise RetrievalError(
+            f"offline pushes need a Parquet source; {source.name!r} is {source.file_format}"
+        )
+    folder = pushed_folder(source, repo_path)
+    folder.mkdir(parents=True, exist_ok=True)
+    reverse = {mapped: raw for raw, mapped in source.field_mapping.items()}
+    table = table.rename_columns([reverse.get(c, c) for c in table.column_names])
+    name = f"part-{uuid.uuid4().hex}.parquet"
+    tmp = folder / f".{name}.tmp"
+    pq.write_table(table, tmp)
+    os.replace(tmp, folder / name)
+    return folder / name
+
+
+def pushed_folder(source: FileSource, repo_path: Path) -> Path:
+    """Where offline pushes to ``source`` go: the folder itself, or ``<file>.pushed/``."""
+    path = Path(source.resolve_path(repo_path))
+    return path if path.is_dir() else path.with_name(path.name + PUSHED_SUFFIX)
+
+
+def check_columns(views: Sequence[FeatureView], table: pa.Table, what: str) -> None:
+    if table.num_rows == 0:
+        raise RetrievalError(f"{what}: no rows to write")
+    if not views:
+        raise RetrievalError(f"{what}: no feature view reads this source; nothing to write")
+
+
+def _conformed(
+    snapshot: Snapshot, views: Sequence[FeatureView], data: Any, what: str
+) -> list[pa.Table]:
+    """``data`` checked and cast for every view, before anything is written."""
+    table = as_table(data, what)
+    check_columns(views, table, what)
+    return [conform(table, v, key_dtypes(snapshot, v), what) for v in views]
+
+
+def _write(online: Any, views: Sequence[FeatureView], tables: Sequence[pa.Table]) -> int:
+    written = 0
+    for view, table in zip(views, tables, strict=True):
+        if not view.online:
+            continue
+        created = view.batch_source.created_timestamp_column
+        created = created if created and created in table.column_names else ""
+        rows = encode_rows(view, table, view.timestamp_field, created or None)
+        for part in chunks(rows, online.capabilities.max_write_batch):
+            online.write(view.name, part)
+            written += len(part)
+    return written
+
+
+def write_online(
+    snapshot: Snapshot, online: Any, views: Sequence[FeatureView], data: Any, what: str
+) -> int:
+    """Check ``data`` against every view, then write each view's rows online."""
+    return _write(online, views, _conformed(snapshot, views, data, what))
+
+
+def push(
+    snapshot: Snapshot, online: Any, repo_path: Path, push_source_name: str, data: Any, to: Any
+) -> int:
+    """Rows to every view fed by a push source; ``to`` is a :class:`PushMode`."""
+    what = f"push to {push_source_name!r}"
+    views = push_views(snapshot, push_source_name)
+    tables = _conformed(snapshot, views, data, what)
+    written = 0
+    if to in (PushMode.ONLINE, PushMode.ONLINE_AND_OFFLINE):
+        written = _write(online, views, tables)
+    if to in (PushMode.OFFLINE, PushMode.ONLINE_AND_OFFLINE):
+        source = snapshot.data_sources[push_source_name]
+        assert isinstance(source, PushSource)
+        append_offline(source.batch_source, repo_path, tables[0])
+    return written

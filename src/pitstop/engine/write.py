@@ -1,0 +1,87 @@
+"""Turn Arrow rows of a feature view into encoded online rows, newest per key.
+
+Used by every path that writes online — materialization, push and ``write_to_online_store`` —
+so event-time ordering inside a batch (two rows for one key: the newer wins, ties go to the
+greater created timestamp, then to the later row) is decided here once; the store applies the
+same order against what it already holds.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import TYPE_CHECKING
+
+from pitstop.definitions.feature_view import FeatureView
+from pitstop.online.base import StoredRow
+from pitstop.online.encoding import encode_keys, encode_values
+
+if TYPE_CHECKING:
+    import pyarrow as pa
+
+
+def micros(column: pa.Array | pa.ChunkedArray) -> pa.Array:
+    """Timestamps as int64 microseconds since the epoch (tz-naive means UTC)."""
+    import pyarrow as pa
+
+    if isinstance(column, pa.ChunkedArray):
+        column = column.combine_chunks()
+    t = column.type
+    if pa.types.is_date(t):
+        column = column.cast(pa.timestamp("us"))
+        t = column.type
+    if not pa.types.is_timestamp(t):
+        raise TypeError(f"expected a timestamp column, got {t}")
+    return column.cast(pa.timestamp("us", tz=t.tz)).cast(pa.int64())
+
+
+def encode_rows(
+    view: FeatureView,
+    batch: pa.RecordBatch | pa.Table,
+    timestamp_column: str,
+    created_column: str | None,
+    *,
+    unique_keys: bool = False,
+) -> list[StoredRow]:
+    """Encode ``batch`` (join keys, features, timestamps) into one row per entity key.
+
+    Rows without an event timestamp or with a null key are skipped: they cannot be ordered
+    or looked up. ``unique_keys`` skips the newest-per-key pass when the caller guarantees it.
+    """
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    if isinstance(batch, pa.RecordBatch):
+        batch = pa.Table.from_batches([batch])
+    names = sorted(view.join_keys)
+    event = micros(batch.column(timestamp_column))
+    valid = event.is_valid()
+    for k in names:
+        valid = pc.and_(valid, batch.column(k).is_valid())
+    if not pc.all(valid).as_py():
+        batch = batch.filter(valid)
+        event = event.filter(valid)
+    if batch.num_rows == 0:
+        return []
+    created = (
+        micros(batch.column(created_column)).fill_null(0).to_pylist()
+        if created_column
+        else [0] * batch.num_rows
+    )
+    keys = encode_keys(names, [batch.column(k).combine_chunks() for k in names])
+    feats = [f.name for f in view.features]
+    values = encode_values(feats, [batch.column(f).combine_chunks() for f in feats])
+    rows = list(map(StoredRow, keys, event.to_pylist(), created, values))
+    if unique_keys or len(set(keys)) == len(keys):
+        return rows
+    newest: dict[bytes, StoredRow] = {}
+    for row in rows:
+        old = newest.get(row.entity_key)
+        if old is None or (row.event_ts, row.created_ts) >= (old.event_ts, old.created_ts):
+            newest[row.entity_key] = row
+    return list(newest.values())
+
+
+def chunks(rows: list[StoredRow], size: int) -> Iterator[list[StoredRow]]:
+    """``rows`` in slices of at most ``size``."""
+    for start in range(0, len(rows), size):
+        yield rows[start : start + size]

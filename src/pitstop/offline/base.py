@@ -1,0 +1,67 @@
+"""The offline engine protocol: what the retrieval and materialization services ask of a backend.
+
+An engine executes :class:`~pitstop.offline.pit.PitPlan` (historical retrieval), reads a view's
+rows in a time range (entity-less retrieval) and the latest row per key in a range
+(materialization). It declares what it can do in :class:`EngineCapabilities`; callers branch on
+those flags, never on an engine's name.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import TYPE_CHECKING, Any, Protocol, TypeAlias, runtime_checkable
+
+if TYPE_CHECKING:
+    import pyarrow as pa
+
+    from pitstop.offline.job import RetrievalJob
+    from pitstop.offline.pit import PitPlan, ViewJoin
+
+__all__ = ["EngineCapabilities", "EntityInput", "OfflineEngine"]
+
+#: An entity frame: a ``pyarrow.Table``, a pandas or polars ``DataFrame`` (anything speaking the
+#: Arrow C stream interface works), or a SQL query string the engine runs itself.
+EntityInput: TypeAlias = "pa.Table | str | Any"
+
+
+@dataclass(frozen=True, kw_only=True)
+class EngineCapabilities:
+    """What an offline engine supports, as data the services can check.
+
+    Attributes:
+        entity_sql: accepts a SQL query string as the entity frame.
+        streaming: results stream in record batches without being materialised whole.
+        spills_to_disk: joins larger than memory spill to a temp directory instead of failing.
+        file_formats: source file formats the engine reads.
+    """
+
+    entity_sql: bool = False
+    streaming: bool = False
+    spills_to_disk: bool = False
+    file_formats: tuple[str, ...] = ("parquet",)
+
+
+@runtime_checkable
+class OfflineEngine(Protocol):
+    """A backend that executes point-in-time plans over offline sources."""
+
+    capabilities: EngineCapabilities
+
+    def historical(self, entity: EntityInput, plan: PitPlan) -> RetrievalJob:
+        """Join every view of ``plan`` onto ``entity`` point-in-time correctly (lazily)."""
+        ...
+
+    def range(self, view: ViewJoin, start: datetime | None, end: datetime | None) -> RetrievalJob:
+        """All rows of ``view`` with ``start <= event_ts <= end``: keys, timestamp, features."""
+        ...
+
+    def latest(
+        self, view: ViewJoin, start: datetime | None, end: datetime | None
+    ) -> pa.RecordBatchReader:
+        """Per key, the latest row of ``view`` in ``[start, end]`` (ties: created ts), streamed."""
+        ...
+
+    def close(self) -> None:
+        """Release connections and temporary files."""
+        ...

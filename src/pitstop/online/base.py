@@ -1,0 +1,71 @@
+"""The online store protocol: the latest encoded row per (feature view, entity key).
+
+An online store is a small, dumb key-value backend. Everything that gives values meaning —
+entity key and value encoding (:mod:`pitstop.online.encoding`), request assembly, TTL, statuses,
+naming — lives once in :mod:`pitstop.engine`. A store only has to:
+
+- keep one row per ``(view, entity_key)``: ``(event_ts, created_ts, value)``;
+- apply writes **in event-time order**: a row replaces the stored one only if
+  ``(event_ts, created_ts) >= (stored.event_ts, stored.created_ts)`` (equal: last write wins),
+  atomically, also for several rows of one key in one ``write`` call;
+- answer a read of several views and many keys in **one round trip**.
+
+The read and write paths use plain ``bytes`` and ``int`` rather than Arrow: a single-entity read
+must take microseconds, and building Arrow arrays for one row costs more than the whole read.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import NamedTuple, Protocol
+
+
+class StoredRow(NamedTuple):
+    """One encoded row: timestamps are microseconds since the Unix epoch (UTC)."""
+
+    entity_key: bytes
+    event_ts: int
+    created_ts: int
+    value: bytes
+
+
+class ReadRow(NamedTuple):
+    """What a read returns for a key that is present."""
+
+    event_ts: int
+    value: bytes
+
+
+@dataclass(frozen=True)
+class Capabilities:
+    """What a store can do; the engine checks these, never the store's name."""
+
+    shared: bool = True  # several processes see the same data
+    max_write_batch: int = 10_000  # rows per write call the engine should send
+
+
+class OnlineStore(Protocol):
+    """A backend holding the latest row per view and entity key, for one project."""
+
+    capabilities: Capabilities
+
+    def update(self, keep: Sequence[str], drop: Sequence[str]) -> None:
+        """Make sure tables for views ``keep`` exist and remove those of ``drop``."""
+        ...
+
+    def write(self, view: str, rows: Sequence[StoredRow]) -> None:
+        """Upsert ``rows`` into ``view``'s table in event-time order (see module docs)."""
+        ...
+
+    def read(self, requests: Sequence[tuple[str, Sequence[bytes]]]) -> list[list[ReadRow | None]]:
+        """For each ``(view, keys)``, the stored row of every key (``None`` if absent)."""
+        ...
+
+    def teardown(self, views: Sequence[str]) -> None:
+        """Remove the tables of ``views`` and anything else this project keeps."""
+        ...
+
+    def close(self) -> None:
+        """Release connections."""
+        ...

@@ -1,0 +1,59 @@
+"""The in-memory online store: the reference implementation of :mod:`pitstop.online.base`.
+
+One dict per view maps an entity key to its :class:`StoredRow`; one lock makes every method
+atomic. Data lives as long as the store object and is visible to no other process
+(``Capabilities(shared=False)``). Every other store must behave like this one; the conformance
+suite (``tests/test_online_stores.py``) checks that they do.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Sequence
+from pathlib import Path
+
+from pitstop.config import MemoryOnlineConfig
+from pitstop.online.base import Capabilities, ReadRow, StoredRow
+
+
+class MemoryOnlineStore:
+    """Rows in Python dicts, for tests and notebooks."""
+
+    capabilities = Capabilities(shared=False)
+
+    def __init__(self, config: MemoryOnlineConfig, project: str, repo_path: Path) -> None:
+        self.config = config
+        self.project = project
+        self._tables: dict[str, dict[bytes, StoredRow]] = {}
+        self._lock = threading.Lock()
+
+    def update(self, keep: Sequence[str], drop: Sequence[str]) -> None:
+        with self._lock:
+            for view in drop:
+                self._tables.pop(view, None)
+            for view in keep:
+                self._tables.setdefault(view, {})
+
+    def write(self, view: str, rows: Sequence[StoredRow]) -> None:
+        with self._lock:
+            table = self._tables.setdefault(view, {})
+            for row in rows:
+                old = table.get(row.entity_key)
+                if old is None or (row.event_ts, row.created_ts) >= (old.event_ts, old.created_ts):
+                    table[row.entity_key] = row
+
+    def read(self, requests: Sequence[tuple[str, Sequence[bytes]]]) -> list[list[ReadRow | None]]:
+        result: list[list[ReadRow | None]] = []
+        with self._lock:
+            for view, keys in requests:
+                table = self._tables.get(view, {})
+                rows = [table.get(key) for key in keys]
+                result.append([None if r is None else ReadRow(r.event_ts, r.value) for r in rows])
+        return result
+
+    def teardown(self, views: Sequence[str]) -> None:
+        with self._lock:
+            self._tables.clear()
+
+    def close(self) -> None:
+        pass

@@ -1,0 +1,261 @@
+"""The PostgreSQL online store (psycopg 3), for teams that already run PostgreSQL.
+
+**Layout.** Schema ``db_schema`` (created if missing); one table per feature view, named
+``"<project>:<view>"`` (always quoted; a project is letters, digits and ``_``, so the first ``:``
+separates the two; a name over PostgreSQL's 63 bytes is cut and ends in ``~`` + 10 hex digits of
+its SHA-1)::
+
+    entity_key BYTEA PRIMARY KEY, event_ts BIGINT, created_ts BIGINT, value BYTEA
+
+**Writes.** The rows of a call are first reduced to the newest per key (``ON CONFLICT`` cannot
+touch one row twice in a statement), then sent as four arrays in one statement per
+``_ROWS_PER_STATEMENT`` rows, all in one transaction::
+
+    INSERT INTO t SELECT * FROM unnest(keys, event_ts, created_ts, values)
+    ON CONFLICT (entity_key) DO UPDATE SET ... WHERE (excluded.event_ts, excluded.created_ts)
+                                                     >= (t.event_ts, t.created_ts)
+
+A table is created on first write if ``update`` did not create it.
+
+**Reads** are one statement: a ``UNION ALL`` of per-view ``SELECT ... WHERE entity_key =
+ANY(%s)``; its text depends only on the views, so psycopg prepares it on the server after a few
+uses. Parameters and results travel in binary. A view whose table does not exist reads as
+absent keys.
+
+**Threads.** A small pool of autocommit connections: each call takes one, uses it alone and
+gives it back; the pool grows to the number of threads that call at once.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import threading
+from collections.abc import Iterable, Sequence
+from contextlib import suppress
+from pathlib import Path
+from typing import Any, NoReturn
+
+from pitstop.config import PostgresOnlineConfig
+from pitstop.errors import BackendUnavailableError, PitstopError, require
+from pitstop.online.base import Capabilities, ReadRow, StoredRow
+
+_MAX_NAME = 63  # PostgreSQL's NAMEDATALEN - 1
+_ROWS_PER_STATEMENT = 10_000
+_SQL_CACHE_SIZE = 1024
+
+
+def table_name(project: str, view: str) -> str:
+    """The (unquoted) table of ``view`` in ``project``."""
+    name = f"{project}:{view}"
+    raw = name.encode()
+    if len(raw) <= _MAX_NAME:
+        return name
+    digest = hashlib.sha1(raw).hexdigest()[:10]
+    return raw[: _MAX_NAME - 11].decode(errors="ignore") + "~" + digest
+
+
+def quote(name: str) -> str:
+    """A quoted identifier, ready for a query with parameters (``%`` doubled)."""
+    return '"' + name.replace('"', '""').replace("%", "%%") + '"'
+
+
+class PostgresOnlineStore:
+    """Latest rows in PostgreSQL tables (``online_store: {type: postgres, ...}``)."""
+
+    capabilities = Capabilities(shared=True)
+
+    def __init__(self, config: PostgresOnlineConfig, project: str, repo_path: Path) -> None:
+        self.config = config
+        self.project = project
+        require("psycopg", "postgres")
+        import psycopg
+
+        self._psycopg: Any = psycopg
+        self._dsn = config.dsn()
+        info = self._psycopg.conninfo.conninfo_to_dict(self._dsn)
+        self._where = f"{info.get('host') or 'localhost'}:{info.get('port') or 5432}"
+        self._schema = quote(config.db_schema)
+        self._idle: list[Any] = []
+        self._all: list[Any] = []
+        self._lock = threading.Lock()
+        self._closed = False
+        self._created: set[str] = set()
+        self._sql: dict[tuple[tuple[str, bool], ...], str] = {}
+
+    # -- connections -------------------------------------------------------------------------
+
+    def _acquire(self) -> Any:
+        while self._idle:
+            try:
+                conn = self._idle.pop()
+            except IndexError:
+                break
+            if not conn.closed:
+                return conn
+        return self._connect()
+
+    def _connect(self) -> Any:
+        with self._lock:
+            if self._closed:
+                raise PitstopError(f"the PostgreSQL online store at {self._where} is closed")
+            try:
+                conn = self._psycopg.connect(self._dsn, autocommit=True, connect_timeout=5)
+            except self._psycopg.OperationalError as exc:
+                self._unavailable(exc)
+            self._all.append(conn)
+            return conn
+
+    def _unavailable(self, exc: Exception) -> NoReturn:
+        detail = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise BackendUnavailableError(
+            f"PostgreSQL at {self._where} is not available ({detail}); check that the server "
+            "runs and online_store's host, port, user, password (or conninfo) in "
+            "feature_store.yaml"
+        ) from None
+
+    def _run(self, work: Any) -> Any:
+        """Call ``work(conn)`` on a pooled connection; map a lost server to our error."""
+        conn = self._acquire()
+        try:
+            return work(conn)
+        except self._psycopg.OperationalError as exc:
+            conn.close()  # broken or in an unknown state: never hand it out again
+            self._unavailable(exc)
+        finally:
+            if not conn.closed:
+                self._idle.append(conn)
+
+    def close(self) -> None:
+        with self._lock:
+            self._closed = True
+            for conn in self._all:
+                conn.close()
+            self._all.clear()
+            self._idle.clear()
+
+    # -- schema ------------------------------------------------------------------------------
+
+    def _create(self, conn: Any, tables: Iterable[str]) -> None:
+        errors = self._psycopg.errors
+        for ddl in [f"CREATE SCHEMA IF NOT EXISTS {self._schema}"] + [
+            f"CREATE TABLE IF NOT EXISTS {self._schema}.{quote(table)} (entity_key BYTEA "
+            "PRIMARY KEY, event_ts BIGINT NOT NULL, created_ts BIGINT NOT NULL, value BYTEA "
+            "NOT NULL)"
+            for table in tables
+        ]:
+            # IF NOT EXISTS still races with a concurrent creator: that one won, fine
+            with suppress(errors.UniqueViolation, errors.DuplicateObject, errors.DuplicateTable):
+                conn.execute(ddl, ())
+
+    def update(self, keep: Sequence[str], drop: Sequence[str]) -> None:
+        create = [table_name(self.project, view) for view in keep]
+
+        def work(conn: Any) -> None:
+            with conn.transaction():
+                self._drop(conn, [table_name(self.project, view) for view in drop])
+            self._create(conn, create)
+            self._created.update(create)
+
+        self._run(work)
+
+    def teardown(self, views: Sequence[str]) -> None:
+        prefix = table_name(self.project, "")
+
+        def work(conn: Any) -> None:
+            listed = conn.execute(
+                "SELECT tablename FROM pg_tables WHERE schemaname = %s "
+                "AND starts_with(tablename, %s)",
+                (self.config.db_schema, prefix),
+            ).fetchall()
+            tables = {table_name(self.project, view) for view in views} | {t for (t,) in listed}
+            with conn.transaction():
+                self._drop(conn, sorted(tables))
+
+        self._run(work)
+
+    def _drop(self, conn: Any, tables: Sequence[str]) -> None:
+        for table in tables:
+            conn.execute(f"DROP TABLE IF EXISTS {self._schema}.{quote(table)}", ())
+            self._created.discard(table)
+
+    # -- data --------------------------------------------------------------------------------
+
+    def write(self, view: str, rows: Sequence[StoredRow]) -> None:
+        if not rows:
+            return
+        newest: dict[bytes, StoredRow] = {}
+        for row in rows:
+            old = newest.get(row.entity_key)
+            if old is None or (row.event_ts, row.created_ts) >= (old.event_ts, old.created_ts):
+                newest[row.entity_key] = row
+        batch = list(newest.values())
+        table = table_name(self.project, view)
+        t = f"{self._schema}.{quote(table)}"
+        sql = (
+            f"INSERT INTO {t} AS t (entity_key, event_ts, created_ts, value) "
+            "SELECT * FROM unnest(%b::bytea[], %b::int8[], %b::int8[], %b::bytea[]) "
+            "ON CONFLICT (entity_key) DO UPDATE SET event_ts = excluded.event_ts, "
+            "created_ts = excluded.created_ts, value = excluded.value "
+            "WHERE (excluded.event_ts, excluded.created_ts) >= (t.event_ts, t.created_ts)"
+        )
+
+        def work(conn: Any) -> None:
+            if table not in self._created:
+                self._create(conn, [table])
+                self._created.add(table)
+            with conn.transaction():
+                for start in range(0, len(batch), _ROWS_PER_STATEMENT):
+                    chunk = batch[start : start + _ROWS_PER_STATEMENT]
+                    conn.execute(sql, [list(column) for column in zip(*chunk, strict=True)])
+
+        try:
+            self._run(work)
+        except self._psycopg.errors.UndefinedTable:  # dropped behind our back: once more
+            self._created.discard(table)
+            self._run(work)
+
+    def read(self, requests: Sequence[tuple[str, Sequence[bytes]]]) -> list[list[ReadRow | None]]:
+        if not requests:
+            return []
+        rows = self._run(lambda conn: self._rows(conn, requests))
+        found: list[dict[bytes, ReadRow]] = [{} for _ in requests]
+        for pos, key, event_ts, value in rows:
+            found[pos][key] = ReadRow(event_ts, value)
+        return [[f.get(key) for key in keys] for f, (_, keys) in zip(found, requests, strict=True)]
+
+    def _rows(
+        self, conn: Any, requests: Sequence[tuple[str, Sequence[bytes]]]
+    ) -> list[tuple[int, bytes, int, bytes]]:
+        """The stored rows of ``requests``, tagged with the request's position."""
+        shape = tuple((view, len(keys) == 1) for view, keys in requests)
+        sql = self._sql.get(shape) or self._select(shape)
+        params = [keys[0] if len(keys) == 1 else list(keys) for _, keys in requests]
+        try:
+            return conn.execute(sql, params, binary=True).fetchall()
+        except self._psycopg.errors.UndefinedTable:
+            pass
+        names = [table_name(self.project, view) for view, _ in requests]
+        existing = {
+            name
+            for (name,) in conn.execute(
+                "SELECT tablename FROM pg_tables WHERE schemaname = %s AND tablename = ANY(%s)",
+                (self.config.db_schema, names),
+            )
+        }
+        present = [i for i, name in enumerate(names) if name in existing]
+        if not present or len(present) == len(requests):  # nothing to read, or created just now
+            return [] if not present else self._rows(conn, requests)
+        rows = self._rows(conn, [requests[i] for i in present])
+        return [(present[pos], key, ts, value) for pos, key, ts, value in rows]
+
+    def _select(self, shape: tuple[tuple[str, bool], ...]) -> str:
+        parts = [
+            f"SELECT {pos}, entity_key, event_ts, value FROM {self._schema}."
+            f"{quote(table_name(self.project, view))} WHERE entity_key = "
+            + ("%b" if single else "ANY(%b::bytea[])")  # one key: no array to build and scan
+            for pos, (view, single) in enumerate(shape)
+        ]
+        if len(self._sql) >= _SQL_CACHE_SIZE:
+            self._sql.clear()
+        sql = self._sql[shape] = " UNION ALL ".join(parts)
+        return sql

@@ -1,0 +1,285 @@
+"""The SQLite online store, the default: one file, no server.
+
+**Layout.** One table per feature view, named ``"<project>:<view>"`` (always quoted, so a view
+name may contain ``-``, ``.`` or spaces; a project is letters, digits and ``_``, so the first
+``:`` separates the two; SQLite reserves names starting with ``sqlite_``, so such a project's
+tables get a leading ``_``)::
+
+    entity_key BLOB PRIMARY KEY, event_ts INTEGER, created_ts INTEGER, value BLOB  -- WITHOUT ROWID
+
+**Writes** are one ``INSERT ... ON CONFLICT DO UPDATE ... WHERE (excluded.event_ts,
+excluded.created_ts) >= (event_ts, created_ts)`` run with ``executemany`` inside one
+``BEGIN IMMEDIATE`` transaction, so rows of one call apply in order and atomically. A table is
+created on first write if ``update`` did not create it.
+
+**Reads** are one statement for all views and keys of a request: a ``UNION ALL`` of per-view
+selects with ``entity_key IN (?, ...)``. The SQL text depends only on the views and key counts,
+so it is built once and SQLite's prepared statement is reused from the connection's cache. A view
+whose table does not exist reads as absent keys. A read larger than SQLite's variable limit is
+split into several statements inside one read transaction (one snapshot).
+
+**Threads.** The store keeps a small pool of connections (``check_same_thread=False``); each call
+takes one connection, uses it alone and gives it back, so threads never share a connection at the
+same time and readers run in parallel (WAL; the driver releases the GIL while SQLite works).
+The pool grows to the number of threads that call at once. ``journal_mode=WAL`` and
+``synchronous=NORMAL``: a crash of the machine may lose the last commits, never corrupt the file.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+
+from pitstop.config import SqliteOnlineConfig
+from pitstop.errors import BackendUnavailableError, PitstopError
+from pitstop.online.base import Capabilities, ReadRow, StoredRow
+
+_COMPOUND_LIMIT = 500  # SQLite's default SQLITE_MAX_COMPOUND_SELECT
+_SQL_CACHE_SIZE = 1024
+_Row = tuple[int, bytes, int, bytes]  # (request position, entity_key, event_ts, value)
+
+
+def table_name(project: str, view: str) -> str:
+    """The (unquoted) table of ``view`` in ``project``."""
+    name = f"{project}:{view}"
+    return "_" + name if name[:7].lower() == "sqlite_" else name
+
+
+def quote(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+class SqliteOnlineStore:
+    """Latest rows in a SQLite file (``online_store: {type: sqlite, path: ...}``)."""
+
+    capabilities = Capabilities(shared=True)
+
+    def __init__(self, config: SqliteOnlineConfig, project: str, repo_path: Path) -> None:
+        self.config = config
+        self.project = project
+        self.path = config.resolved_path(repo_path)
+        self._idle: list[sqlite3.Connection] = []
+        self._all: list[sqlite3.Connection] = []
+        self._lock = threading.Lock()
+        self._closed = False
+        self._max_vars = 32766
+        self._created: set[str] = set()
+        self._sql: dict[tuple[tuple[str, int], ...], str] = {}
+
+    # -- connections -------------------------------------------------------------------------
+
+    def _acquire(self) -> sqlite3.Connection:
+        try:
+            return self._idle.pop()
+        except IndexError:
+            return self._connect()
+
+    def _connect(self) -> sqlite3.Connection:
+        with self._lock:
+            if self._closed:
+                raise PitstopError(f"the SQLite online store {self.path} is closed")
+            conn: sqlite3.Connection | None = None
+            try:
+                self.path.parent.mkdir(parents=True, exist_ok=True)
+                conn = sqlite3.connect(
+                    self.path,
+                    timeout=30.0,
+                    isolation_level=None,
+                    check_same_thread=False,
+                    cached_statements=256,
+                )
+                conn.execute("PRAGMA journal_mode=WAL")
+                conn.execute("PRAGMA synchronous=NORMAL")
+            except (OSError, sqlite3.Error) as exc:
+                if conn is not None:
+                    conn.close()
+                raise BackendUnavailableError(
+                    f"cannot open the SQLite online store {self.path}: {exc}; check "
+                    "online_store.path in feature_store.yaml and the directory's permissions"
+                ) from None
+            self._max_vars = conn.getlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER)
+            self._all.append(conn)
+            return conn
+
+    def close(self) -> None:
+        with self._lock:
+            self._closed = True
+            for conn in self._all:
+                conn.close()
+            self._all.clear()
+            self._idle.clear()
+
+    # -- schema ------------------------------------------------------------------------------
+
+    def _create(self, conn: sqlite3.Connection, table: str) -> None:
+        conn.execute(
+            f"CREATE TABLE IF NOT EXISTS {quote(table)} (entity_key BLOB PRIMARY KEY, "
+            "event_ts INTEGER NOT NULL, created_ts INTEGER NOT NULL, value BLOB NOT NULL) "
+            "WITHOUT ROWID"
+        )
+        self._created.add(table)
+
+    def update(self, keep: Sequence[str], drop: Sequence[str]) -> None:
+        tables = [table_name(self.project, view) for view in drop]
+        self._change(tables, [table_name(self.project, view) for view in keep])
+
+    def teardown(self, views: Sequence[str]) -> None:
+        prefix = table_name(self.project, "")
+        conn = self._acquire()
+        try:
+            names = conn.execute(
+                "SELECT name FROM sqlite_master WHERE type = 'table' AND substr(name, 1, ?) = ?",
+                (len(prefix), prefix),
+            ).fetchall()
+        finally:
+            self._idle.append(conn)
+        owned = {table_name(self.project, view) for view in views} | {n for (n,) in names}
+        self._change(sorted(owned), [])
+
+    def _change(self, drop: Iterable[str], create: Iterable[str]) -> None:
+        conn = self._acquire()
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                for table in drop:
+                    conn.execute(f"DROP TABLE IF EXISTS {quote(table)}")
+                    self._created.discard(table)
+                for table in create:
+                    self._create(conn, table)
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+            conn.execute("COMMIT")
+        finally:
+            self._idle.append(conn)
+
+    # -- data --------------------------------------------------------------------------------
+
+    def write(self, view: str, rows: Sequence[StoredRow]) -> None:
+        if not rows:
+            return
+        table = table_name(self.project, view)
+        q = quote(table)
+        sql = (
+            f"INSERT INTO {q} (entity_key, event_ts, created_ts, value) VALUES (?, ?, ?, ?) "
+            "ON CONFLICT (entity_key) DO UPDATE SET event_ts = excluded.event_ts, "
+            "created_ts = excluded.created_ts, value = excluded.value "
+            f"WHERE (excluded.event_ts, excluded.created_ts) >= ({q}.event_ts, {q}.created_ts)"
+        )
+        conn = self._acquire()
+        try:
+            for attempt in (1, 2):
+                if table not in self._created:
+                    self._create(conn, table)
+                try:
+                    self._write(conn, sql, rows)
+                    return
+                except sqlite3.OperationalError as exc:  # dropped by another process?
+                    if attempt == 2 or "no such table" not in str(exc):
+                        raise
+                    self._created.discard(table)
+        finally:
+            self._idle.append(conn)
+
+    @staticmethod
+    def _write(conn: sqlite3.Connection, sql: str, rows: Sequence[StoredRow]) -> None:
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            conn.executemany(sql, rows)
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        conn.execute("COMMIT")
+
+    def read(self, requests: Sequence[tuple[str, Sequence[bytes]]]) -> list[list[ReadRow | None]]:
+        if not requests:
+            return []
+        counts = [len(keys) for _, keys in requests]
+        conn = self._acquire()
+        try:
+            if len(requests) <= _COMPOUND_LIMIT and sum(counts) <= self._max_vars:
+                rows = self._rows(conn, requests, counts)
+            else:
+                rows = self._rows_chunked(conn, requests)
+        finally:
+            self._idle.append(conn)
+        if counts.count(1) == len(counts):  # one key per view, the hot path: no dicts
+            single: list[list[ReadRow | None]] = [[None] for _ in requests]
+            for pos, _, event_ts, value in rows:
+                single[pos][0] = ReadRow(event_ts, value)
+            return single
+        found: list[dict[bytes, ReadRow]] = [{} for _ in requests]
+        for pos, key, event_ts, value in rows:
+            found[pos][key] = ReadRow(event_ts, value)
+        return [[f.get(key) for key in keys] for f, (_, keys) in zip(found, requests, strict=True)]
+
+    def _rows(
+        self,
+        conn: sqlite3.Connection,
+        requests: Sequence[tuple[str, Sequence[bytes]]],
+        counts: Sequence[int],
+    ) -> list[_Row]:
+        """The stored rows of ``requests``, tagged with the request's position."""
+        shape = tuple(zip([view for view, _ in requests], counts, strict=True))
+        sql = self._sql.get(shape) or self._select(shape)
+        try:
+            return conn.execute(sql, [key for _, keys in requests for key in keys]).fetchall()
+        except sqlite3.OperationalError as exc:
+            if "no such table" not in str(exc):
+                raise
+        names = [table_name(self.project, view) for view, _ in requests]
+        marks = ", ".join("?" * len(names))
+        existing = {
+            name
+            for (name,) in conn.execute(
+                f"SELECT name FROM sqlite_master WHERE type = 'table' AND name IN ({marks})", names
+            )
+        }
+        present = [i for i, name in enumerate(names) if name in existing]
+        if not present or len(present) == len(requests):  # nothing to read, or created just now
+            return [] if not present else self._rows(conn, requests, counts)
+        rows = self._rows(conn, [requests[i] for i in present], [counts[i] for i in present])
+        return [(present[pos], key, ts, value) for pos, key, ts, value in rows]
+
+    def _select(self, shape: tuple[tuple[str, int], ...]) -> str:
+        parts = []
+        for pos, (view, n) in enumerate(shape):
+            where = "entity_key = ?" if n == 1 else f"entity_key IN ({', '.join('?' * n)})"
+            table = quote(table_name(self.project, view))
+            parts.append(f"SELECT {pos}, entity_key, event_ts, value FROM {table} WHERE {where}")
+        if len(self._sql) >= _SQL_CACHE_SIZE:
+            self._sql.clear()
+        sql = self._sql[shape] = " UNION ALL ".join(parts)
+        return sql
+
+    def _rows_chunked(
+        self, conn: sqlite3.Connection, requests: Sequence[tuple[str, Sequence[bytes]]]
+    ) -> list[_Row]:
+        """Like :meth:`_rows` for reads beyond SQLite's limits: several statements, one
+        snapshot."""
+        step = self._max_vars
+        pieces = [
+            (pos, view, keys[start : start + step])
+            for pos, (view, keys) in enumerate(requests)
+            for start in range(0, len(keys), step)
+        ]
+        groups: list[list[tuple[int, str, Sequence[bytes]]]] = [[]]
+        size = 0
+        for piece in pieces:
+            if size + len(piece[2]) > step or len(groups[-1]) >= _COMPOUND_LIMIT:
+                groups.append([])
+                size = 0
+            groups[-1].append(piece)
+            size += len(piece[2])
+        rows: list[_Row] = []
+        conn.execute("BEGIN")
+        try:
+            for group in groups:
+                sub = [(view, keys) for _, view, keys in group]
+                found = self._rows(conn, sub, [len(keys) for _, keys in sub])
+                rows += [(group[p][0], k, ts, v) for p, k, ts, v in found]
+        finally:
+            conn.execute("COMMIT")
+        return rows
