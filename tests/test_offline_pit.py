@@ -608,6 +608,14 @@ def test_csv_written_by_arrow(hash_engine: DuckDBEngine, tmp_path: Path) -> None
     assert out.column("trips").to_pylist() == [4, None]
 
 
+def test_bad_timestamp_in_source(hash_engine: DuckDBEngine, tmp_path: Path) -> None:
+    path = tmp_path / "bad.csv"
+    path.write_text("driver_id,event_timestamp,trips\n1,2024-05-01 12:00:00,3\n1,not a time,4\n")
+    src = SourceRef(str(path), "csv", "event_timestamp", None, {}, "bad_csv")
+    with pytest.raises(DataSourceError, match="not a time"):
+        run(hash_engine, entity([(1, T0)]), trips_view(src))
+
+
 def test_missing_file_names_path_and_source(hash_engine: DuckDBEngine, tmp_path: Path) -> None:
     missing = str(tmp_path / "nope.parquet")
     src = SourceRef(missing, "parquet", "event_timestamp", None, {}, "driver_hourly")
@@ -690,3 +698,38 @@ def test_aware_range_bounds(hash_engine: DuckDBEngine, tmp_path: Path) -> None:
     start = (T0 + 9 * H).replace(tzinfo=seoul)  # == T0 UTC
     out = hash_engine.range(view, start, start).to_arrow()
     assert out.column("trips").to_pylist() == [10]
+
+
+def test_join_strategy_follows_rows_per_key(hash_engine: DuckDBEngine, tmp_path: Path) -> None:
+    """Few entity rows per key: hash join; many: ASOF (sort); a mix: both, same answers."""
+    src = driver_source(
+        tmp_path, [(k, T0 + i * H, T0, 10 * k + i) for k in range(3) for i in range(3)]
+    )
+    view = trips_view(src, ttl=DAY)
+    light = [(k, T0 + 90 * timedelta(minutes=1)) for k in range(3)]
+    heavy = [(0, T0 + i * timedelta(minutes=10)) for i in range(20)]
+    cases = {"light": (light, False, True), "heavy": (heavy, True, False)}
+    cases["mixed"] = (light + heavy, True, True)
+    for name, (rows, asof, hashed) in cases.items():
+        job = hash_engine.historical(entity(rows), PitPlan((view,)))
+        sql = job.to_sql()
+        assert ("ASOF JOIN" in sql) == asof, name
+        assert ("GROUP BY" in sql) == hashed, name
+        expected = [None if t < T0 else 10 * k + min(2, (t - T0) // H) for k, t in rows]
+        assert job.to_arrow().column("trips").to_pylist() == expected, name
+
+
+@pytest.mark.parametrize("strategy", sorted(STRATEGIES))
+def test_three_views_small_batches(tmp_path: Path, strategy: str) -> None:
+    src = driver_source(tmp_path, [(1, T0, T0, 10), (2, T0 + H, T0, 20), (3, T0 - DAY, T0, 30)])
+    a = trips_view(src, ttl=H, name="a")
+    b = ViewJoin("b", src, ("driver_id",), ("driver_id",), (("trips", "b_trips"),), None)
+    c = ViewJoin("c", src, ("driver_id",), ("driver_id",), (("created", "c_created"),), 2 * DAY)
+    keys = [3, 1, 2, 2, 1, 4, 3]
+    ent = entity([(k, T0 + 2 * H) for k in keys], idx=list(range(7)))
+    with DuckDBEngine(batch_size=2, hash_max_rows_per_key=STRATEGIES[strategy]) as eng:
+        out = run(eng, ent, a, b, c)
+    assert out.column("idx").to_pylist() == list(range(7))
+    assert out.column("trips").to_pylist() == [None, None, 20, 20, None, None, None]
+    assert out.column("b_trips").to_pylist() == [30, 10, 20, 20, 10, None, 30]
+    assert out.column("c_created").to_pylist() == [T0, T0, T0, T0, T0, None, T0]

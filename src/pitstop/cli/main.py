@@ -97,6 +97,53 @@ def teardown(ctx: Context, yes: bool) -> None:
     click.echo(f"Project {ctx.store.project!r} torn down.")
 
 
+def _when(text: str) -> Any:
+    """An ISO timestamp (naive means UTC), for materialize's START and END."""
+    from datetime import datetime
+
+    from pitstop.errors import ConfigError
+
+    try:
+        return datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        raise ConfigError(
+            f"{text!r} is not a timestamp; use ISO 8601 such as 2024-01-15T10:00:00"
+        ) from None
+
+
+def _print_materialized(results: list[Any]) -> None:
+    from pitstop.cli.output import console
+
+    out = console()
+    if not results:
+        out.print("No online feature views to materialize.")
+    for r in results:
+        start = r.start.isoformat() if r.start else "the beginning"
+        out.print(f"[green]{r.view}[/]: {r.rows:,} rows from {start} to {r.end.isoformat()} "
+                  f"in {r.seconds:.2f} s")  # fmt: skip
+
+
+@cli.command()
+@click.argument("start")
+@click.argument("end")
+@click.option("-v", "--views", multiple=True, help="Only these feature views (repeatable).")
+@pass_ctx
+def materialize(ctx: Context, start: str, end: str, views: tuple[str, ...]) -> None:
+    """Load the latest rows with START <= event time <= END into the online store."""
+    results = ctx.store.materialize(_when(start), _when(end), list(views) or None, progress=True)
+    _print_materialized(results)
+
+
+@cli.command("materialize-incremental")
+@click.argument("end")
+@click.option("-v", "--views", multiple=True, help="Only these feature views (repeatable).")
+@pass_ctx
+def materialize_incremental(ctx: Context, end: str, views: tuple[str, ...]) -> None:
+    """Continue each view from where the last materialization stopped, up to END."""
+    results = ctx.store.materialize_incremental(_when(end), list(views) or None, progress=True)
+    _print_materialized(results)
+
+
 @cli.command("registry-dump")
 @pass_ctx
 def registry_dump(ctx: Context) -> None:

@@ -27,6 +27,7 @@ if TYPE_CHECKING:
 
 def source_ref(source: FileSource, repo_path: Path) -> SourceRef:
     """Where a file source's rows are, with relative paths resolved against the repo root."""
+    from pitstop.engine.push import pushed_folder
     from pitstop.offline.pit import SourceRef
 
     return SourceRef(
@@ -36,6 +37,7 @@ def source_ref(source: FileSource, repo_path: Path) -> SourceRef:
         created_timestamp_column=source.created_timestamp_column or None,
         field_mapping=source.field_mapping,
         name=source.name,
+        pushed=str(pushed_folder(source, repo_path)),
     )
 
 

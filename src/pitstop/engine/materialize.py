@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from pitstop.definitions.feature_view import FeatureView
+from pitstop.definitions.sources import PushSource
 from pitstop.engine.historical import view_join
 from pitstop.engine.write import chunks, encode_rows
 from pitstop.errors import RetrievalError
@@ -76,6 +77,9 @@ def materialize_view(
     began = time.perf_counter()
     join = view_join(view, repo_path)
     source = join.source
+    if isinstance(view.source, PushSource) and not _has_rows(source.path, source.pushed):
+        meta.set_meta(WATERMARK + view.name, end.isoformat())  # nothing pushed offline yet
+        return MaterializeResult(view.name, start, end, 0, time.perf_counter() - began)
     reader = offline.latest(join, start, end)
     size = online.capabilities.max_write_batch
     written = 0
@@ -91,6 +95,16 @@ def materialize_view(
                 progress.advance(task, len(part))
     meta.set_meta(WATERMARK + view.name, end.isoformat())
     return MaterializeResult(view.name, start, end, written, time.perf_counter() - began)
+
+
+def _has_rows(path: str, pushed: str | None) -> bool:
+    """Whether a push-fed source has any offline data yet (its file, or pushed parts)."""
+    import glob
+    import os
+
+    if os.path.exists(path) or glob.has_magic(path):
+        return True
+    return bool(pushed and glob.glob(os.path.join(pushed, "*.parquet")))
 
 
 class Progress:

@@ -17,6 +17,7 @@ import os
 import shutil
 import tempfile
 import threading
+import weakref
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -24,11 +25,18 @@ from itertools import count
 from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
+import pyarrow.compute as pc
 
-from pitstop.errors import DataSourceError, RetrievalError, suggest
+from pitstop.errors import DataSourceError, PitstopError, RetrievalError, suggest
 from pitstop.offline import duckdb_sql as dsql
 from pitstop.offline.base import EngineCapabilities, EntityInput
-from pitstop.offline.entity import PreparedEntity, prepare_entity, to_arrow_table, type_family
+from pitstop.offline.entity import (
+    ROW_NUMBER,
+    PreparedEntity,
+    prepare_entity,
+    to_arrow_table,
+    type_family,
+)
 from pitstop.offline.job import RetrievalJob
 from pitstop.offline.pit import PitPlan, SourceRef, ViewJoin
 
@@ -143,10 +151,10 @@ class DuckDBEngine:
                 temp = self._temp_directory
                 if temp is None:
                     temp = self._own_temp = tempfile.mkdtemp(prefix="pitstop-duckdb-")
-                config: dict[str, Any] = {
-                    "preserve_insertion_order": False,  # we ORDER BY where order matters
-                    "temp_directory": temp,
-                }
+                    weakref.finalize(self, shutil.rmtree, temp, ignore_errors=True)
+                # insertion order stays preserved (DuckDB's default): an entity SQL query's rows
+                # keep their order; it costs the ORDER BY'd join nothing measurable.
+                config: dict[str, Any] = {"temp_directory": temp}
                 if self._threads:
                     config["threads"] = self._threads
                 if self._memory_limit:
@@ -244,8 +252,8 @@ class DuckDBEngine:
         def open_reader() -> pa.RecordBatchReader:
             query = sql()
             cur = self.cursor()
-            reader = _execute(cur, query, self.batch_size, f"Reading view {view.name!r}")
-            return _utc_batches(reader, cur)
+            what = f"Reading view {view.name!r}"
+            return _utc_batches(_execute(cur, query, self.batch_size, what), cur, what)
 
         return RetrievalJob(open_reader, sql)
 
@@ -350,11 +358,9 @@ class _HistoricalRun:
         prepared = self.prepare()
         cur = self.engine.cursor()
         cur.register(self.table_name, prepared.entity.narrow)
-        names = ", ".join(repr(v.name) for v in self.plan.views)
-        reader = _execute(
-            cur, prepared.sql, self.engine.batch_size, f"Point-in-time join of view(s) {names}"
-        )
-        return _stitched(reader, cur, prepared.entity.output, bool(self.plan.output_columns))
+        what = "Point-in-time join of view(s) " + ", ".join(repr(v.name) for v in self.plan.views)
+        reader = _execute(cur, prepared.sql, self.engine.batch_size, what)
+        return _placed(reader, cur, what, prepared.entity, self.engine.batch_size)
 
 
 def _execute(
@@ -367,36 +373,86 @@ def _execute(
         raise _wrap(exc, what) from exc
 
 
-def _stitched(
-    reader: pa.RecordBatchReader, cur: duckdb.DuckDBPyConnection, output: pa.Table, features: bool
+def _guarded(
+    reader: pa.RecordBatchReader, cur: duckdb.DuckDBPyConnection, what: str
+) -> Iterator[pa.RecordBatch]:
+    """Yield ``reader``'s batches, map DuckDB errors to ours, close ``cur`` at the end."""
+    try:
+        yield from reader
+    except PitstopError:
+        raise
+    except Exception as exc:
+        raise _wrap(exc, what) from exc
+    finally:
+        cur.close()
+
+
+class _Matched:
+    """The query's matched rows (sorted by row number), handed out by row-number range."""
+
+    def __init__(self, batches: Iterator[pa.RecordBatch], schema: pa.Schema) -> None:
+        self._batches = batches
+        self._schema = schema
+        self._pending: pa.RecordBatch | None = None
+
+    def until(self, end: int) -> pa.Table:
+        """The next matched rows whose row number is below ``end``."""
+        parts = []
+        while True:
+            if self._pending is None:
+                self._pending = next(self._batches, None)
+                if self._pending is None:
+                    break
+            batch = self._pending
+            below = pc.sum(pc.less(batch.column(0), end)).as_py() or 0
+            parts.append(batch.slice(0, below))
+            self._pending = batch.slice(below) if below < batch.num_rows else None
+            if self._pending is not None:
+                break
+        return pa.Table.from_batches(parts, schema=self._schema)
+
+    def finish(self) -> None:
+        """Drain the stream (closing the cursor); nothing may be left."""
+        left = (self._pending.num_rows if self._pending else 0) + sum(
+            b.num_rows for b in self._batches
+        )
+        if left:  # pragma: no cover - guards the one-row-per-input rule
+            raise RetrievalError(f"Internal error: {left} joined rows match no entity row.")
+
+
+def _placed(
+    reader: pa.RecordBatchReader,
+    cur: duckdb.DuckDBPyConnection,
+    what: str,
+    entity: PreparedEntity,
+    batch_rows: int,
 ) -> pa.RecordBatchReader:
-    """Put the entity frame's columns (sliced to match) in front of each feature batch."""
-    feature_fields = list(reader.schema) if features else []
-    schema = pa.schema([*output.schema, *feature_fields])
+    """Place the matched feature rows into the entity frame, one entity slice per batch.
+
+    Entity rows without a match get nulls; each output batch is the user's columns for rows
+    ``[offset, offset + n)`` followed by the features found for them.
+    """
+    output = entity.output
+    features = list(reader.schema)[1:]  # the first column is the row number
+    schema = pa.schema([*output.schema, *features])
+    numbers = entity.narrow.column(ROW_NUMBER)
 
     def batches() -> Iterator[pa.RecordBatch]:
-        offset = 0
-        try:
-            for batch in reader:
-                part = output.slice(offset, batch.num_rows)
-                arrays = [_one_chunk(c) for c in part.columns]
-                if features:
-                    arrays += batch.columns
-                yield pa.RecordBatch.from_arrays(arrays, schema=schema)
-                offset += batch.num_rows
-        finally:
-            cur.close()
-        if offset != output.num_rows:  # pragma: no cover - guards the one-row-per-input rule
-            raise RetrievalError(
-                f"Internal error: the join returned {offset} rows for "
-                f"{output.num_rows} entity rows."
-            )
+        matched = _Matched(_guarded(reader, cur, what), reader.schema)
+        for offset in range(0, output.num_rows, batch_rows):
+            n = min(batch_rows, output.num_rows - offset)
+            found = matched.until(offset + n)
+            where = pc.index_in(numbers.slice(offset, n), value_set=found.column(0))
+            arrays = [_one_chunk(c) for c in output.slice(offset, n).columns]
+            arrays += [_one_chunk(c.take(where)) for c in found.columns[1:]]
+            yield pa.RecordBatch.from_arrays(arrays, schema=schema)
+        matched.finish()
 
     return pa.RecordBatchReader.from_batches(schema, batches())
 
 
 def _utc_batches(
-    reader: pa.RecordBatchReader, cur: duckdb.DuckDBPyConnection
+    reader: pa.RecordBatchReader, cur: duckdb.DuckDBPyConnection, what: str
 ) -> pa.RecordBatchReader:
     """Label tz-naive timestamp columns (UTC inside DuckDB) as tz-aware UTC."""
     fields = []
@@ -408,16 +464,26 @@ def _utc_batches(
     schema = pa.schema(fields)
 
     def batches() -> Iterator[pa.RecordBatch]:
-        try:
-            for batch in reader:
-                yield batch.cast(schema)
-        finally:
-            cur.close()
+        for batch in _guarded(reader, cur, what):
+            yield batch.cast(schema)
 
     return pa.RecordBatchReader.from_batches(schema, batches())
 
 
-def _resolve_path(source: SourceRef) -> tuple[str, bool]:
+def _resolve_path(source: SourceRef) -> tuple[str | list[str], bool]:
+    """Check the source's data exists; return what to read and whether it spans many files."""
+    pushed = source.pushed
+    parts = glob.glob(os.path.join(pushed, "*.parquet")) if pushed else []
+    if not parts:
+        return _resolve_main(source)
+    pattern = os.path.join(pushed or "", "*.parquet")
+    if not os.path.exists(source.path) and not (_GLOB_CHARS & set(source.path)):
+        return pattern, True
+    main, _ = _resolve_main(source)
+    return [*([main] if isinstance(main, str) else main), pattern], True
+
+
+def _resolve_main(source: SourceRef) -> tuple[str, bool]:
     """Check ``source.path`` exists; return the path to read and whether it spans many files."""
     path = source.path
     if "://" in path:

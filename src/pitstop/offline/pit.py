@@ -62,6 +62,9 @@ class SourceRef:
     created_timestamp_column: str | None = None
     field_mapping: Mapping[str, str] = field(default_factory=dict)
     name: str = ""
+    #: A folder of Parquet part files added by pushes, read together with ``path`` (either may
+    #: be absent, not both).
+    pushed: str | None = None
 
     def __post_init__(self) -> None:
         fmt = self.file_format.lower()

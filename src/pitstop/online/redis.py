@@ -243,7 +243,12 @@ class RedisOnlineStore:
     # -- schema ------------------------------------------------------------------------------
 
     def update(self, keep: Sequence[str], drop: Sequence[str]) -> None:
-        if drop:  # nothing to create for Redis: hashes appear on first write
+        if keep:  # nothing to create (hashes appear on first write), but the server must answer
+            try:
+                self._client.ping()
+            except self._errors() as exc:
+                self._unavailable(exc)
+        if drop:
             fields = [view.encode() for view in drop]
             self._each_key(lambda pipe, key: pipe.hdel(key, *fields))
 
