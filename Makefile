@@ -2,7 +2,7 @@
 PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
-EXTRAS := dev
+EXTRAS := dev,server,demo
 STAMP  := $(VENV)/.installed
 
 .PHONY: install demo test lint format bench clean

@@ -102,6 +102,11 @@ def ratio(batch: pa.RecordBatch) -> pa.RecordBatch:
     return batch.append_column("ratio", value)
 
 
+def _cpu_seconds() -> float:
+    t = os.times()
+    return t.user + t.system
+
+
 def child(args: argparse.Namespace) -> None:
     """Run the join ``args.repeat`` times and print one JSON line of results."""
     from pitstop.offline import DuckDBEngine, PitPlan, SourceRef, ViewJoin
@@ -124,12 +129,13 @@ def child(args: argparse.Namespace) -> None:
         memory_limit=args.memory_limit,
         hash_max_rows_per_key=args.hash_max_rows_per_key,
     )
-    times, rows, filled = [], 0, 0
+    times, cpu, rows, filled = [], [], 0, 0
     for _ in range(args.repeat):
-        start = time.perf_counter()
+        start, used = time.perf_counter(), _cpu_seconds()
         job = engine.historical(entity, plan).with_transforms([ratio])
         result = job.to_df() if args.output == "df" else job.to_arrow()
         times.append(time.perf_counter() - start)
+        cpu.append(_cpu_seconds() - used)
         rows = len(result)
         column = result["ratio"]
         filled = rows - int(column.isna().sum() if args.output == "df" else column.null_count)
@@ -140,6 +146,7 @@ def child(args: argparse.Namespace) -> None:
         json.dumps(
             {
                 "times": times,
+                "cpu": cpu,
                 "rows": rows,
                 "entity_rows": entity_rows,
                 "filled": filled,
@@ -180,6 +187,7 @@ def run_size(args: argparse.Namespace, size: str) -> list[object]:
         f"{format_count(n * ROWS_PER_ENTITY)} x {format_count(m)}",
         f"{statistics.median(times):.3f}",
         f"{min(times):.3f}",
+        f"{statistics.median(res['cpu']):.2f}",
         f"{res['rss_mb']:.0f}",
         "yes" if res["rows"] == res["entity_rows"] else f"NO ({res['rows']})",
         f"{res['filled'] / max(res['rows'], 1):.0%}",
@@ -207,6 +215,7 @@ def main() -> None:
         "source rows x entity rows",
         "median s",
         "min s",
+        "median CPU s",
         "peak RSS MB",
         "rows out == rows in",
         "rows with features",

@@ -221,6 +221,20 @@ class FeatureStore:
         snap = self.registry.snapshot(fresh=not allow_registry_cache)
         return push(snap, self.online, self.repo_path, push_source_name, df, to)
 
+    def serve(
+        self,
+        host: str = "127.0.0.1",
+        port: int = 6566,
+        workers: int = 1,
+        registry_ttl_sec: float | None = None,
+        *,
+        access_log: bool = False,
+    ) -> None:
+        """Run the HTTP feature server until SIGTERM/Ctrl-C (``pip install 'pitstop[server]'``)."""
+        from pitstop.server import serve
+
+        serve(self, host, port, workers, registry_ttl_sec, access_log=access_log)
+
     # --- definitions -------------------------------------------------------------------------
 
     def plan(self, objects: Iterable[Definition], *, prune: bool = True) -> list[Change]:

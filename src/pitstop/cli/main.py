@@ -144,6 +144,21 @@ def materialize_incremental(ctx: Context, end: str, views: tuple[str, ...]) -> N
     _print_materialized(results)
 
 
+@cli.command(context_settings={"help_option_names": ["--help"]})
+@click.option("-h", "--host", default="127.0.0.1", show_default=True, help="Address to bind.")
+@click.option("-p", "--port", default=6566, show_default=True, help="Port to listen on.")
+@click.option("-w", "--workers", default=1, show_default=True, help="Worker processes.")
+@click.option("-t", "--registry-ttl-sec", type=float, default=None,
+              help="Seconds before registry changes are served (default: feature_server."
+              "registry_ttl_sec, else 5).")  # fmt: skip
+@click.option("--access-log", is_flag=True, help="Log every request.")
+@pass_ctx
+def serve(ctx: Context, host: str, port: int, workers: int, registry_ttl_sec: float | None,
+          access_log: bool) -> None:  # fmt: skip
+    """Serve features over HTTP (Feast's feature server API)."""
+    ctx.store.serve(host, port, workers, registry_ttl_sec, access_log=access_log)
+
+
 @cli.command("registry-dump")
 @pass_ctx
 def registry_dump(ctx: Context) -> None:

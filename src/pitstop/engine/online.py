@@ -308,12 +308,15 @@ def _keys(step: _ViewStep, columns: Mapping[str, list[Any]], n: int) -> list[byt
         ) from None
     names = step.key_names
     for name, col, want in zip(names, key_cols, step.key_types, strict=True):
-        if want is not None and col and not all(type(v) is want for v in col):
-            bad = next(v for v in col if type(v) is not want)
-            if not (want is int and isinstance(bad, int) and not isinstance(bad, bool)):
+        if want is None:
+            continue
+        for v in col:
+            if type(v) is not want and not (
+                want is int and hasattr(v, "__index__") and not isinstance(v, bool)
+            ):
                 raise RetrievalError(
                     f"join key {name!r} of feature view {step.table!r} takes "
-                    f"{want.__name__} values, got {bad!r} ({type(bad).__name__})"
+                    f"{want.__name__} values, got {v!r} ({type(v).__name__})"
                 )
     if len(key_cols) == 1:
         (col,) = key_cols

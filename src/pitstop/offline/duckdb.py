@@ -20,7 +20,7 @@ import threading
 import weakref
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from itertools import count
 from typing import TYPE_CHECKING, Any
 
@@ -71,6 +71,16 @@ def _utc_naive(value: datetime | None) -> datetime | None:
     if value is None or value.tzinfo is None:
         return value
     return value.astimezone(UTC).replace(tzinfo=None)
+
+
+def _lower_bound(t_min: datetime | None, ttl: timedelta | None) -> datetime | None:
+    """The oldest event time any entity row can use, ``None`` when unbounded."""
+    if t_min is None or ttl is None:
+        return None
+    try:
+        return t_min - ttl
+    except OverflowError:
+        return None
 
 
 def _one_chunk(column: pa.ChunkedArray) -> pa.Array:
@@ -297,8 +307,7 @@ class _HistoricalRun:
             t_min, t_max = entity.time_bounds()
             sources = []
             for v in views:
-                ttl = v.view.effective_ttl
-                lo = None if t_min is None or ttl is None else t_min - ttl
+                lo = _lower_bound(t_min, v.view.effective_ttl)
                 sources.append(
                     dsql.source_select(v.view, v.scan, lo=lo, hi=t_max, empty=t_min is None)
                 )

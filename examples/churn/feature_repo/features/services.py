@@ -1,0 +1,17 @@
+"""The features the churn model reads, in one place for training and serving alike."""
+
+from features.user_features import user_derived_features, user_features
+
+from pitstop import FeatureService
+
+churn_model_v1 = FeatureService(
+    name="churn_model_v1",
+    features=[
+        user_features[
+            ["total_purchases", "avg_purchase_amount", "days_since_last_purchase", "tenure_months"]
+        ],
+        user_derived_features,
+    ],
+    description="Inputs of the churn model (models/churn_model.pkl)",
+    owner="data-science",
+)

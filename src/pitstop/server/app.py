@@ -1,0 +1,245 @@
+"""The ASGI application: routing, body reading, auth, errors, metrics, lifespan.
+
+A plain ASGI callable (no framework): the routes are a dict lookup, the body is read from the
+receive channel directly, JSON goes through orjson, and responses are two ``send`` calls with
+a ``content-length`` (no chunked encoding). ``/get-online-features`` runs on the event loop
+itself: a read is tens of microseconds of Python plus one store round trip, less than a hop to
+a thread pool and back costs. Writes, materialization and health checks run in a small thread
+pool so that they never hold up reads.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+import time
+from collections.abc import Awaitable, Callable, MutableMapping
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from struct import error as StructError
+from typing import TYPE_CHECKING, Any
+
+from pitstop.errors import NotFoundError, RetrievalError, require
+from pitstop.server import openapi
+from pitstop.server.auth import ApiKeys
+from pitstop.server.errors import HTTPError, error_body, error_type, log_error, status_of
+from pitstop.server.handlers import Endpoints
+from pitstop.server.metrics import Metrics
+from pitstop.server.wire import fallback
+
+if TYPE_CHECKING:
+    from pitstop.feature_store import FeatureStore
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+
+MAX_BODY = 64 * 1024 * 1024
+HEALTH_TIMEOUT_S = 5.0
+_JSON = b"application/json"
+_TEXT = b"text/plain; version=0.0.4; charset=utf-8"
+_HTML = b"text/html; charset=utf-8"
+
+
+@dataclass(frozen=True)
+class _Route:
+    method: str  # "POST" (JSON body) or "GET"
+    handler: Callable[..., Any]
+    access: str  # "open", "read" or "write"
+    inline: bool = False  # run on the event loop (POST) instead of the thread pool
+
+
+class FeatureServer:
+    """The ASGI app serving one :class:`~pitstop.FeatureStore`."""
+
+    def __init__(
+        self, store: FeatureStore, *, keys: ApiKeys | None = None, owns_store: bool = False
+    ) -> None:
+        orjson: Any = require("orjson", "server")
+        self._loads = orjson.loads
+        self._dumps = orjson.dumps
+        self._dump_opts = orjson.OPT_SERIALIZE_NUMPY
+        self.store = store
+        self.keys = keys
+        self.owns_store = owns_store
+        self.metrics = Metrics()
+        self.endpoints = e = Endpoints(store, self.metrics)
+        self._pool: ThreadPoolExecutor | None = None
+        self._timed: object = None  # the online store whose reads are timed
+        self._openapi = orjson.dumps(openapi.document())
+        self._docs = openapi.docs_html(openapi.document()).encode()
+        self.routes: dict[str, _Route] = {
+            "/get-online-features": _Route("POST", self._online_features, "read", inline=True),
+            "/push": _Route("POST", e.push, "write"),
+            "/write-to-online-store": _Route("POST", e.write_to_online_store, "write"),
+            "/materialize": _Route("POST", e.materialize, "write"),
+            "/materialize-incremental": _Route("POST", e.materialize_incremental, "write"),
+            "/health": _Route("GET", self._health, "open"),
+            "/metrics": _Route("GET", self._metrics, "read"),
+            "/openapi.json": _Route("GET", self._static(self._openapi, _JSON), "open"),
+            "/docs": _Route("GET", self._static(self._docs, _HTML), "open"),
+        }
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        kind = scope["type"]
+        if kind == "http":
+            await self._http(scope, receive, send)
+        elif kind == "lifespan":
+            await self._lifespan(receive, send)
+        elif kind == "websocket":
+            await send({"type": "websocket.close", "code": 1003})
+
+    # --- requests -------------------------------------------------------------------------
+
+    async def _http(self, scope: Scope, receive: Receive, send: Send) -> None:
+        started = time.perf_counter()
+        path, method = scope["path"], scope["method"]
+        route = self.routes.get(path)
+        headers: list[tuple[bytes, bytes]] = []
+        ctype = _JSON
+        try:
+            if route is None:
+                raise NotFoundError(f"no endpoint {path!r}; the endpoints are listed at /docs")
+            if method != route.method and not (method == "HEAD" and route.method == "GET"):
+                allow = route.method.encode() + (b", HEAD" if route.method == "GET" else b"")
+                raise HTTPError(405, "MethodNotAllowed", f"{path} takes {route.method}",
+                                [(b"allow", allow)])  # fmt: skip
+            if route.access != "open" and self.keys is not None:
+                self.keys.check(_header(scope, b"authorization"), route.access == "write")
+            if route.method == "POST":
+                data = self._parse(await _read_body(receive))
+                if route.inline:
+                    result = route.handler(data)
+                else:
+                    result = await self._in_pool(route.handler, data)
+                payload = self._dumps(result, default=fallback, option=self._dump_opts)
+                status = 200
+            else:
+                status, payload, ctype = await route.handler()
+        except Exception as exc:
+            status = status_of(exc)
+            payload = self._dumps(error_body(exc, status))
+            headers = list(exc.headers) if isinstance(exc, HTTPError) else []
+            self.metrics.error(error_type(exc))
+            log_error(method, path, status, exc)
+        headers += [(b"content-type", ctype), (b"content-length", str(len(payload)).encode())]
+        await send({"type": "http.response.start", "status": status, "headers": headers})
+        await send({"type": "http.response.body", "body": b"" if method == "HEAD" else payload})
+        self.metrics.request(path if route else "other", status, time.perf_counter() - started)
+
+    def _parse(self, body: bytes) -> dict[str, Any]:
+        try:
+            data = self._loads(body)
+        except ValueError as exc:
+            raise RetrievalError(f"the request body is not valid JSON: {exc}") from None
+        if not isinstance(data, dict):
+            raise RetrievalError(f"the request body must be a JSON object, got: {body[:80]!r}")
+        return data
+
+    async def _in_pool(self, fn: Callable[..., Any], *args: Any) -> Any:
+        if self._pool is None:
+            self._pool = ThreadPoolExecutor(max_workers=4, thread_name_prefix="pitstop-server")
+        return await asyncio.get_running_loop().run_in_executor(self._pool, fn, *args)
+
+    def _online_features(self, data: dict[str, Any]) -> dict[str, Any]:
+        online = self.store.online
+        if online is not self._timed:
+            self._time_reads(online)
+        try:
+            return self.endpoints.get_online_features(data)
+        except (StructError, OverflowError) as exc:  # an integer key beyond 64 bits
+            raise RetrievalError(f"a value in 'entities' is out of range: {exc}") from None
+
+    def _time_reads(self, online: Any) -> None:
+        """Time every read of ``online`` into the online-read histogram."""
+        read, observe, clock = online.read, self.metrics.online_read.observe, time.perf_counter
+
+        def timed_read(requests: Any) -> Any:
+            start = clock()
+            try:
+                return read(requests)
+            finally:
+                observe(clock() - start)
+
+        online.read = timed_read
+        self._timed = online
+
+    async def _health(self) -> tuple[int, bytes, bytes]:
+        try:
+            answer = await asyncio.wait_for(
+                self._in_pool(self.endpoints.health), timeout=HEALTH_TIMEOUT_S
+            )
+            return 200, self._dumps(answer), _JSON
+        except Exception as exc:
+            if isinstance(exc, TimeoutError):
+                reason = {"type": "Timeout", "message": f"no answer in {HEALTH_TIMEOUT_S} s"}
+            else:
+                reason = error_body(exc, 503)["error"]
+            return 503, self._dumps({"status": "unavailable", "error": reason}), _JSON
+
+    async def _metrics(self) -> tuple[int, bytes, bytes]:
+        return 200, self.metrics.render(), _TEXT
+
+    @staticmethod
+    def _static(payload: bytes, ctype: bytes) -> Callable[[], Awaitable[tuple[int, bytes, bytes]]]:
+        async def serve() -> tuple[int, bytes, bytes]:
+            return 200, payload, ctype
+
+        return serve
+
+    # --- lifespan -------------------------------------------------------------------------
+
+    async def _lifespan(self, receive: Receive, send: Send) -> None:
+        while True:
+            message = await receive()
+            if message["type"] == "lifespan.startup":
+                await self._in_pool(self._warm_up)
+                await send({"type": "lifespan.startup.complete"})
+            elif message["type"] == "lifespan.shutdown":
+                await self._in_pool(self._close)
+                if self._pool is not None:
+                    self._pool.shutdown(wait=False)
+                await send({"type": "lifespan.shutdown.complete"})
+                return
+
+    def _warm_up(self) -> None:
+        """Read the registry and open the online store before the first request; then move
+        everything loaded so far out of the garbage collector's way (``gc.freeze``), so that
+        a full collection does not walk the imported modules while a request waits."""
+        try:
+            self.store.registry.snapshot()
+            self._time_reads(self.store.online)
+        except Exception as exc:  # served as 503 by /health until the backend answers
+            log_error("STARTUP", "-", 503, exc)
+        gc.collect()
+        gc.freeze()
+
+    def _close(self) -> None:
+        if self.owns_store:
+            self.store.close()
+
+
+async def _read_body(receive: Receive) -> bytes:
+    message = await receive()
+    body: bytes = message.get("body", b"")
+    if not message.get("more_body", False):
+        return body
+    chunks, size = [body], len(body)
+    while message.get("more_body", False):
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            raise RetrievalError("the client closed the connection before sending the body")
+        chunk = message.get("body", b"")
+        size += len(chunk)
+        if size > MAX_BODY:
+            raise HTTPError(413, "PayloadTooLarge", f"request bodies are limited to {MAX_BODY} B")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def _header(scope: Scope, name: bytes) -> bytes | None:
+    for key, value in scope["headers"]:
+        if key == name:
+            return value
+    return None

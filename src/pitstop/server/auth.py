@@ -1,0 +1,103 @@
+"""API-key authentication of the feature server (``feature_server.auth`` in feature_store.yaml).
+
+::
+
+    feature_server:
+      auth:
+        type: api_key
+        keys_env: PITSTOP_API_KEYS      # keys in this environment variable, and/or
+        keys_file: secrets/api_keys     # keys in this file (relative to the repo)
+
+**Key format** (the file and the variable alike): one key per line (in the variable, keys may
+also be separated by commas or spaces), each ``key`` or ``key:rw`` or ``key:ro``. ``rw`` keys
+may call everything; ``ro`` keys — and keys without a suffix — may only read
+(``/get-online-features``, ``/metrics``). Blank lines and lines starting with ``#`` are ignored.
+A key is any run of visible characters without whitespace; only a final ``:rw`` or ``:ro`` is
+read as the role, so a key may itself contain ``:``.
+
+Clients send ``Authorization: Bearer <key>``. No key or an unknown key: 401. A read-only key
+calling ``/push``, ``/write-to-online-store`` or ``/materialize*``: 403. ``/health``,
+``/openapi.json`` and ``/docs`` stay open. Keys are kept only as SHA-256 digests and are
+never logged.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+from pathlib import Path
+
+from pitstop.config import AuthConfig
+from pitstop.errors import ConfigError
+from pitstop.server.errors import HTTPError
+
+READ = "ro"
+WRITE = "rw"
+_SPLIT = re.compile(r"[\s,]+")
+_CHALLENGE = [(b"www-authenticate", b'Bearer realm="pitstop"')]
+
+
+def parse_keys(text: str, where: str) -> dict[bytes, str]:
+    """``{sha256(key): role}`` of the keys in ``text`` (file or variable contents)."""
+    keys: dict[bytes, str] = {}
+    for line in text.splitlines():
+        line = line.strip()
+        if not line or line.startswith("#"):
+            continue
+        for item in _SPLIT.split(line):
+            if not item:
+                continue
+            key, sep, role = item.rpartition(":")
+            if not sep or role not in (READ, WRITE):
+                key, role = item, READ
+            if not key:
+                raise ConfigError(f"{where}: an entry has a role but no key; write key:rw")
+            digest = hashlib.sha256(key.encode()).digest()
+            keys[digest] = WRITE if keys.get(digest) == WRITE else role
+    return keys
+
+
+class ApiKeys:
+    """The accepted keys and their roles; :meth:`check` authorizes one request."""
+
+    def __init__(self, keys: dict[bytes, str]) -> None:
+        self._keys = keys
+
+    @classmethod
+    def load(cls, config: AuthConfig, repo_path: Path) -> ApiKeys:
+        """Read the keys ``config`` names; an auth section that yields no key is an error."""
+        where = "feature_store.yaml: feature_server.auth"
+        if not config.keys_env and not config.keys_file:
+            raise ConfigError(f"{where}: name keys_env or keys_file (or remove the auth section)")
+        keys: dict[bytes, str] = {}
+        if config.keys_env:
+            value = os.environ.get(config.keys_env)
+            if value is None:
+                raise ConfigError(
+                    f"{where}.keys_env: environment variable {config.keys_env!r} is not set"
+                )
+            keys.update(parse_keys(value, f"${config.keys_env}"))
+        if config.keys_file:
+            path = (repo_path / Path(config.keys_file).expanduser()).resolve()
+            try:
+                text = path.read_text(encoding="utf-8")
+            except (OSError, UnicodeDecodeError) as exc:
+                raise ConfigError(f"{where}.keys_file: cannot read {path}: {exc}") from None
+            for digest, role in parse_keys(text, str(path)).items():
+                keys[digest] = WRITE if keys.get(digest) == WRITE else role
+        if not keys:
+            raise ConfigError(f"{where}: no API key found; every request would be refused")
+        return cls(keys)
+
+    def check(self, authorization: bytes | None, write: bool) -> None:
+        """Raise a 401 or 403 :class:`HTTPError` unless the header grants the access."""
+        if not authorization:
+            raise HTTPError(401, "Unauthorized", "send Authorization: Bearer <key>", _CHALLENGE)
+        scheme, _, key = authorization.partition(b" ")
+        role = self._keys.get(hashlib.sha256(key.strip()).digest())
+        if scheme.lower() != b"bearer" or role is None:
+            raise HTTPError(401, "Unauthorized", "invalid API key", _CHALLENGE)
+        if write and role != WRITE:
+            raise HTTPError(403, "Forbidden", "this API key is read-only; this call needs a key "
+                            "with the rw role (key:rw in the key file)")  # fmt: skip

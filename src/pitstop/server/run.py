@@ -1,0 +1,116 @@
+"""Building the app for a store and running it on uvicorn (one process or several workers)."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import sys
+from typing import TYPE_CHECKING, Any
+
+from pitstop.errors import ConfigError, require
+
+if TYPE_CHECKING:
+    from pitstop.feature_store import FeatureStore
+    from pitstop.server.app import FeatureServer
+
+DEFAULT_PORT = 6566
+DEFAULT_REGISTRY_TTL_SEC = 5  # Feast's `feast serve` default
+GRACEFUL_SHUTDOWN_S = 30
+_WORKER_ENV = "PITSTOP_SERVER_WORKER_STATE"
+
+
+def registry_ttl(store: FeatureStore, registry_ttl_sec: float | None) -> float:
+    """The option, else ``feature_server.registry_ttl_sec``, else 5 seconds."""
+    if registry_ttl_sec is None:
+        registry_ttl_sec = store.config.feature_server.registry_ttl_sec
+    ttl = DEFAULT_REGISTRY_TTL_SEC if registry_ttl_sec is None else registry_ttl_sec
+    if ttl < 0:
+        raise ConfigError(f"registry TTL must be 0 or more seconds, got {ttl}")
+    return ttl
+
+
+def create_app(
+    store: FeatureStore, *, registry_ttl_sec: float | None = None, owns_store: bool = False
+) -> FeatureServer:
+    """The ASGI app serving ``store`` (``pip install 'pitstop[server]'``).
+
+    The store's registry cache TTL becomes ``registry_ttl_sec``: definitions applied while the
+    server runs are served at most that many seconds later. ``owns_store`` closes the store at
+    shutdown.
+
+    >>> app = create_app(FeatureStore(repo_path="feature_repo"))     # doctest: +SKIP
+    >>> # uvicorn.run(app, port=6566)
+    """
+    from pitstop.server.app import FeatureServer
+    from pitstop.server.auth import ApiKeys
+
+    store.registry.cache_ttl_seconds = registry_ttl(store, registry_ttl_sec)
+    auth = store.config.feature_server.auth
+    keys = ApiKeys.load(auth, store.repo_path) if auth is not None else None
+    return FeatureServer(store, keys=keys, owns_store=owns_store)
+
+
+def serve(
+    store: FeatureStore,
+    host: str = "127.0.0.1",
+    port: int = DEFAULT_PORT,
+    workers: int = 1,
+    registry_ttl_sec: float | None = None,
+    *,
+    access_log: bool = False,
+) -> None:
+    """Serve ``store`` over HTTP until SIGINT/SIGTERM (in-flight requests are finished first)."""
+    uvicorn: Any = require("uvicorn", "server")
+    require("orjson", "server")
+    if workers < 1:
+        raise ConfigError(f"--workers must be 1 or more, got {workers}")
+    from pitstop.server.transport import http_protocol
+
+    configure_logging()
+    options: dict[str, Any] = {
+        "host": host,
+        "port": port,
+        "loop": "auto",  # uvloop when installed (pitstop[server] installs it)
+        "http": http_protocol(),  # httptools, one write per response (see .transport)
+        "ws": "none",
+        "lifespan": "on",
+        "access_log": access_log,
+        "server_header": False,
+        "timeout_graceful_shutdown": GRACEFUL_SHUTDOWN_S,
+        "log_level": "info",
+    }
+    if workers == 1:
+        app = create_app(store, registry_ttl_sec=registry_ttl_sec)
+        uvicorn.Server(uvicorn.Config(app, **options)).run()
+        return
+    ttl = registry_ttl(store, registry_ttl_sec)
+    create_app(store, registry_ttl_sec=ttl)  # fail here, not in every worker, on a bad config
+    state = {"config": store.config.model_dump(mode="json"), "registry_ttl_sec": ttl}
+    os.environ[_WORKER_ENV] = json.dumps(state)
+    try:
+        uvicorn.run(f"{__name__}:worker_app", factory=True, workers=workers, **options)
+    finally:
+        os.environ.pop(_WORKER_ENV, None)
+
+
+def worker_app() -> FeatureServer:
+    """The app of one worker process, from the state :func:`serve` left in the environment."""
+    from pitstop.config import RepoConfig
+    from pitstop.feature_store import FeatureStore
+
+    configure_logging()
+    state = json.loads(os.environ[_WORKER_ENV])
+    store = FeatureStore(config=RepoConfig.model_validate(state["config"]))
+    return create_app(store, registry_ttl_sec=state["registry_ttl_sec"], owns_store=True)
+
+
+def configure_logging() -> None:
+    """Error lines (JSON) of the ``pitstop.server`` logger go to stderr as they are."""
+    logger = logging.getLogger("pitstop.server")
+    if not logger.handlers:
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("%(message)s"))
+        logger.addHandler(handler)
+        logger.setLevel(logging.INFO)
+        logger.propagate = False
