@@ -9,9 +9,11 @@ a strict xfail naming it; there are none today.
 from __future__ import annotations
 
 import inspect
+import multiprocessing
 import subprocess
 import sys
 import threading
+import traceback
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -26,8 +28,9 @@ from pitstop.config import (
     RedisOnlineConfig,
     SqliteOnlineConfig,
 )
-from pitstop.errors import BackendUnavailableError, ConfigError
+from pitstop.errors import BackendUnavailableError, ConfigError, PitstopError
 from pitstop.online import BUILTIN_STORES, OnlineStore, ReadRow, StoredRow, open_online_store
+from pitstop.online.base import Change
 
 OpenStore = Callable[..., OnlineStore]
 BACKENDS = [
@@ -60,14 +63,19 @@ def _config(backend: str, request: pytest.FixtureRequest, tmp_path: Path) -> Any
 
 
 @pytest.fixture(params=BACKENDS)
-def open_store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[OpenStore]:
+def online_config(request: pytest.FixtureRequest, tmp_path: Path) -> Any:
+    """The config of this test's backend (parametrize it indirectly to pick backends)."""
+    return _config(request.param, request, tmp_path)
+
+
+@pytest.fixture
+def open_store(online_config: Any, tmp_path: Path) -> Iterator[OpenStore]:
     """``open_store(project=None)``: a store of this test's backend (a new project if None)."""
-    config = _config(request.param, request, tmp_path)
     opened: list[OnlineStore] = []
 
     def factory(project: str | None = None) -> OnlineStore:
         name = project or f"test_{uuid.uuid4().hex[:12]}"
-        opened.append(open_online_store(config, name, tmp_path))
+        opened.append(open_online_store(online_config, name, tmp_path))
         return opened[-1]
 
     yield factory
@@ -179,6 +187,145 @@ def test_timestamps_one_microsecond_apart_and_negative(store: OnlineStore) -> No
     assert store.read([("v", [b"k", b"n"])]) == [[ReadRow(T0 + 1, b"new"), ReadRow(-5, b"1969")]]
 
 
+# -- modify (read-modify-write) -----------------------------------------------------------------
+
+SHARED_BACKENDS = BACKENDS[1:]  # several processes see the same data
+
+
+def backend_of(request: pytest.FixtureRequest) -> str:
+    return str(request.node.callspec.params["online_config"])
+
+
+def test_modify_creates_updates_and_leaves_none_untouched(store: OnlineStore) -> None:
+    store.write("v", [row(b"a", T0, b"a0"), row(b"b", T0, b"b0")])
+    seen: list[list[ReadRow | None]] = []
+
+    def change(current: list[ReadRow | None]) -> list[StoredRow | None]:
+        seen.append(current)
+        return [row(b"a", T0 - 5, b"a1", created_ts=7), None, row(b"c", T0 + 3, b"c1"), None]
+
+    store.modify("v", [b"a", b"b", b"c", b"d"], change)
+    assert seen == [[ReadRow(T0, b"a0"), ReadRow(T0, b"b0"), None, None]]
+    assert store.read([("v", [b"a", b"b", b"c", b"d"])]) == [
+        [ReadRow(T0 - 5, b"a1"), ReadRow(T0, b"b0"), ReadRow(T0 + 3, b"c1"), None]
+    ]
+    # modify ignored event time (T0 - 5 replaced T0); writes compare with what it stored
+    store.write("v", [row(b"a", T0 - 5, b"older", created_ts=6)])
+    assert values(store, "v", [b"a"]) == [b"a1"]
+    store.write("v", [row(b"a", T0 - 5, b"tie", created_ts=7)])
+    assert store.read([("v", [b"a"])]) == [[ReadRow(T0 - 5, b"tie")]]
+
+
+def test_modify_of_a_view_never_written_creates_it(store: OnlineStore) -> None:
+    seen: list[list[ReadRow | None]] = []
+
+    def change(current: list[ReadRow | None]) -> list[StoredRow | None]:
+        seen.append(current)
+        return [row(b"k", T0, b"first")]
+
+    store.modify("fresh", [b"k"], change)
+    assert seen == [[None]]
+    assert store.read([("fresh", [b"k"]), ("other", [b"k"])]) == [[ReadRow(T0, b"first")], [None]]
+
+
+def test_modify_gets_rows_in_key_order_odd_and_repeated_keys(store: OnlineStore) -> None:
+    store.write("v", [row(key, T0 + i, b"=" + key) for i, key in enumerate(ODD_KEYS)])
+    keys = [*ODD_KEYS[::-1], b"absent", ODD_KEYS[0]]
+    seen: list[list[ReadRow | None]] = []
+
+    def change(current: list[ReadRow | None]) -> list[StoredRow | None]:
+        seen.append(current)
+        return [row(key, T0 + 100 + pos, b"%d" % pos) for pos, key in enumerate(keys)]
+
+    store.modify("v", keys, change)
+    stored = {key: ReadRow(T0 + i, b"=" + key) for i, key in enumerate(ODD_KEYS)}
+    assert seen == [[stored.get(key) for key in keys]]
+    last = {key: pos for pos, key in enumerate(keys)}  # a repeated key ends with its last row
+    assert store.read([("v", keys)]) == [
+        [ReadRow(T0 + 100 + last[key], b"%d" % last[key]) for key in keys]
+    ]
+
+
+def test_modify_without_keys_does_nothing(store: OnlineStore) -> None:
+    def change(current: list[ReadRow | None]) -> list[StoredRow | None]:
+        raise AssertionError("change called without keys")
+
+    store.modify("v", [], change)
+    assert store.read([("v", [b"k"])]) == [[None]]
+
+
+def test_modify_whose_change_fails_writes_nothing(store: OnlineStore) -> None:
+    store.write("v", [row(b"a", T0, b"a0")])
+
+    def boom(current: list[ReadRow | None]) -> list[StoredRow | None]:
+        raise RuntimeError("boom")
+
+    with pytest.raises(RuntimeError, match="boom"):
+        store.modify("v", [b"a", b"b"], boom)
+    with pytest.raises(PitstopError, match="1 items for 2 keys"):
+        store.modify("v", [b"a", b"b"], lambda current: [row(b"a", T0 + 1, b"a1")])
+    with pytest.raises(PitstopError, match=r"entity key b'b' in the place of key b'a'"):
+        store.modify("v", [b"a", b"b"], lambda current: [row(b"b", T0 + 1), None])
+    assert values(store, "v", [b"a", b"b"]) == [b"a0", None]
+    # the store is usable afterwards: no transaction, lock or watch was left behind
+    store.modify("v", [b"a", b"b"], lambda current: [row(b"a", T0 + 1, b"a1"), None])
+    store.write("v", [row(b"b", T0, b"b0")])
+    assert values(store, "v", [b"a", b"b"]) == [b"a1", b"b0"]
+
+
+def test_modify_of_many_keys(store: OnlineStore) -> None:
+    # more keys than SQLite takes variables, Redis WATCH keys and PostgreSQL key locks
+    keys = [i.to_bytes(4, "big") for i in range(33_000)]
+    store.write("v", [row(key, T0, b"0") for key in keys[::2]])
+
+    def change(current: list[ReadRow | None]) -> list[StoredRow | None]:
+        return [
+            row(key, T0 + 1, b"new" if now is None else now.value + b"+") if i % 3 else None
+            for i, (key, now) in enumerate(zip(keys, current, strict=True))
+        ]
+
+    store.modify("v", keys, change)
+    expected = [b"0" if i % 2 == 0 else None for i in range(len(keys))]
+    expected = [
+        (b"new" if old is None else old + b"+") if i % 3 else old for i, old in enumerate(expected)
+    ]
+    assert values(store, "v", keys) == expected
+
+
+@pytest.mark.parametrize("present", [True, False], ids=["present-key", "absent-key"])
+def test_modify_and_a_racing_write_serialise(
+    store: OnlineStore, request: pytest.FixtureRequest, present: bool
+) -> None:
+    """A write of the key arriving while ``change`` runs either waits for the modify (the
+    write then compares event times with the modify's row) or, where the store detects the
+    conflict, makes the modify call ``change`` again with the written row. Never is the write
+    lost under the modify's stale result."""
+    if present:
+        store.write("v", [row(b"k", T0, b"1")])
+    seen: list[list[ReadRow | None]] = []
+    writer = threading.Thread(target=store.write, args=("v", [row(b"k", T0 + 5, b"10")]))
+
+    def change(current: list[ReadRow | None]) -> list[StoredRow | None]:
+        seen.append(current)
+        if len(seen) == 1:
+            writer.start()
+            writer.join(0.2)  # done by now unless it waits for this modify
+        [now] = current
+        count = 0 if now is None else int(now.value)
+        return [row(b"k", T0 if now is None else now.event_ts, b"%d" % (count + 1))]
+
+    store.modify("v", [b"k"], change)
+    writer.join(10)
+    assert not writer.is_alive()
+    retries = backend_of(request) == "redis" or (backend_of(request) == "postgres" and not present)
+    if retries:  # the conflict was detected: change ran again on the written row
+        assert seen[1:] == [[ReadRow(T0 + 5, b"10")]]
+        assert store.read([("v", [b"k"])]) == [[ReadRow(T0 + 5, b"11")]]
+    else:  # the write waited for the modify, then replaced its older row
+        assert len(seen) == 1
+        assert store.read([("v", [b"k"])]) == [[ReadRow(T0 + 5, b"10")]]
+
+
 # -- update, teardown ---------------------------------------------------------------------------
 
 
@@ -284,6 +431,112 @@ def test_threads_read_and_write_concurrently(store: OnlineStore) -> None:
     assert store.read([("shared", [b"common"])]) == [[ReadRow(T0 + 59, b"59")]]
 
 
+def incrementer(keys: list[bytes]) -> Change:
+    """A ``change`` adding 1 to the counter of every key (value and event time)."""
+
+    def change(current: list[ReadRow | None]) -> list[StoredRow | None]:
+        counts = [0 if now is None else int(now.value) for now in current]
+        return [row(key, T0 + n + 1, b"%d" % (n + 1)) for key, n in zip(keys, counts, strict=True)]
+
+    return change
+
+
+def test_modify_is_atomic_across_threads(
+    store: OnlineStore, request: pytest.FixtureRequest
+) -> None:
+    calls = count_in_threads(store)
+    if backend_of(request) != "redis":  # these lock, Redis is optimistic: it may call again
+        assert calls == 8 * 50
+
+
+def count_in_threads(store: OnlineStore) -> int:
+    """8 threads add 1 to a shared counter and to one of their own, 50 times each, by modify;
+    the number of ``change`` calls."""
+    errors: list[BaseException] = []
+    calls: list[None] = []  # list.append is atomic
+    start = threading.Barrier(8)
+    pads = [b"pad-%d" % i for i in range(40)]  # more keys than PostgreSQL takes key locks for
+
+    def work(n: int) -> None:
+        key = b"thread-%d" % n
+        count = incrementer([b"total", key])
+
+        def count_two(current: list[ReadRow | None]) -> list[StoredRow | None]:
+            calls.append(None)
+            return count(current)
+
+        def count_padded(current: list[ReadRow | None]) -> list[StoredRow | None]:
+            calls.append(None)
+            total, own = count([current[0], current[-1]])
+            return [total, *[None] * len(pads), own]  # pads: locked, left as they are
+
+        try:
+            start.wait()
+            for i in range(50):
+                if n % 2 and i % 5 == 0:  # now and then a large call
+                    store.modify("counters", [b"total", *pads, key], count_padded)
+                else:
+                    store.modify("counters", [b"total", key], count_two)
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=work, args=(n,)) for n in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert errors == []
+    keys = [b"total", *(b"thread-%d" % n for n in range(8)), *pads]
+    assert store.read([("counters", keys)]) == [
+        [ReadRow(T0 + 400, b"400"), *[ReadRow(T0 + 50, b"50")] * 8, *[None] * 40]
+    ]
+    return len(calls)
+
+
+def count_in_process(
+    config: Any, project: str, repo: str, start: Any, failures: Any, times: int
+) -> None:
+    """Run in a spawned process: open a store of its own and increment the shared counter."""
+    try:
+        store = open_online_store(config, project, Path(repo))
+        try:
+            start.wait(60)
+            for _ in range(times):
+                store.modify("counters", [b"total"], incrementer([b"total"]))
+        finally:
+            store.close()
+    except BaseException:
+        failures.put(traceback.format_exc())
+        raise
+
+
+@pytest.mark.parametrize("online_config", SHARED_BACKENDS, indirect=True)
+def test_modify_is_atomic_across_processes(
+    online_config: Any, open_store: OpenStore, tmp_path: Path
+) -> None:
+    project = f"test_{uuid.uuid4().hex[:12]}"
+    store = open_store(project)
+    context = multiprocessing.get_context("spawn")
+    start, failures = context.Barrier(5), context.SimpleQueue()
+    args = (online_config, project, str(tmp_path), start, failures, 50)
+    processes = [context.Process(target=count_in_process, args=args) for _ in range(4)]
+    for process in processes:
+        process.start()
+    try:
+        start.wait(60)  # this process counts too, with its own store object
+        for _ in range(50):
+            store.modify("counters", [b"total"], incrementer([b"total"]))
+    finally:
+        for process in processes:
+            process.join(60)
+    problems = []
+    while not failures.empty():
+        problems.append(failures.get())
+    assert problems == []
+    assert [process.exitcode for process in processes] == [0] * 4
+    assert store.read([("counters", [b"total"])]) == [[ReadRow(T0 + 250, b"250")]]
+
+
 # -- the protocol and the factory ---------------------------------------------------------------
 
 
@@ -296,7 +549,7 @@ def test_capabilities(store: OnlineStore) -> None:
 def test_store_classes_match_the_protocol(backend: str) -> None:
     module, _, name = BUILTIN_STORES[backend].partition(":")
     cls = getattr(__import__(module, fromlist=[name]), name)
-    for method in ("update", "write", "read", "teardown", "close"):
+    for method in ("update", "write", "read", "modify", "teardown", "close"):
         expected = inspect.signature(getattr(OnlineStore, method))
         assert inspect.signature(getattr(cls, method)) == expected, f"{name}.{method}"
     assert list(inspect.signature(cls).parameters) == ["config", "project", "repo_path"]
@@ -384,6 +637,106 @@ def test_redis_key_layout_and_ttl(redis_url: str, redis_key_prefix: str, tmp_pat
         assert 0 < client.ttl(key) <= 100
     finally:
         client.close()
+        store.close()
+
+
+@pytest.mark.redis
+def test_redis_modify_layout_and_ttl(redis_url: str, redis_key_prefix: str, tmp_path: Path) -> None:
+    import redis
+
+    config = RedisOnlineConfig(
+        connection_string=redis_url, key_prefix=redis_key_prefix, key_ttl_seconds=100
+    )
+    project = f"test_{uuid.uuid4().hex[:12]}"
+    store = open_online_store(config, project, tmp_path)
+    client = redis.Redis.from_url(redis_url)
+    try:
+        store.modify("v", [b"}{"], lambda current: [row(b"}{", T0, b"val", created_ts=T0 + 1)])
+        key = f"{redis_key_prefix}{project}:{{7d7b}}".encode()
+        assert client.hget(key, "v") == T0.to_bytes(8, "big") + (T0 + 1).to_bytes(8, "big") + b"val"
+        assert 0 < client.ttl(key) <= 100
+    finally:
+        client.close()
+        store.close()
+
+
+@pytest.mark.redis
+@pytest.mark.parametrize("watch_keys", [None, 0], ids=["watch", "script"])
+def test_redis_modify_retries_on_fresh_rows_then_gives_up(
+    redis_url: str,
+    redis_key_prefix: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    watch_keys: int | None,
+) -> None:
+    from pitstop.online import redis as redis_store
+
+    monkeypatch.setattr(redis_store, "_MODIFY_ATTEMPTS", 3)
+    if watch_keys is not None:  # 0: every call checks with the script instead of WATCH
+        monkeypatch.setattr(redis_store, "_WATCH_KEYS", watch_keys)
+    config = RedisOnlineConfig(connection_string=redis_url, key_prefix=redis_key_prefix)
+    store = open_online_store(config, f"test_{uuid.uuid4().hex[:12]}", tmp_path)
+    calls: list[list[ReadRow | None]] = []
+
+    def change(current: list[ReadRow | None]) -> list[StoredRow | None]:
+        calls.append(current)
+        n = len(calls)
+        store.write("v", [row(b"k", T0 + n, b"%d" % n)])  # another writer, every time
+        return [row(b"k", T0, b"never")]
+
+    try:
+        with pytest.raises(PitstopError, match=r"during each of 3 attempts; gave up"):
+            store.modify("v", [b"k"], change)
+        assert calls == [[None], [ReadRow(T0 + 1, b"1")], [ReadRow(T0 + 2, b"2")]]
+        assert store.read([("v", [b"k"])]) == [[ReadRow(T0 + 3, b"3")]]
+    finally:
+        store.close()
+
+
+@pytest.mark.redis
+def test_redis_modify_of_more_keys_than_watch_takes_is_atomic(
+    redis_url: str, redis_key_prefix: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from pitstop.online import redis as redis_store
+
+    monkeypatch.setattr(redis_store, "_WATCH_KEYS", 0)  # every call checks with the script
+    config = RedisOnlineConfig(
+        connection_string=redis_url, key_prefix=redis_key_prefix, key_ttl_seconds=100
+    )
+    store = open_online_store(config, f"test_{uuid.uuid4().hex[:12]}", tmp_path)
+    try:
+        count_in_threads(store)
+    finally:
+        store.close()
+
+
+@pytest.mark.redis
+def test_redis_cluster_mode_modifies_slot_by_slot(
+    redis_url: str, redis_key_prefix: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """In cluster mode one transaction per slot, ``change`` called per slot's keys (grouping
+    checked on the single-node server; a real cluster is tested by hand)."""
+    from redis.crc import key_slot
+
+    config = RedisOnlineConfig(connection_string=redis_url, key_prefix=redis_key_prefix)
+    project = f"test_{uuid.uuid4().hex[:12]}"
+    store = open_online_store(config, project, tmp_path)
+    slot = {
+        k: key_slot(f"{redis_key_prefix}{project}:{{{k.hex()}}}".encode()) for k in (b"a", b"b")
+    }
+    assert slot[b"a"] != slot[b"b"]
+    calls: list[list[ReadRow | None]] = []
+
+    def change(current: list[ReadRow | None]) -> list[StoredRow | None]:
+        calls.append(current)
+        return [None] * len(current)
+
+    try:
+        store.write("v", [row(b"b", T0, b"b0")])
+        monkeypatch.setattr(store, "_cluster", True)
+        store.modify("v", [b"a", b"b", b"a"], change)
+        assert calls == [[None, None], [ReadRow(T0, b"b0")]]
+    finally:
         store.close()
 
 

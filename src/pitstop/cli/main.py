@@ -159,6 +159,60 @@ def serve(ctx: Context, host: str, port: int, workers: int, registry_ttl_sec: fl
     ctx.store.serve(host, port, workers, registry_ttl_sec, access_log=access_log)
 
 
+@cli.command()
+@click.option("--view", "view_name", required=True, help="The feature view to check.")
+@click.option("--sample", default=100, show_default=True, help="Entities to compare.")
+@pass_ctx
+def verify(ctx: Context, view_name: str, sample: int) -> None:
+    """Compare online values with an offline point-in-time query (exit 1 on mismatch)."""
+    from pitstop.cli.output import print_verify
+    from pitstop.engine.verify import verify as run
+
+    report = run(ctx.store, view_name, sample)
+    print_verify(report)
+    if not report.ok:
+        raise SystemExit(1)
+
+
+@cli.command()
+@click.option("--push-source", required=True, help="The push source whose views to update.")
+@click.option("--redis-stream", "stream", required=True, help="The Redis stream key to consume.")
+@click.option("--group", default="pitstop", show_default=True, help="Consumer group.")
+@click.option("--redis-url", help="Redis holding the stream (default: the online store's "
+              "Redis, else redis://127.0.0.1:6379/0).")  # fmt: skip
+@click.option("--batch", default=2000, show_default=True, help="Entries per batch.")
+@click.option("--no-offline", is_flag=True, help="Do not append events to the offline source.")
+@pass_ctx
+def ingest(ctx: Context, push_source: str, stream: str, group: str, redis_url: str | None,
+           batch: int, no_offline: bool) -> None:  # fmt: skip
+    """Consume a Redis stream into a push source's views until SIGINT/SIGTERM."""
+    from pitstop.engine.ingest import RedisStreamSource, StreamIngestor
+
+    store = ctx.store
+    store.registry.snapshot().get("data_source", push_source)  # fail early on a wrong name
+    url = redis_url or _online_redis_url(store) or "redis://127.0.0.1:6379/0"
+    source = RedisStreamSource(url, stream, group)
+    worker = StreamIngestor(store, push_source, source, batch=batch, offline=not no_offline)
+    click.echo(f"Consuming {stream!r} (group {group!r}) into {push_source!r}; Ctrl-C stops.")
+    stats = worker.run(
+        lambda s: click.echo(
+            f"  {s.events:,} events, {s.dead:,} dead-lettered, {s.rate:,.0f} events/s", err=True
+        )
+    )
+    source.close()
+    click.echo(f"Stopped: {stats.events:,} events, {stats.dead:,} dead-lettered, "
+               f"{stats.rate:,.0f} events/s")  # fmt: skip
+
+
+def _online_redis_url(store: Any) -> str | None:
+    cfg = store.config.online_store
+    if cfg.type != "redis":
+        return None
+    a = cfg.address()
+    auth = f":{a.password}@" if a.password else ""
+    return f"{'rediss' if a.ssl else 'redis'}://{auth}{a.host}:{a.port}/{a.db}"
+
+
 @cli.command("registry-dump")
 @pass_ctx
 def registry_dump(ctx: Context) -> None:

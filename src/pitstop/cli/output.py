@@ -159,3 +159,20 @@ def describe_command(kind: str, pass_ctx: Callable[..., Any]) -> click.Command:
 
     run.help = f"Print one {_label(kind)}'s spec as JSON."
     return run
+
+
+def print_verify(report: Any) -> None:
+    from rich.table import Table
+
+    out = console()
+    when = report.at.isoformat()
+    if report.ok:
+        out.print(f"[green]OK[/] {report.view}: {report.entities} entities × {report.features} "
+                  f"features agree online and offline at {when}")  # fmt: skip
+        return
+    table = Table("entity", "feature", "online", "offline")
+    for m in report.mismatches[:50]:
+        table.add_row(json.dumps(m.entity, default=str), m.feature, repr(m.online), repr(m.offline))
+    out.print(table)
+    out.print(f"[red]{len(report.mismatches)} mismatches[/] in {report.view} "
+              f"({report.entities} entities at {when})")  # fmt: skip

@@ -5,7 +5,8 @@ The offline engine executes the plan; on-demand views run afterwards on every st
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from dataclasses import replace
 from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -19,6 +20,9 @@ from pitstop.engine.request import RequestPlan, ViewRequest, build_plan
 from pitstop.errors import RetrievalError
 
 if TYPE_CHECKING:
+    import pyarrow as pa
+
+    from pitstop.offline.aggregate import AggregateJoin
     from pitstop.offline.base import OfflineEngine
     from pitstop.offline.job import RetrievalJob
     from pitstop.offline.pit import SourceRef, ViewJoin
@@ -51,14 +55,11 @@ def view_join(
     """The plan entry for one view: by default all its features under their own names."""
     from pitstop.offline.pit import ViewJoin
 
-    if isinstance(view, StreamFeatureView) and view.aggregations:
-        raise RetrievalError(
-            f"stream feature view {view.name!r} aggregates over windows; historical retrieval "
-            "of windowed aggregations is not available in this version"
-        )
     return ViewJoin(
         name=alias or view.name,
-        source=source_ref(view.batch_source, repo_path),
+        source=replace(
+            source_ref(view.batch_source, repo_path), timestamp_field=view.timestamp_field
+        ),
         entity_keys=tuple(entity_keys or view.join_keys),
         source_keys=view.join_keys,
         columns=tuple(
@@ -71,6 +72,58 @@ def view_join(
 def _join_for(vr: ViewRequest, repo_path: Path) -> ViewJoin:
     cols = tuple((c.feature.name, c.name) for c in vr.columns)
     return view_join(vr.view, repo_path, cols, vr.entity_keys, vr.projection.name_to_use)
+
+
+def aggregated(view: FeatureView) -> bool:
+    """Whether ``view`` computes windowed aggregations (a stream view with aggregations)."""
+    return isinstance(view, StreamFeatureView) and bool(view.aggregations)
+
+
+def aggregate_join(vr: ViewRequest, repo_path: Path) -> AggregateJoin:
+    """The windowed aggregations a request needs from one stream view."""
+    from pitstop.offline.aggregate import AggregateJoin
+
+    view = vr.view
+    assert isinstance(view, StreamFeatureView)
+    by_output = {f.name: a for a, f in zip(view.aggregations, view.features, strict=True)}
+    aggs = []
+    for c in vr.columns:
+        agg = by_output[c.feature.name]
+        aggs.append((agg.function, agg.column, agg.time_window, c.name))
+    return AggregateJoin(
+        name=vr.projection.name_to_use,
+        source=replace(source_ref(view.batch_source, repo_path),
+                       timestamp_field=view.timestamp_field),
+        entity_keys=vr.entity_keys,
+        source_keys=view.join_keys,
+        aggregations=tuple(aggs),
+    )  # fmt: skip
+
+
+def aggregate_transform(
+    engine: OfflineEngine, joins: Sequence[AggregateJoin], ts_column: str, plan: RequestPlan
+) -> Callable[[pa.RecordBatch], pa.RecordBatch]:
+    """A per-batch step appending each stream view's windowed aggregations, cast to the
+    declared feature types."""
+    import pyarrow as pa
+
+    from pitstop.types import to_arrow
+
+    types = {c.name: to_arrow(c.feature.dtype) for v in plan.views for c in v.columns}
+
+    def transform(batch: pa.RecordBatch) -> pa.RecordBatch:
+        table = pa.Table.from_batches([batch])
+        names, arrays = list(batch.schema.names), list(batch.columns)
+        for join in joins:
+            out = engine.aggregate(table, ts_column, join)
+            names += out.column_names
+            arrays += [
+                col.combine_chunks().cast(types[name])
+                for name, col in zip(out.column_names, out.columns, strict=True)
+            ]
+        return pa.RecordBatch.from_arrays(arrays, names=names)
+
+    return transform
 
 
 def historical_features(
@@ -90,7 +143,13 @@ def historical_features(
     from pitstop.offline.pit import PitPlan
 
     plan = build_plan(snapshot, features, full_feature_names)
-    joins = tuple(_join_for(v, repo_path) for v in plan.views)
+    joins = tuple(_join_for(v, repo_path) for v in plan.views if not aggregated(v.view))
+    windows = [aggregate_join(v, repo_path) for v in plan.views if aggregated(v.view)]
+    if entity_df is None and windows:
+        raise RetrievalError(
+            "entity-less retrieval (start_date/end_date) does not support stream views with "
+            f"windowed aggregations ({', '.join(w.name for w in windows)}); pass an entity_df"
+        )
     if entity_df is None:
         if start_date is None and end_date is None:
             raise RetrievalError(
@@ -101,7 +160,8 @@ def historical_features(
     elif start_date is not None or end_date is not None:
         raise RetrievalError("start_date/end_date apply only when no entity_df is given")
     pit = PitPlan(joins, timestamp_column, filter_by_created_timestamp)
-    return engine.historical(entity_df, pit).with_transforms([on_demand_transform(plan)])
+    steps = [aggregate_transform(engine, windows, timestamp_column, plan)] if windows else []
+    return engine.historical(entity_df, pit).with_transforms([*steps, on_demand_transform(plan)])
 
 
 def _entities_in_range(

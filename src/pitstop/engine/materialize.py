@@ -13,18 +13,20 @@ from __future__ import annotations
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from pitstop.definitions.feature_view import FeatureView
 from pitstop.definitions.sources import PushSource
+from pitstop.definitions.stream import StreamFeatureView
 from pitstop.engine.historical import view_join
 from pitstop.engine.write import chunks, encode_rows
 from pitstop.errors import RetrievalError
 
 if TYPE_CHECKING:
     from pitstop.offline.base import OfflineEngine
+    from pitstop.offline.pit import ViewJoin
     from pitstop.online.base import OnlineStore
     from pitstop.registry.store import RegistryStore
 
@@ -80,6 +82,10 @@ def materialize_view(
     if isinstance(view.source, PushSource) and not _has_rows(source.path, source.pushed):
         meta.set_meta(WATERMARK + view.name, end.isoformat())  # nothing pushed offline yet
         return MaterializeResult(view.name, start, end, 0, time.perf_counter() - began)
+    if isinstance(view, StreamFeatureView) and view.aggregations:
+        keys = _backfill_tiles(view, join, end, offline, online)
+        meta.set_meta(WATERMARK + view.name, end.isoformat())
+        return MaterializeResult(view.name, start, end, keys, time.perf_counter() - began)
     reader = offline.latest(join, start, end)
     size = online.capabilities.max_write_batch
     written = 0
@@ -95,6 +101,26 @@ def materialize_view(
                 progress.advance(task, len(part))
     meta.set_meta(WATERMARK + view.name, end.isoformat())
     return MaterializeResult(view.name, start, end, written, time.perf_counter() - began)
+
+
+def _backfill_tiles(
+    view: StreamFeatureView,
+    join: ViewJoin,
+    end: datetime,
+    offline: OfflineEngine,
+    online: OnlineStore,
+) -> int:
+    """Rebuild a windowed view's tiles from the events of its longest window before ``end``."""
+    from dataclasses import replace
+
+    from pitstop.engine.streams import backfill, input_columns, layout_of
+
+    layout = layout_of(view)
+    start = end - timedelta(microseconds=layout.max_window_us)
+    cols = [c for c in input_columns(view) if c not in (*view.join_keys, view.timestamp_field)]
+    events = offline.range(replace(join, columns=tuple((c, c) for c in cols)), start, end)
+    end_us = int(end.timestamp() * 1_000_000)
+    return backfill(online, view, events.to_arrow(), end_us)
 
 
 def _has_rows(path: str, pushed: str | None) -> bool:
@@ -170,4 +196,4 @@ def online_views(views: Sequence[FeatureView], names: Sequence[str] | None) -> l
                 f"feature view(s) {offline_only} have online=False; set online=True to serve them"
             )
         return chosen
-    return [v for v in views if v.online and not getattr(v, "aggregations", ())]
+    return [v for v in views if v.online]

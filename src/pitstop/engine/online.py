@@ -13,7 +13,10 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from pitstop.definitions.service import FeatureService
+from pitstop.definitions.stream import StreamFeatureView
 from pitstop.engine.request import OnDemandRequest, RequestPlan, build_plan
+from pitstop.engine.streams import layout_of, read_values
+from pitstop.engine.tiles import TileLayout
 from pitstop.errors import RetrievalError
 from pitstop.online.encoding import decode_value, entity_key
 from pitstop.types import Array, Bool, Float32, Float64, Int32, Int64, String, UnixTimestamp
@@ -39,6 +42,7 @@ class _ViewStep:
     ttl_us: int  # 0: never expires
     features: tuple[tuple[str, str], ...]  # (feature name, output/hidden column)
     key_types: tuple[Any, ...]  # the Python type each key value must have (None: any)
+    layout: TileLayout | None = None  # windowed aggregations: the row holds tiles
 
 
 @dataclass(frozen=True)
@@ -77,6 +81,9 @@ def compile_plan(plan: RequestPlan, snapshot: Snapshot) -> CompiledPlan:
                 ttl_us=int(ttl.total_seconds() * 1_000_000) if ttl else 0,
                 features=tuple((c.feature.name, c.name) for c in v.columns),
                 key_types=tuple(_KEY_TYPES.get(dtypes.get(n)) for n in names),
+                layout=layout_of(v.view)
+                if isinstance(v.view, StreamFeatureView) and v.view.aggregations
+                else None,
             )
         )
     return CompiledPlan(plan, tuple(steps), _dtypes(plan))
@@ -242,6 +249,9 @@ class OnlineRetriever:
     ) -> None:
         cols = [(f, c, values.setdefault(c, []), statuses.setdefault(c, []),
                  stamps.setdefault(c, [])) for f, c in step.features]  # fmt: skip
+        if step.layout is not None:
+            _fill_windows(step.layout, cols, found, now_us)
+            return
         expire = step.ttl_us if self.enforce_ttl else 0
         for row in found:
             if row is None:
@@ -263,6 +273,18 @@ class OnlineRetriever:
                 vals.append(v)
                 sts.append(NULL_VALUE if v is None else PRESENT)
                 tss.append(ts)
+
+
+def _fill_windows(layout: TileLayout, cols: list[Any], found: list[Any], now_us: int) -> None:
+    """Aggregation values at ``now_us`` from tile rows; an unknown entity has empty windows."""
+    for row in found:
+        result = read_values(layout, row, now_us)
+        ts = None if row is None else row.event_ts
+        for feature, _, vals, sts, tss in cols:
+            v = result.get(feature)
+            vals.append(v)
+            sts.append(NOT_FOUND if row is None else NULL_VALUE if v is None else PRESENT)
+            tss.append(ts)
 
 
 def _columns(

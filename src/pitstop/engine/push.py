@@ -16,7 +16,9 @@ from typing import TYPE_CHECKING, Any
 
 from pitstop.definitions.feature_view import FeatureView
 from pitstop.definitions.sources import FileSource, PushMode, PushSource
+from pitstop.definitions.stream import StreamFeatureView
 from pitstop.engine.online import key_dtypes
+from pitstop.engine.streams import input_columns, push_events
 from pitstop.engine.write import chunks, encode_rows
 from pitstop.errors import NotFoundError, RetrievalError, suggest
 from pitstop.types import to_arrow
@@ -71,7 +73,13 @@ def conform(table: pa.Table, view: FeatureView, key_types: dict[str, Any], what:
     import pyarrow as pa
 
     ts = view.timestamp_field
-    needed = [*view.join_keys, ts, *(f.name for f in view.features)]
+    windowed = isinstance(view, StreamFeatureView) and bool(view.aggregations)
+    inputs = (
+        list(input_columns(view))
+        if isinstance(view, StreamFeatureView) and windowed
+        else [f.name for f in view.features]
+    )
+    needed = list(dict.fromkeys([*view.join_keys, ts, *inputs]))
     missing = [c for c in needed if c not in table.column_names]
     if missing:
         raise RetrievalError(
@@ -79,19 +87,35 @@ def conform(table: pa.Table, view: FeatureView, key_types: dict[str, Any], what:
             f"given: {table.column_names}"
         )
     created = view.batch_source.created_timestamp_column
-    targets: dict[str, Any] = {f.name: to_arrow(f.dtype) for f in view.features}
+    declared = view.schema if windowed else view.features
+    targets: dict[str, Any] = {f.name: to_arrow(f.dtype) for f in declared}
     targets.update({k: to_arrow(t) for k, t in key_types.items() if k in view.join_keys})
     targets[ts] = pa.timestamp("us", tz="UTC")
     if created and created in table.column_names:
         targets[created] = pa.timestamp("us", tz="UTC")
+    text_inputs = set(inputs) - set(targets) if windowed else set()
     columns = {}
     for name in table.column_names:
         col = table.column(name)
         target = targets.get(name)
+        if name in text_inputs and pa.types.is_string(col.type):  # undeclared: numbers as text
+            target = _numeric(col)
         if target is not None and col.type != target:
             col = _cast(col, target, name, view, what)
         columns[name] = col
     return pa.table(columns)
+
+
+def _numeric(col: Any) -> Any:
+    """The type text values of an undeclared aggregated column are read as: int64 if they all
+    are integers, else float64 (a value that is neither fails the cast with its name)."""
+    import pyarrow as pa
+
+    try:
+        col.cast(pa.int64())
+        return pa.int64()
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+        return pa.float64()
 
 
 def _cast(col: Any, target: Any, name: str, view: FeatureView, what: str) -> Any:
@@ -143,7 +167,7 @@ def check_columns(views: Sequence[FeatureView], table: pa.Table, what: str) -> N
         raise RetrievalError(f"{what}: no feature view reads this source; nothing to write")
 
 
-def _conformed(
+def conformed(
     snapshot: Snapshot, views: Sequence[FeatureView], data: Any, what: str
 ) -> list[pa.Table]:
     """``data`` checked and cast for every view, before anything is written."""
@@ -152,10 +176,22 @@ def _conformed(
     return [conform(table, v, key_dtypes(snapshot, v), what) for v in views]
 
 
-def _write(online: Any, views: Sequence[FeatureView], tables: Sequence[pa.Table]) -> int:
+def write_views(
+    online: Any,
+    views: Sequence[FeatureView],
+    tables: Sequence[pa.Table],
+    *,
+    stream: str | None = None,
+    ids: Sequence[Any] | None = None,
+) -> int:
+    """Write checked rows (``tables[i]`` for ``views[i]``) online; windowed views fold the rows
+    into tiles (idempotently per ``stream`` event id when given)."""
     written = 0
     for view, table in zip(views, tables, strict=True):
         if not view.online:
+            continue
+        if isinstance(view, StreamFeatureView) and view.aggregations:
+            written += push_events(online, view, table, stream=stream, ids=ids)
             continue
         created = view.batch_source.created_timestamp_column
         created = created if created and created in table.column_names else ""
@@ -170,7 +206,7 @@ def write_online(
     snapshot: Snapshot, online: Any, views: Sequence[FeatureView], data: Any, what: str
 ) -> int:
     """Check ``data`` against every view, then write each view's rows online."""
-    return _write(online, views, _conformed(snapshot, views, data, what))
+    return write_views(online, views, conformed(snapshot, views, data, what))
 
 
 def push(
@@ -179,10 +215,10 @@ def push(
     """Rows to every view fed by a push source; ``to`` is a :class:`PushMode`."""
     what = f"push to {push_source_name!r}"
     views = push_views(snapshot, push_source_name)
-    tables = _conformed(snapshot, views, data, what)
+    tables = conformed(snapshot, views, data, what)
     written = 0
     if to in (PushMode.ONLINE, PushMode.ONLINE_AND_OFFLINE):
-        written = _write(online, views, tables)
+        written = write_views(online, views, tables)
     if to in (PushMode.OFFLINE, PushMode.ONLINE_AND_OFFLINE):
         source = snapshot.data_sources[push_source_name]
         assert isinstance(source, PushSource)

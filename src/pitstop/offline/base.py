@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any, Protocol, TypeAlias, runtime_checkable
 if TYPE_CHECKING:
     import pyarrow as pa
 
+    from pitstop.offline.aggregate import AggregateJoin
     from pitstop.offline.job import RetrievalJob
     from pitstop.offline.pit import PitPlan, ViewJoin
 
@@ -60,6 +61,10 @@ class OfflineEngine(Protocol):
         self, view: ViewJoin, start: datetime | None, end: datetime | None
     ) -> pa.RecordBatchReader:
         """Per key, the latest row of ``view`` in ``[start, end]`` (ties: created ts), streamed."""
+        ...
+
+    def aggregate(self, entity: pa.Table, ts_column: str, join: AggregateJoin) -> pa.Table:
+        """Windowed aggregations of ``join`` per entity row: ``t - window < event_ts <= t``."""
         ...
 
     def close(self) -> None:

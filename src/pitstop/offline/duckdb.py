@@ -43,6 +43,8 @@ from pitstop.offline.pit import PitPlan, SourceRef, ViewJoin
 if TYPE_CHECKING:
     import duckdb
 
+    from pitstop.offline.aggregate import AggregateJoin
+
 __all__ = ["DuckDBEngine"]
 
 _IDS = count()
@@ -238,6 +240,12 @@ class DuckDBEngine:
         timestamp field, created timestamp column (if the source has one), features.
         """
         return self._single_view(view, start, end, dsql.latest_sql).to_batches()
+
+    def aggregate(self, entity: pa.Table, ts_column: str, join: AggregateJoin) -> pa.Table:
+        """Windowed aggregations of ``join`` for each row of ``entity`` (in input order)."""
+        from pitstop.offline.aggregate import historical_aggregates
+
+        return historical_aggregates(self._connection(), entity, ts_column, join)
 
     def _single_view(
         self,

@@ -81,9 +81,11 @@ def to_arrow_table(entity: Any) -> pa.Table:
         return table
     if hasattr(entity, "__arrow_c_stream__"):
         return pa.table(entity)
+    if isinstance(entity, dict):  # a dict of columns
+        return pa.table(entity)
     raise RetrievalError(
         f"Cannot use a {type(entity).__name__} as the entity frame; pass a pyarrow Table, a "
-        "pandas or polars DataFrame, or a SQL query string."
+        "pandas or polars DataFrame, a dict of columns, or a SQL query string."
     )
 
 

@@ -16,7 +16,7 @@ must take microseconds, and building Arrow arrays for one row costs more than th
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import NamedTuple, Protocol
 
@@ -35,6 +35,10 @@ class ReadRow(NamedTuple):
 
     event_ts: int
     value: bytes
+
+
+#: The function :meth:`OnlineStore.modify` applies: current rows in, rows to write out.
+Change = Callable[[list["ReadRow | None"]], list["StoredRow | None"]]
 
 
 @dataclass(frozen=True)
@@ -60,6 +64,17 @@ class OnlineStore(Protocol):
 
     def read(self, requests: Sequence[tuple[str, Sequence[bytes]]]) -> list[list[ReadRow | None]]:
         """For each ``(view, keys)``, the stored row of every key (``None`` if absent)."""
+        ...
+
+    def modify(self, view: str, keys: Sequence[bytes], change: Change) -> None:
+        """Atomically replace the rows of ``keys`` in ``view`` with ``change(current)``.
+
+        ``change`` receives the current row of every key (``None`` if absent), in ``keys``
+        order, and returns one ``StoredRow`` (to write) or ``None`` (to leave the key as it is)
+        per key. No other write to these keys may interleave between the read and the write; a
+        store that detects a conflict calls ``change`` again with the fresh rows. Used for
+        read-modify-write state such as aggregation tiles; event-time ordering does not apply.
+        """
         ...
 
     def teardown(self, views: Sequence[str]) -> None:

@@ -4,6 +4,9 @@ One dict per view maps an entity key to its :class:`StoredRow`; one lock makes e
 atomic. Data lives as long as the store object and is visible to no other process
 (``Capabilities(shared=False)``). Every other store must behave like this one; the conformance
 suite (``tests/test_online_stores.py``) checks that they do.
+
+``modify`` calls ``change`` while holding the lock, so ``change`` must not call the store.
+:func:`rows_to_write` checks what a ``change`` returned; every store uses it.
 """
 
 from __future__ import annotations
@@ -13,7 +16,33 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from pitstop.config import MemoryOnlineConfig
-from pitstop.online.base import Capabilities, ReadRow, StoredRow
+from pitstop.errors import PitstopError
+from pitstop.online.base import Capabilities, Change, ReadRow, StoredRow
+
+
+def rows_to_write(keys: Sequence[bytes], changed: Sequence[StoredRow | None]) -> list[StoredRow]:
+    """The rows a ``modify`` must write, in key order (the ``None`` items dropped).
+
+    Raises :class:`~pitstop.errors.PitstopError` unless ``changed`` has one item per key and
+    every row is for its key (a row for another key would bypass that key's lock or watch).
+    A key listed twice is written twice, in order: the later row wins.
+    """
+    if len(changed) != len(keys):
+        raise PitstopError(
+            f"modify: change returned {len(changed)} items for {len(keys)} keys; it must "
+            "return one StoredRow or None per key, in key order"
+        )
+    rows: list[StoredRow] = []
+    for key, row in zip(keys, changed, strict=True):
+        if row is None:
+            continue
+        if row.entity_key != key:
+            raise PitstopError(
+                f"modify: change returned a row for entity key {row.entity_key!r} in the place "
+                f"of key {key!r}; a row must keep the entity key it replaces"
+            )
+        rows.append(row)
+    return rows
 
 
 class MemoryOnlineStore:
@@ -50,6 +79,17 @@ class MemoryOnlineStore:
                 rows = [table.get(key) for key in keys]
                 result.append([None if r is None else ReadRow(r.event_ts, r.value) for r in rows])
         return result
+
+    def modify(self, view: str, keys: Sequence[bytes], change: Change) -> None:
+        if not keys:
+            return
+        with self._lock:
+            found = [self._tables.get(view, {}).get(key) for key in keys]
+            current = [None if r is None else ReadRow(r.event_ts, r.value) for r in found]
+            rows = rows_to_write(keys, change(current))
+            table = self._tables.setdefault(view, {})
+            for row in rows:  # unconditionally: event-time order does not apply
+                table[row.entity_key] = row
 
     def teardown(self, views: Sequence[str]) -> None:
         with self._lock:

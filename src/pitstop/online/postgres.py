@@ -17,6 +17,24 @@ touch one row twice in a statement), then sent as four arrays in one statement p
 
 A table is created on first write if ``update`` did not create it.
 
+**Modify** is one transaction:
+
+1. advisory locks: the table's lock in shared mode, then one transaction-level advisory lock
+   (``pg_advisory_xact_lock``) per key, named by a 64-bit hash of (schema, table, key) and taken
+   in sorted order, so that modifies of the same keys run one after the other, also for keys
+   that have no row yet. A transaction can hold only so many locks
+   (``max_locks_per_transaction``): a call of more than ``_KEY_LOCKS`` distinct keys takes the
+   table's lock in exclusive mode instead;
+2. ``SELECT ... FOR UPDATE`` reads the keys' rows and locks them against plain writes too;
+3. ``change`` runs (holding the locks: it must be quick and must not call the store);
+4. one ``INSERT ... ON CONFLICT DO UPDATE`` per ``_ROWS_PER_STATEMENT`` rows writes the returned
+   rows regardless of event time, but updates only rows locked in step 2: if a plain write
+   inserted a key that was absent in step 2, the row count comes up short, and modify rolls
+   back and starts again, calling ``change`` with the fresh rows.
+
+A modify and a plain write of the same keys at the same moment can deadlock; PostgreSQL then
+aborts one of them: an aborted modify starts again, an aborted write fails.
+
 **Reads** are one statement: a ``UNION ALL`` of per-view ``SELECT ... WHERE entity_key =
 ANY(%s)``; its text depends only on the views, so psycopg prepares it on the server after a few
 uses. Parameters and results travel in binary. A view whose table does not exist reads as
@@ -37,11 +55,24 @@ from typing import Any, NoReturn
 
 from pitstop.config import PostgresOnlineConfig
 from pitstop.errors import BackendUnavailableError, PitstopError, require
-from pitstop.online.base import Capabilities, ReadRow, StoredRow
+from pitstop.online.base import Capabilities, Change, ReadRow, StoredRow
+from pitstop.online.memory import rows_to_write
 
 _MAX_NAME = 63  # PostgreSQL's NAMEDATALEN - 1
 _ROWS_PER_STATEMENT = 10_000
 _SQL_CACHE_SIZE = 1024
+_KEY_LOCKS = 32  # at most this many advisory key locks per modify, else one table lock
+_MODIFY_ATTEMPTS = 10  # transactions per modify before giving up on conflicts
+
+
+class _Conflict(Exception):
+    """A modify's upsert met a row it had not locked: roll back and try again."""
+
+
+def _lock_id(*parts: bytes) -> int:
+    """A signed 64-bit advisory lock id for ``parts``."""
+    digest = hashlib.blake2b(b"\0".join(parts), digest_size=8, person=b"pitstop-lock").digest()
+    return int.from_bytes(digest, "big", signed=True)
 
 
 def table_name(project: str, view: str) -> str:
@@ -211,6 +242,74 @@ class PostgresOnlineStore:
         try:
             self._run(work)
         except self._psycopg.errors.UndefinedTable:  # dropped behind our back: once more
+            self._created.discard(table)
+            self._run(work)
+
+    def modify(self, view: str, keys: Sequence[bytes], change: Change) -> None:
+        if not keys:
+            return
+        table = table_name(self.project, view)
+        t = f"{self._schema}.{quote(table)}"
+        select = (
+            f"SELECT entity_key, event_ts, value FROM {t} WHERE entity_key = ANY(%b::bytea[]) "
+            "ORDER BY entity_key FOR UPDATE"
+        )
+        upsert = (
+            f"INSERT INTO {t} AS t (entity_key, event_ts, created_ts, value) "
+            "SELECT * FROM unnest(%b::bytea[], %b::int8[], %b::int8[], %b::bytea[]) "
+            "ON CONFLICT (entity_key) DO UPDATE SET event_ts = excluded.event_ts, "
+            "created_ts = excluded.created_ts, value = excluded.value "
+            "WHERE t.entity_key = ANY(%b::bytea[])"
+        )
+        distinct = list(dict.fromkeys(keys))
+        names = (self.config.db_schema.encode(), table.encode())
+        if len(distinct) > _KEY_LOCKS:
+            locks = [("pg_advisory_xact_lock", [_lock_id(*names)])]
+        else:  # sorted: two modifies never wait for each other's locks in a cycle
+            key_locks = sorted(_lock_id(*names, key) for key in distinct)
+            locks = [
+                ("pg_advisory_xact_lock_shared", [_lock_id(*names)]),
+                ("pg_advisory_xact_lock", key_locks),
+            ]
+        errors = self._psycopg.errors
+
+        def attempt(conn: Any) -> None:
+            if table not in self._created:
+                self._create(conn, [table])
+                self._created.add(table)
+            with conn.transaction():
+                for function, ids in locks:
+                    sql = f"SELECT count({function}(id)) FROM unnest(%b::int8[]) AS id"
+                    conn.execute(sql, [ids])  # unnest keeps the array's order
+                found = {
+                    key: ReadRow(event_ts, value)
+                    for key, event_ts, value in conn.execute(select, [distinct], binary=True)
+                }
+                rows = rows_to_write(keys, change([found.get(key) for key in keys]))
+                batch = list({row.entity_key: row for row in rows}.values())  # a key's last row
+                for start in range(0, len(batch), _ROWS_PER_STATEMENT):
+                    chunk = batch[start : start + _ROWS_PER_STATEMENT]
+                    columns = [list(column) for column in zip(*chunk, strict=True)]
+                    locked = [row.entity_key for row in chunk if row.entity_key in found]
+                    cursor = conn.execute(upsert, [*columns, locked])
+                    if cursor.rowcount != len(chunk):  # a plain write inserted a key meanwhile
+                        raise _Conflict
+
+        def work(conn: Any) -> None:
+            for _ in range(_MODIFY_ATTEMPTS):
+                try:
+                    attempt(conn)
+                    return
+                except (_Conflict, errors.DeadlockDetected):
+                    continue
+            raise PitstopError(
+                f"modify of view {view!r} in PostgreSQL: concurrent writes to its "
+                f"{len(distinct)} entity key(s) conflicted {_MODIFY_ATTEMPTS} times; gave up"
+            )
+
+        try:
+            self._run(work)
+        except errors.UndefinedTable:  # dropped behind our back: once more
             self._created.discard(table)
             self._run(work)
 

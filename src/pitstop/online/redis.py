@@ -23,6 +23,25 @@ write wins). Calls are pipelined, ``_ROWS_PER_TRIP`` rows per round trip. Lua nu
 doubles, exact for microsecond timestamps until the year 2255. In cluster mode the rows are
 grouped by slot first, since one script call must touch keys of one slot.
 
+**Modify** is an optimistic transaction: ``WATCH`` the keys' hashes, read their view fields
+(``HMGET``, pipelined on another connection of the pool: any write after the ``WATCH`` aborts
+the ``EXEC`` anyway), call ``change``, then ``MULTI`` / ``HSET`` (the layout above; ``EXPIRE``
+like a write) / ``EXEC``: three round trips for all keys of the call. If another client wrote
+one of the hashes meanwhile (any view of the entity: the watch covers the whole hash), ``EXEC``
+fails, and after a short random pause ``change`` is called again with the fresh rows, up to
+``_MODIFY_ATTEMPTS`` times; then a :class:`~pitstop.errors.PitstopError` says so.
+
+``WATCH`` costs the server time quadratic in its number of keys (Redis 7.0: 16,000 keys block
+it for almost a second), so a call of more than ``_WATCH_KEYS`` keys checks instead: after the
+read and ``change``, one script compares every key's field with what was read and writes only
+if none differs (else: a conflict, as above). Equal bytes are equal rows, so a value changed
+and changed back meanwhile does no harm.
+
+In cluster mode a transaction or script may only touch one slot, and an entity's slot depends
+on its key, so modify always checks with the script, one call per slot (pipelined): atomic per
+slot, not across slots. ``change`` still gets all keys; after a conflict it is called again
+with the fresh rows of all keys, but only the slots whose check failed are written.
+
 **Drop/teardown** ``SCAN`` the project's keys (``MATCH <prefix><project>:*``) and ``HDEL`` the
 views' fields (Redis deletes a hash when its last field goes) or, for teardown, ``UNLINK``
 the keys. Never ``FLUSHDB``.
@@ -34,22 +53,28 @@ machine has only a single-node server, so cluster mode is tested by hand, not in
 from __future__ import annotations
 
 import hashlib
+import random
 import re
 import struct
+import time
 from binascii import hexlify
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any, NamedTuple, NoReturn
 
 from pitstop.config import RedisAddress, RedisOnlineConfig
-from pitstop.errors import BackendUnavailableError, ConfigError, require
-from pitstop.online.base import Capabilities, ReadRow, StoredRow
+from pitstop.errors import BackendUnavailableError, ConfigError, PitstopError, require
+from pitstop.online.base import Capabilities, Change, ReadRow, StoredRow
+from pitstop.online.memory import rows_to_write
 
 _HEAD = struct.Struct(">qq")
 _EVENT_TS = struct.Struct(">q")
 _KEYS_PER_CALL = 500  # keys per script call: bounds how long one call blocks the server
 _ROWS_PER_TRIP = 10_000  # rows per pipeline round trip
 _SCAN_COUNT = 1000
+_WATCH_KEYS = 500  # at most this many keys per WATCH (the server's cost grows as its square)
+_MODIFY_ATTEMPTS = 100  # optimistic transactions per modify (and slot) before giving up
+_MODIFY_PAUSE = 0.02  # longest random pause (seconds) after a conflict
 _GLOB = re.compile(rb"([*?\[\]\\])")
 _WRITE_SCRIPT = b"""
 local field, ttl = ARGV[1], tonumber(ARGV[2])
@@ -70,6 +95,21 @@ end
 return #KEYS
 """
 _WRITE_SHA = hashlib.sha1(_WRITE_SCRIPT).hexdigest()
+_MODIFY_SCRIPT = b"""
+local field, ttl, n = ARGV[1], tonumber(ARGV[2]), #KEYS
+for i, key in ipairs(KEYS) do
+  if (redis.call('HGET', key, field) or '') ~= ARGV[2 + i] then return 0 end
+end
+for i, key in ipairs(KEYS) do
+  local new = ARGV[2 + n + i]
+  if new ~= '' then
+    redis.call('HSET', key, field, new)
+    if ttl > 0 then redis.call('EXPIRE', key, ttl) end
+  end
+end
+return 1
+"""
+_MODIFY_SHA = hashlib.sha1(_MODIFY_SCRIPT).hexdigest()
 
 
 class _Call(NamedTuple):
@@ -239,6 +279,130 @@ class RedisOnlineStore:
                     raise
                 # Re-running the calls is harmless: applying a row twice changes nothing.
                 self._client.script_load(_WRITE_SCRIPT)
+
+    def modify(self, view: str, keys: Sequence[bytes], change: Change) -> None:
+        if not keys:
+            return
+        field = view.encode()
+        names = [self._key(entity_key) for entity_key in keys]
+        distinct = list(dict.fromkeys(names))
+        watch = not self._cluster and len(distinct) <= _WATCH_KEYS
+        pending = self._slots(distinct) if self._cluster else [distinct]
+        try:
+            for n in range(_MODIFY_ATTEMPTS):
+                if n:  # let the writer that won finish; jitter spreads the contenders
+                    time.sleep(random.uniform(0, min(_MODIFY_PAUSE, 0.0005 * 2**n)))
+                if watch:
+                    if self._watched(field, keys, names, distinct, change):
+                        return
+                    continue
+                stored = self._fields(field, distinct)
+                new = self._changed(keys, names, stored, change)
+                pending = self._check_and_set(field, pending, stored, new)
+                if not pending:
+                    return
+        except self._errors() as exc:
+            self._unavailable(exc)
+        partly = self._cluster and len(pending) < len(self._slots(distinct))
+        raise PitstopError(
+            f"modify of view {view!r}: other clients changed its {len(distinct)} entity key(s) "
+            f"during each of {_MODIFY_ATTEMPTS} attempts; gave up. Too many writers contend "
+            "for these keys in Redis"
+            + (" (the keys of its other cluster slots were written)" if partly else "")
+        )
+
+    def _slots(self, names: list[bytes]) -> list[list[bytes]]:
+        """``names`` grouped by cluster slot."""
+        from redis.crc import key_slot
+
+        by_slot: dict[int, list[bytes]] = {}
+        for name in names:
+            by_slot.setdefault(key_slot(name), []).append(name)
+        return list(by_slot.values())
+
+    def _watched(
+        self,
+        field: bytes,
+        keys: Sequence[bytes],
+        names: list[bytes],
+        distinct: list[bytes],
+        change: Change,
+    ) -> bool:
+        """``WATCH``, read, change, ``MULTI``/``EXEC``: False if another client interfered."""
+        with self._client.pipeline(transaction=True) as pipe:
+            pipe.watch(*distinct)
+            stored = self._fields(field, distinct)
+            new = self._changed(keys, names, stored, change)
+            if not new:
+                return True
+            pipe.multi()
+            for name, packed in new.items():
+                pipe.execute_command("HSET", name, field, packed)
+                if self._ttl > 0:
+                    pipe.execute_command("EXPIRE", name, self._ttl)
+            try:
+                pipe.execute()
+            except self._redis.exceptions.WatchError:
+                return False
+            return True
+
+    def _check_and_set(
+        self,
+        field: bytes,
+        groups: list[list[bytes]],
+        stored: dict[bytes, bytes | None],
+        new: dict[bytes, bytes],
+    ) -> list[list[bytes]]:
+        """Per group of hashes (one slot each), one script call that writes ``new`` only if
+        every field is still as ``stored``, pipelined; the groups whose check failed."""
+        todo = [group for group in groups if any(name in new for name in group)]
+        failed: list[list[bytes]] = []
+        for attempt in (1, 2):
+            pipe = self._client.pipeline(transaction=False)
+            for group in todo:
+                old = [stored[name] or b"" for name in group]  # b"": absent (rows have 16+ bytes)
+                args = [field, self._ttl, *old, *(new.get(name, b"") for name in group)]
+                pipe.execute_command("EVALSHA", _MODIFY_SHA, len(group), *group, *args)
+            unknown: list[list[bytes]] = []
+            for group, reply in zip(todo, pipe.execute(raise_on_error=False), strict=True):
+                if isinstance(reply, self._redis.exceptions.NoScriptError) and attempt == 1:
+                    unknown.append(group)  # not run: run again once the script is loaded
+                elif isinstance(reply, Exception):
+                    raise reply
+                elif not reply:
+                    failed.append(group)
+            if not unknown:
+                break
+            self._client.script_load(_MODIFY_SCRIPT)
+            todo = unknown
+        return failed
+
+    def _fields(self, field: bytes, names: list[bytes]) -> dict[bytes, bytes | None]:
+        """The stored ``field`` of hashes ``names``, in one round trip."""
+        pipe = self._client.pipeline(transaction=False)
+        for name in names:
+            pipe.execute_command("HMGET", name, field)
+        return {name: reply[0] for name, reply in zip(names, pipe.execute(), strict=True)}
+
+    def _changed(
+        self,
+        keys: Sequence[bytes],
+        names: list[bytes],
+        stored: dict[bytes, bytes | None],
+        change: Change,
+    ) -> dict[bytes, bytes]:
+        """Call ``change`` on the stored rows: the packed rows to write, by hash (a key listed
+        twice ends with its last row)."""
+        unpack, pack = _EVENT_TS.unpack_from, _HEAD.pack
+        current = [
+            None if raw is None else ReadRow(unpack(raw)[0], raw[16:])
+            for raw in (stored[name] for name in names)
+        ]
+        rows = rows_to_write(keys, change(current))
+        return {
+            self._key(row.entity_key): pack(row.event_ts, row.created_ts) + row.value
+            for row in rows
+        }
 
     # -- schema ------------------------------------------------------------------------------
 

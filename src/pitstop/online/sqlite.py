@@ -12,6 +12,12 @@ excluded.created_ts) >= (event_ts, created_ts)`` run with ``executemany`` inside
 ``BEGIN IMMEDIATE`` transaction, so rows of one call apply in order and atomically. A table is
 created on first write if ``update`` did not create it.
 
+**Modify** (read-modify-write) is one ``BEGIN IMMEDIATE`` transaction: it takes the database's
+write lock first, so its read sees the latest commit and no other writer (thread or process) can
+commit before it does; it reads the keys' rows, calls ``change`` and upserts the returned rows
+unconditionally (no event-time condition). ``change`` runs while the write lock is held: it must
+be quick and must not call the store.
+
 **Reads** are one statement for all views and keys of a request: a ``UNION ALL`` of per-view
 selects with ``entity_key IN (?, ...)``. The SQL text depends only on the views and key counts,
 so it is built once and SQLite's prepared statement is reused from the connection's cache. A view
@@ -34,7 +40,8 @@ from pathlib import Path
 
 from pitstop.config import SqliteOnlineConfig
 from pitstop.errors import BackendUnavailableError, PitstopError
-from pitstop.online.base import Capabilities, ReadRow, StoredRow
+from pitstop.online.base import Capabilities, Change, ReadRow, StoredRow
+from pitstop.online.memory import rows_to_write
 
 _COMPOUND_LIMIT = 500  # SQLite's default SQLITE_MAX_COMPOUND_SELECT
 _SQL_CACHE_SIZE = 1024
@@ -192,6 +199,54 @@ class SqliteOnlineStore:
             conn.execute("ROLLBACK")
             raise
         conn.execute("COMMIT")
+
+    def modify(self, view: str, keys: Sequence[bytes], change: Change) -> None:
+        if not keys:
+            return
+        table = table_name(self.project, view)
+        q = quote(table)
+        upsert = (
+            f"INSERT INTO {q} (entity_key, event_ts, created_ts, value) VALUES (?, ?, ?, ?) "
+            "ON CONFLICT (entity_key) DO UPDATE SET event_ts = excluded.event_ts, "
+            "created_ts = excluded.created_ts, value = excluded.value"
+        )
+        distinct = list(dict.fromkeys(keys))
+        conn = self._acquire()
+        try:
+            for attempt in (1, 2):
+                if table not in self._created:
+                    self._create(conn, table)
+                conn.execute("BEGIN IMMEDIATE")
+                try:
+                    try:
+                        found = self._found(conn, q, distinct)
+                    except sqlite3.OperationalError as exc:  # dropped by another process?
+                        if attempt == 2 or "no such table" not in str(exc):
+                            raise
+                        conn.execute("ROLLBACK")
+                        self._created.discard(table)
+                        continue
+                    rows = rows_to_write(keys, change([found.get(key) for key in keys]))
+                    conn.executemany(upsert, rows)
+                    conn.execute("COMMIT")
+                    return
+                except BaseException:
+                    if conn.in_transaction:
+                        conn.execute("ROLLBACK")
+                    raise
+        finally:
+            self._idle.append(conn)
+
+    def _found(self, conn: sqlite3.Connection, q: str, keys: list[bytes]) -> dict[bytes, ReadRow]:
+        """The stored rows of ``keys`` (distinct) in table ``q``, by key."""
+        found: dict[bytes, ReadRow] = {}
+        for start in range(0, len(keys), self._max_vars):
+            chunk = keys[start : start + self._max_vars]
+            marks = ", ".join("?" * len(chunk))
+            sql = f"SELECT entity_key, event_ts, value FROM {q} WHERE entity_key IN ({marks})"
+            for key, event_ts, value in conn.execute(sql, chunk):
+                found[key] = ReadRow(event_ts, value)
+        return found
 
     def read(self, requests: Sequence[tuple[str, Sequence[bytes]]]) -> list[list[ReadRow | None]]:
         if not requests:

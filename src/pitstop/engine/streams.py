@@ -1,0 +1,191 @@
+"""Stream feature views online: events fold into tiles, reads combine the tiles in the window.
+
+Each entity of an aggregating stream view has one online row holding its live tiles
+(:mod:`pitstop.engine.tiles`): the value is the version byte ``0x01`` followed by a msgpack map
+``{"tiles": {tile_end_us: tile_state_bytes}, "marks": {stream: last_event_id}}``; the row's
+event time is the newest event seen. ``marks`` make stream ingestion idempotent: an event
+whose id is not above its stream's mark for this entity was applied before and is skipped
+(ids must grow within a stream, as Redis stream ids do). Pushes
+update rows with the store's atomic :meth:`~pitstop.online.base.OnlineStore.modify`, so
+concurrent writers never lose an event; tiles older than the longest window are dropped on
+every write, and events too old to be in any window at arrival are ignored.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from functools import lru_cache
+from typing import TYPE_CHECKING, Any
+
+import msgpack
+
+from pitstop.definitions.stream import StreamFeatureView
+from pitstop.engine.tiles import (
+    Tile,
+    TileLayout,
+    add_events,
+    finalize,
+    tile_end,
+)
+from pitstop.engine.write import micros
+from pitstop.errors import PitstopError
+from pitstop.online.base import ReadRow, StoredRow
+from pitstop.online.encoding import encode_keys
+
+if TYPE_CHECKING:
+    import pyarrow as pa
+
+    from pitstop.online.base import OnlineStore
+
+VERSION = 1
+_PREFIX = bytes([VERSION])
+_DISTINCT = 7  # index of the distinct-values set in a partial (see tiles.py)
+_packb = msgpack.Packer(use_bin_type=True).pack
+
+
+@lru_cache(maxsize=256)
+def _layout(spec: str, view: StreamFeatureView) -> TileLayout:
+    return TileLayout.of(view.aggregations, [f.name for f in view.features])
+
+
+def layout_of(view: StreamFeatureView) -> TileLayout:
+    """The tile layout of an aggregating stream view (cached per view definition)."""
+    return _layout(view.to_json(), view)
+
+
+Marks = dict[str, Any]
+
+
+def encode_tiles(tiles: dict[int, Tile], marks: Marks | None = None) -> bytes:
+    """One msgpack document for all tiles (each tile as in :func:`tiles.encode_state`)."""
+    body = {
+        end: {c: p if p[_DISTINCT] is None else [*p[:_DISTINCT], list(p[_DISTINCT])]
+              for c, p in tile.items()}
+        for end, tile in tiles.items()
+    }  # fmt: skip
+    return _PREFIX + _packb({"tiles": body, "marks": marks or {}})
+
+
+def decode_row(data: bytes) -> tuple[dict[int, Tile], Marks]:
+    if not data or data[0] != VERSION:
+        raise PitstopError(
+            "online tiles written with another format version; re-materialize the stream view"
+        )
+    body = msgpack.unpackb(data[1:], raw=False, strict_map_key=False)
+    tiles: dict[int, Tile] = body["tiles"]
+    for tile in tiles.values():
+        for p in tile.values():
+            if p[_DISTINCT] is not None:
+                p[_DISTINCT] = set(p[_DISTINCT])
+    return tiles, body["marks"]
+
+
+def decode_tiles(data: bytes) -> dict[int, Tile]:
+    return decode_row(data)[0]
+
+
+def read_values(layout: TileLayout, row: ReadRow | None, now_us: int) -> dict[str, Any]:
+    """The view's aggregation values at ``now_us`` from one stored row (none: empty window)."""
+    tiles = decode_tiles(row.value) if row is not None else {}
+    return finalize(layout, tiles, now_us)
+
+
+def _group(
+    view: StreamFeatureView, table: pa.Table, ids: Sequence[Any] | None = None
+) -> tuple[list[bytes], list[list[Any]]]:
+    """Entity keys (first-seen order) and each key's events ``(ts_us, {column: value}, id)``."""
+    names = sorted(view.join_keys)
+    keys = encode_keys(names, [table.column(k).combine_chunks() for k in names])
+    stamps = micros(table.column(view.timestamp_field)).to_pylist()
+    columns = list(dict.fromkeys(a.column for a in view.aggregations))
+    values = [table.column(c).to_pylist() for c in columns]
+    by_key: dict[bytes, list[Any]] = {}
+    for i, key in enumerate(keys):
+        ts = stamps[i]
+        if ts is None:
+            continue
+        row = {c: v[i] for c, v in zip(columns, values, strict=True)}
+        by_key.setdefault(key, []).append((ts, row, None if ids is None else ids[i]))
+    return list(by_key), list(by_key.values())
+
+
+def push_events(
+    online: OnlineStore,
+    view: StreamFeatureView,
+    table: pa.Table,
+    now_us: int | None = None,
+    *,
+    stream: str | None = None,
+    ids: Sequence[Any] | None = None,
+) -> int:
+    """Fold the events of ``table`` into the view's online tiles; returns events offered.
+
+    With ``stream`` and ``ids`` (one growing id per row, e.g. ``(ms, seq)`` of a Redis stream
+    entry), events already applied for an entity are skipped: redelivery is harmless.
+    """
+    layout = layout_of(view)
+    now = time.time_ns() // 1000 if now_us is None else now_us
+    keys, events = _group(view, table, ids if stream else None)
+    if not keys:
+        return 0
+    horizon = now - layout.max_window_us  # tiles ending at or before this are out of every window
+    seq = now
+
+    def change(rows: list[ReadRow | None]) -> list[StoredRow | None]:
+        out: list[StoredRow | None] = []
+        for key, row, evs in zip(keys, rows, events, strict=True):
+            tiles, marks = decode_row(row.value) if row is not None else ({}, {})
+            fresh = [e for e in evs if tile_end(e[0], layout.size_us) > horizon]
+            if stream is not None:
+                mark = marks.get(stream)
+                fresh = [e for e in fresh if mark is None or list(e[2]) > list(mark)]
+                marks[stream] = max([*([list(mark)] if mark else []), *(list(e[2]) for e in evs)])
+            if not fresh:  # nothing to add; only a moved stream mark is worth a write
+                moved = stream is not None and row is not None
+                out.append(StoredRow(key, row.event_ts, 0, encode_tiles(tiles, marks))
+                           if moved and row is not None else None)  # fmt: skip
+                continue
+            add_events(layout, tiles, [(e[0], e[1]) for e in fresh], seq)
+            tiles = {end: t for end, t in tiles.items() if end > horizon}
+            newest = max(e[0] for e in fresh)
+            if row is not None:
+                newest = max(newest, row.event_ts)
+            out.append(StoredRow(key, newest, 0, encode_tiles(tiles, marks)))
+        return out
+
+    online.modify(view.name, keys, change)
+    return sum(len(e) for e in events)
+
+
+def backfill(online: OnlineStore, view: StreamFeatureView, table: pa.Table, end_us: int) -> int:
+    """Rebuild the tiles up to ``end_us`` from offline events (``table``): tiles ending at or
+    before ``tile_end(end_us)`` are replaced, newer tiles (from pushes) are kept."""
+    layout = layout_of(view)
+    keys, events = _group(view, table)
+    cut = tile_end(end_us, layout.size_us)
+    horizon = cut - layout.max_window_us
+
+    def change(rows: list[ReadRow | None]) -> list[StoredRow | None]:
+        out: list[StoredRow | None] = []
+        for key, row, evs in zip(keys, rows, events, strict=True):
+            tiles: dict[int, Tile] = {}
+            add_events(layout, tiles, [(e[0], e[1]) for e in evs if e[0] <= end_us])
+            marks: Marks = {}
+            if row is not None:
+                old, marks = decode_row(row.value)
+                tiles.update({e: t for e, t in old.items() if e > cut})
+            tiles = {e: t for e, t in tiles.items() if e > horizon}
+            newest = max([e[0] for e in evs] + ([row.event_ts] if row is not None else []))
+            out.append(StoredRow(key, newest, 0, encode_tiles(tiles, marks)))
+        return out
+
+    if keys:
+        online.modify(view.name, keys, change)
+    return len(keys)
+
+
+def input_columns(view: StreamFeatureView) -> Sequence[str]:
+    """The event columns an aggregating view reads: keys, timestamp, aggregated columns."""
+    return list(dict.fromkeys([*view.join_keys, view.timestamp_field,
+                               *(a.column for a in view.aggregations)]))  # fmt: skip
