@@ -43,6 +43,7 @@ class _ViewStep:
     features: tuple[tuple[str, str], ...]  # (feature name, output/hidden column)
     key_types: tuple[Any, ...]  # the Python type each key value must have (None: any)
     layout: TileLayout | None = None  # windowed aggregations: the row holds tiles
+    casts: tuple[Any, ...] = ()  # per feature: the declared type's Python constructor
 
 
 @dataclass(frozen=True)
@@ -84,6 +85,7 @@ def compile_plan(plan: RequestPlan, snapshot: Snapshot) -> CompiledPlan:
                 layout=layout_of(v.view)
                 if isinstance(v.view, StreamFeatureView) and v.view.aggregations
                 else None,
+                casts=tuple(_CASTS.get(c.feature.dtype) for c in v.columns),
             )
         )
     return CompiledPlan(plan, tuple(steps), _dtypes(plan))
@@ -250,7 +252,7 @@ class OnlineRetriever:
         cols = [(f, c, values.setdefault(c, []), statuses.setdefault(c, []),
                  stamps.setdefault(c, [])) for f, c in step.features]  # fmt: skip
         if step.layout is not None:
-            _fill_windows(step.layout, cols, found, now_us)
+            _fill_windows(step.layout, step.casts, cols, found, now_us)
             return
         expire = step.ttl_us if self.enforce_ttl else 0
         for row in found:
@@ -275,13 +277,18 @@ class OnlineRetriever:
                 tss.append(ts)
 
 
-def _fill_windows(layout: TileLayout, cols: list[Any], found: list[Any], now_us: int) -> None:
-    """Aggregation values at ``now_us`` from tile rows; an unknown entity has empty windows."""
+def _fill_windows(
+    layout: TileLayout, casts: tuple[Any, ...], cols: list[Any], found: list[Any], now_us: int
+) -> None:
+    """Aggregation values at ``now_us`` from tile rows, cast to the declared types; an unknown
+    entity has empty windows."""
     for row in found:
         result = read_values(layout, row, now_us)
         ts = None if row is None else row.event_ts
-        for feature, _, vals, sts, tss in cols:
+        for (feature, _, vals, sts, tss), cast in zip(cols, casts, strict=True):
             v = result.get(feature)
+            if v is not None and cast is not None:
+                v = cast(v)
             vals.append(v)
             sts.append(NOT_FOUND if row is None else NULL_VALUE if v is None else PRESENT)
             tss.append(ts)
