@@ -516,6 +516,9 @@ def test_modify_is_atomic_across_processes(
 ) -> None:
     project = f"test_{uuid.uuid4().hex[:12]}"
     store = open_store(project)
+    # Set up first, as a deployment does: processes opening a brand-new SQLite file at the same
+    # moment may find it locked while one of them switches it to WAL.
+    store.update(["counters"], [])
     context = multiprocessing.get_context("spawn")
     start, failures = context.Barrier(5), context.SimpleQueue()
     args = (online_config, project, str(tmp_path), start, failures, 50)
@@ -711,31 +714,63 @@ def test_redis_modify_of_more_keys_than_watch_takes_is_atomic(
 
 
 @pytest.mark.redis
-def test_redis_cluster_mode_modifies_slot_by_slot(
+def test_redis_cluster_mode_checks_slot_by_slot(
     redis_url: str, redis_key_prefix: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """In cluster mode one transaction per slot, ``change`` called per slot's keys (grouping
-    checked on the single-node server; a real cluster is tested by hand)."""
+    """Cluster mode: one script call per slot; after a conflict in one slot, ``change`` sees
+    all keys again but only that slot is written (the slot grouping is checked on the
+    single-node server; a real cluster is tested by hand)."""
     from redis.crc import key_slot
 
     config = RedisOnlineConfig(connection_string=redis_url, key_prefix=redis_key_prefix)
     project = f"test_{uuid.uuid4().hex[:12]}"
-    store = open_online_store(config, project, tmp_path)
-    slot = {
-        k: key_slot(f"{redis_key_prefix}{project}:{{{k.hex()}}}".encode()) for k in (b"a", b"b")
-    }
-    assert slot[b"a"] != slot[b"b"]
+    store, other = (open_online_store(config, project, tmp_path) for _ in range(2))
+    slot_a, slot_b = (
+        key_slot(f"{redis_key_prefix}{project}:{{{k.hex()}}}".encode()) for k in (b"a", b"b")
+    )
+    assert slot_a != slot_b
+    keys = [b"a", b"b", b"a"]
+    count = incrementer(keys)
     calls: list[list[ReadRow | None]] = []
 
     def change(current: list[ReadRow | None]) -> list[StoredRow | None]:
         calls.append(current)
-        return [None] * len(current)
+        if len(calls) == 1:  # another writer, in b's slot only
+            other.write("v", [row(b"b", T0 + 5, b"5")])
+        return count(current)
 
     try:
-        store.write("v", [row(b"b", T0, b"b0")])
         monkeypatch.setattr(store, "_cluster", True)
-        store.modify("v", [b"a", b"b", b"a"], change)
-        assert calls == [[None, None], [ReadRow(T0, b"b0")]]
+        store.modify("v", keys, change)
+        assert calls == [
+            [None, None, None],
+            [ReadRow(T0 + 1, b"1"), ReadRow(T0 + 5, b"5"), ReadRow(T0 + 1, b"1")],
+        ]
+        # a: written once, by the first call; b: by the second, on the other writer's row
+        assert store.read([("v", [b"a", b"b"])]) == [[ReadRow(T0 + 1, b"1"), ReadRow(T0 + 6, b"6")]]
+    finally:
+        store.close()
+        other.close()
+
+
+@pytest.mark.redis
+def test_redis_modify_loads_its_script_when_the_server_lacks_it(
+    redis_url: str, redis_key_prefix: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import hashlib
+
+    from pitstop.online import redis as redis_store
+
+    script = redis_store._MODIFY_SCRIPT + f"-- {uuid.uuid4().hex}\n".encode()  # unknown to Redis
+    monkeypatch.setattr(redis_store, "_MODIFY_SCRIPT", script)
+    monkeypatch.setattr(redis_store, "_MODIFY_SHA", hashlib.sha1(script).hexdigest())
+    monkeypatch.setattr(redis_store, "_WATCH_KEYS", 0)  # every call checks with the script
+    config = RedisOnlineConfig(connection_string=redis_url, key_prefix=redis_key_prefix)
+    store = open_online_store(config, f"test_{uuid.uuid4().hex[:12]}", tmp_path)
+    try:
+        store.modify("v", [b"k", b"j"], incrementer([b"k", b"j"]))
+        store.modify("v", [b"k"], incrementer([b"k"]))
+        assert values(store, "v", [b"k", b"j"]) == [b"2", b"1"]
     finally:
         store.close()
 

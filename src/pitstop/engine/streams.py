@@ -44,6 +44,15 @@ _DISTINCT = 7  # index of the distinct-values set in a partial (see tiles.py)
 _packb = msgpack.Packer(use_bin_type=True).pack
 
 
+def _as_list(value: Any) -> Any:
+    if isinstance(value, set):  # count_distinct values: an array, in any order
+        return list(value)
+    raise TypeError(f"cannot store {type(value).__name__} in a tile")
+
+
+_pack_tiles = msgpack.Packer(use_bin_type=True, default=_as_list).pack
+
+
 @lru_cache(maxsize=256)
 def _layout(spec: str, view: StreamFeatureView) -> TileLayout:
     return TileLayout.of(view.aggregations, [f.name for f in view.features])
@@ -59,25 +68,22 @@ Marks = dict[str, Any]
 
 def encode_tiles(tiles: dict[int, Tile], marks: Marks | None = None) -> bytes:
     """One msgpack document for all tiles (each tile as in :func:`tiles.encode_state`)."""
-    body = {
-        end: {c: p if p[_DISTINCT] is None else [*p[:_DISTINCT], list(p[_DISTINCT])]
-              for c, p in tile.items()}
-        for end, tile in tiles.items()
-    }  # fmt: skip
-    return _PREFIX + _packb({"tiles": body, "marks": marks or {}})
+    return _PREFIX + _pack_tiles({"tiles": tiles, "marks": marks or {}})
 
 
-def decode_row(data: bytes) -> tuple[dict[int, Tile], Marks]:
+def decode_row(data: bytes, distinct: bool = True) -> tuple[dict[int, Tile], Marks]:
+    """Tiles and stream marks of a stored row; ``distinct``: rebuild count_distinct sets."""
     if not data or data[0] != VERSION:
         raise PitstopError(
             "online tiles written with another format version; re-materialize the stream view"
         )
     body = msgpack.unpackb(data[1:], raw=False, strict_map_key=False)
     tiles: dict[int, Tile] = body["tiles"]
-    for tile in tiles.values():
-        for p in tile.values():
-            if p[_DISTINCT] is not None:
-                p[_DISTINCT] = set(p[_DISTINCT])
+    if distinct:
+        for tile in tiles.values():
+            for p in tile.values():
+                if p[_DISTINCT] is not None:
+                    p[_DISTINCT] = set(p[_DISTINCT])
     return tiles, body["marks"]
 
 
@@ -126,31 +132,35 @@ def push_events(
     """
     layout = layout_of(view)
     now = time.time_ns() // 1000 if now_us is None else now_us
-    keys, events = _group(view, table, ids if stream else None)
+    keys, events = _group(view, table, [tuple(i) for i in ids] if stream and ids else None)
     if not keys:
         return 0
     horizon = now - layout.max_window_us  # tiles ending at or before this are out of every window
+    cutoff = horizon // layout.size_us * layout.size_us  # events at or before it: such tiles
     seq = now
+    distinct = any(a.function == "count_distinct" for a in layout.aggregations)
 
     def change(rows: list[ReadRow | None]) -> list[StoredRow | None]:
         out: list[StoredRow | None] = []
         for key, row, evs in zip(keys, rows, events, strict=True):
-            tiles, marks = decode_row(row.value) if row is not None else ({}, {})
-            fresh = [e for e in evs if tile_end(e[0], layout.size_us) > horizon]
+            tiles, marks = decode_row(row.value, distinct) if row is not None else ({}, {})
+            fresh = [e for e in evs if e[0] > cutoff]
             if stream is not None:
-                mark = marks.get(stream)
-                fresh = [e for e in fresh if mark is None or list(e[2]) > list(mark)]
-                marks[stream] = max([*([list(mark)] if mark else []), *(list(e[2]) for e in evs)])
+                mark = tuple(marks.get(stream) or ())
+                if mark:
+                    fresh = [e for e in fresh if e[2] > mark]
+                marks[stream] = max(mark, *(e[2] for e in evs))
             if not fresh:  # nothing to add; only a moved stream mark is worth a write
-                moved = stream is not None and row is not None
+                keep = stream is not None and row is not None
                 out.append(StoredRow(key, row.event_ts, 0, encode_tiles(tiles, marks))
-                           if moved and row is not None else None)  # fmt: skip
+                           if keep and row is not None else None)  # fmt: skip
                 continue
             add_events(layout, tiles, [(e[0], e[1]) for e in fresh], seq)
-            tiles = {end: t for end, t in tiles.items() if end > horizon}
+            if min(tiles) <= horizon:
+                tiles = {end: t for end, t in tiles.items() if end > horizon}
             newest = max(e[0] for e in fresh)
-            if row is not None:
-                newest = max(newest, row.event_ts)
+            if row is not None and row.event_ts > newest:
+                newest = row.event_ts
             out.append(StoredRow(key, newest, 0, encode_tiles(tiles, marks)))
         return out
 

@@ -97,7 +97,7 @@ class SqliteOnlineStore:
                     check_same_thread=False,
                     cached_statements=256,
                 )
-                conn.execute("PRAGMA journal_mode=WAL")
+                _set_wal(conn)
                 conn.execute("PRAGMA synchronous=NORMAL")
             except (OSError, sqlite3.Error) as exc:
                 if conn is not None:
@@ -338,3 +338,17 @@ class SqliteOnlineStore:
         finally:
             conn.execute("COMMIT")
         return rows
+
+
+def _set_wal(conn: sqlite3.Connection) -> None:
+    """Switch to WAL; processes opening a new file at once may briefly see it locked."""
+    import time
+
+    for attempt in range(50):
+        try:
+            conn.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or attempt == 49:
+                raise
+            time.sleep(0.01 * (attempt + 1))
