@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import TYPE_CHECKING, Any, Union
 
 from pitstop.errors import DefinitionError
@@ -166,6 +167,7 @@ def parse_dtype(value: object, *, what: str = "dtype") -> FeastType:
     raise DefinitionError(f"{what}: unknown dtype {value!r}; allowed: {allowed}")
 
 
+@lru_cache(maxsize=1)
 def _arrow_scalars() -> dict[str, pa.DataType]:
     import pyarrow as pa
 

@@ -45,6 +45,8 @@ def as_table(data: Any, what: str) -> pa.Table:
         return pa.Table.from_pylist(data)
     if hasattr(data, "__arrow_c_stream__") or hasattr(data, "to_arrow"):
         if type(data).__module__.startswith("pandas"):
+            if len(data) <= 64:  # a few rows: plain lists convert faster than from_pandas
+                return pa.table({str(c): s.tolist() for c, s in data.items()})
             return pa.Table.from_pandas(data, preserve_index=False)
         return pa.table(data)
     raise RetrievalError(
@@ -80,7 +82,8 @@ def conform(table: pa.Table, view: FeatureView, key_types: dict[str, Any], what:
         else [f.name for f in view.features]
     )
     needed = list(dict.fromkeys([*view.join_keys, ts, *inputs]))
-    missing = [c for c in needed if c not in table.column_names]
+    present = set(table.column_names)
+    missing = [c for c in needed if c not in present]
     if missing:
         raise RetrievalError(
             f"{what}: column(s) {missing} needed by feature view {view.name!r} are missing; "

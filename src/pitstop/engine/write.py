@@ -13,7 +13,10 @@ from typing import TYPE_CHECKING
 
 from pitstop.definitions.feature_view import FeatureView
 from pitstop.online.base import StoredRow
-from pitstop.online.encoding import encode_keys, encode_values
+from pitstop.online.encoding import encode_keys, encode_value, encode_values, entity_key
+from pitstop.types import UnixTimestamp
+
+SMALL = 64  # rows up to which encoding goes row by row
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -67,9 +70,12 @@ def encode_rows(
         if created_column
         else [0] * batch.num_rows
     )
-    keys = encode_keys(names, [batch.column(k).combine_chunks() for k in names])
     feats = [f.name for f in view.features]
-    values = encode_values(feats, [batch.column(f).combine_chunks() for f in feats])
+    if batch.num_rows <= SMALL:  # a push of a few rows: Python is faster than Arrow kernels
+        keys, values = _encode_small(view, batch, names, feats)
+    else:
+        keys = encode_keys(names, [batch.column(k).combine_chunks() for k in names])
+        values = encode_values(feats, [batch.column(f).combine_chunks() for f in feats])
     rows = list(map(StoredRow, keys, event.to_pylist(), created, values))
     if unique_keys or len(set(keys)) == len(keys):
         return rows
@@ -79,6 +85,24 @@ def encode_rows(
         if old is None or (row.event_ts, row.created_ts) >= (old.event_ts, old.created_ts):
             newest[row.entity_key] = row
     return list(newest.values())
+
+
+def _encode_small(
+    view: FeatureView, batch: pa.Table, names: list[str], feats: list[str]
+) -> tuple[list[bytes], list[bytes]]:
+    """The same bytes as the columnar encoders, one row at a time."""
+    key_cols = [batch.column(k).to_pylist() for k in names]
+    keys = [entity_key(names, vals) for vals in zip(*key_cols, strict=True)]
+    cols = [
+        micros(batch.column(f.name)).to_pylist()
+        if f.dtype is UnixTimestamp
+        else batch.column(f.name).to_pylist()
+        for f in view.features
+    ]
+    values = [encode_value(dict(zip(feats, vals, strict=True))) for vals in zip(*cols, strict=True)]
+    if not cols:
+        values = [encode_value({}) for _ in keys]
+    return keys, values
 
 
 def chunks(rows: list[StoredRow], size: int) -> Iterator[list[StoredRow]]:

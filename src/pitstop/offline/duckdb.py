@@ -135,7 +135,7 @@ class DuckDBEngine:
         memory_limit: str | None = None,
         temp_directory: str | None = None,
         *,
-        batch_size: int = 1_000_000,
+        batch_size: int = 250_000,
         hash_max_rows_per_key: int = dsql.HASH_MAX_ROWS_PER_KEY,
     ) -> None:
         self._threads = threads

@@ -348,7 +348,13 @@ def latest_sql(view: ViewJoin, source: str) -> str:
     if has_created:
         fields.append(f"{_CT} := {_CT}")
     fields += [f"f{j} := __f{j}" for j in range(len(view.columns))]
-    order = f"struct_pack(e := {_TS}, c := coalesce({_CT}, {_NEG_INF}))" if has_created else _TS
+    # (event, created) as one HUGEINT: cheaper to compare than a struct; NULL created lowest
+    order = (
+        f"(epoch_us({_TS})::HUGEINT * 18446744073709551616 + "
+        f"(coalesce(epoch_us({_CT}), -9223372036854775807) + 9223372036854775808::HUGEINT))"
+        if has_created
+        else _TS
+    )
     keys = ", ".join(f"__k{i}" for i in range(n))
     cols = [f"__k{i} AS {quote_ident(k)}" for i, k in enumerate(view.entity_keys)]
     cols.append(f"__v.{_TS} AS {quote_ident(view.source.timestamp_field)}")

@@ -3,22 +3,18 @@
 Every endpoint calls the :class:`~pitstop.FeatureStore` method an in-process caller would and
 speaks Feast's JSON shapes, so Feast clients work unchanged:
 
-=============================  ===========================================================
-``POST /get-online-features``  ``{"features": [...] | "feature_service": "...", "entities":
-                               {"user_id": [...], <request data>: [...]},
-                               "full_feature_names": false}`` -> ``{"metadata":
-                               {"feature_names": [...]}, "results": [{"values": [...],
-                               "statuses": [...], "event_timestamps": [...]}, ...]}``, one
-                               result per name, entity key columns first (column-major)
-``POST /push``                 ``{"push_source_name", "df": {column: [...]}, "to": "online" |
-                               "offline" | "online_and_offline"}``
-``POST /write-to-online-store`` ``{"feature_view_name", "df"}``
-``POST /materialize``          ``{"start_ts", "end_ts", "feature_views"?}`` (ISO 8601)
-``POST /materialize-incremental`` ``{"end_ts", "feature_views"?}``
-``GET /health``                200 when the registry and the online store answer, else 503
-``GET /metrics``               Prometheus text (:mod:`pitstop.server.metrics`)
-``GET /openapi.json``, ``/docs`` the OpenAPI document and a self-contained docs page
-=============================  ===========================================================
+- ``POST /get-online-features`` — ``{"features": [...] | "feature_service": "...",
+  "entities": {"user_id": [...], <request data>: [...]}, "full_feature_names": false}`` ->
+  ``{"metadata": {"feature_names": [...]}, "results": [{"values": [...], "statuses": [...],
+  "event_timestamps": [...]}, ...]}``: one result per name, entity key columns first, each
+  with one value per entity row (column-major, like Feast); request data is not echoed.
+- ``POST /push`` — ``{"push_source_name", "df": {column: [...]}, "to": "online" | "offline" |
+  "online_and_offline"}``; ``POST /write-to-online-store`` — ``{"feature_view_name", "df"}``.
+- ``POST /materialize`` — ``{"start_ts", "end_ts", "feature_views"?}`` (ISO 8601, naive is
+  UTC); ``POST /materialize-incremental`` — ``{"end_ts", "feature_views"?}``.
+- ``GET /health`` — 200 when the registry and the online store answer, else 503 and why;
+  ``GET /metrics`` — Prometheus text (:mod:`pitstop.server.metrics`); ``GET /openapi.json``
+  and ``GET /docs`` — the OpenAPI document and a self-contained docs page.
 
 Errors answer ``{"error": {"type": "<PitstopError subclass>", "message": "..."}}`` with the
 status from the one table in :mod:`pitstop.server.errors` (400 malformed, 404 unknown name,
@@ -26,26 +22,31 @@ status from the one table in :mod:`pitstop.server.errors` (400 malformed, 404 un
 :mod:`pitstop.server.auth`. Registry changes (``pitstop apply``) are served within
 ``registry_ttl_sec`` (default 5 s). SIGTERM stops accepting connections and finishes the
 requests in flight (up to 30 s). The access log is off unless asked for; each error writes
-one JSON line to the ``pitstop.server`` logger. Values differ from Feast's server in two
-documented ways: NaN/±inf are ``null`` (Feast's server fails on them) and
-``UnixTimestamp`` values are whole seconds like Feast's (the in-process API keeps µs).
+one JSON line to the ``pitstop.server`` logger. Values are written as Feast writes them
+(``Bytes`` base64, ``UnixTimestamp`` whole seconds; see :mod:`pitstop.server.wire`), except
+NaN and ±inf, which JSON cannot carry: they are ``null``.
 
 **Why this stack.** A plain ASGI callable on uvicorn with uvloop and httptools, JSON by
 orjson (``pip install 'pitstop[server]'``; imported only when a server is built). Measured on
-the 2-core reference machine, one uvicorn worker, ``wrk -t2 -c8`` POSTing a small JSON body
-and answering a canned Feast response (no store work), median of 3 runs of 6 s:
+the 2-core reference machine, one uvicorn worker, ``wrk -t1 -c8`` POSTing a small JSON body
+that the app parses and answers with a canned Feast response (no store work); median of 3
+runs of 5 s, server CPU time per request from ``/proc``:
 
-=========================================  ===========  =========
-stack                                      req/s        p99
-=========================================  ===========  =========
-raw ASGI, uvicorn + uvloop + httptools     STACK_RAW
-Starlette route, uvicorn + uvloop + httptools STACK_STAR
-raw ASGI, uvicorn + asyncio + h11          STACK_H11
-=========================================  ===========  =========
+==============================================================  ==========  ===============
+stack                                                           req/s       CPU / request
+==============================================================  ==========  ===============
+raw ASGI, uvicorn + uvloop + httptools, one write per response  46,800      20.4 µs
+raw ASGI, uvicorn + uvloop + httptools                          40,900      22.9 µs
+Starlette route, uvicorn + uvloop + httptools                   28,200      34.7 µs
+raw ASGI, uvicorn + asyncio + h11                               8,500       110.8 µs
+==============================================================  ==========  ===============
 
-A framework's routing, request and response objects cost more per request than a whole
-SQLite read of the engine, so the server is a ~50-line dispatcher instead
-(:mod:`pitstop.server.app`). End-to-end numbers are in ``benchmarks/server.py``.
+A framework's routing, request and response objects cost more per request (+12 µs) than
+the whole engine read of 5 features from SQLite (~13 µs), so the server is a dict of routes
+(:mod:`pitstop.server.app`, ~3 µs per request). :mod:`pitstop.server.transport` makes uvicorn
+send each response in one write instead of two. A real request costs about 55 µs of server
+CPU on SQLite: ~35 µs HTTP (uvicorn, syscalls), ~13 µs engine, ~7 µs JSON and shaping.
+End-to-end numbers: ``benchmarks/server.py``.
 """
 
 from __future__ import annotations

@@ -1,16 +1,17 @@
 """The ASGI application: routing, body reading, auth, errors, metrics, lifespan.
 
 A plain ASGI callable (no framework): the routes are a dict lookup, the body is read from the
-receive channel directly, JSON goes through orjson, and responses are two ``send`` calls with
-a ``content-length`` (no chunked encoding). ``/get-online-features`` runs on the event loop
-itself: a read is tens of microseconds of Python plus one store round trip, less than a hop to
-a thread pool and back costs. Writes, materialization and health checks run in a small thread
-pool so that they never hold up reads.
+receive channel directly, JSON goes through orjson, and responses carry a ``content-length``
+(no chunked encoding). ``/get-online-features`` runs on the event loop itself: a read is
+tens of microseconds of Python plus one store round trip, less than a hop to a thread pool
+and back costs. Writes, materialization, health checks and registry refreshes run in a small
+thread pool so that they never hold up reads.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import gc
 import time
 from collections.abc import Awaitable, Callable, MutableMapping
@@ -54,21 +55,30 @@ class FeatureServer:
     """The ASGI app serving one :class:`~pitstop.FeatureStore`."""
 
     def __init__(
-        self, store: FeatureStore, *, keys: ApiKeys | None = None, owns_store: bool = False
+        self,
+        store: FeatureStore,
+        *,
+        registry_ttl_sec: float = 5.0,
+        keys: ApiKeys | None = None,
+        owns_store: bool = False,
     ) -> None:
         orjson: Any = require("orjson", "server")
         self._loads = orjson.loads
         self._dumps = orjson.dumps
         self._dump_opts = orjson.OPT_SERIALIZE_NUMPY
         self.store = store
+        self.registry_ttl_sec = registry_ttl_sec
+        self._store_ttl = store.registry.cache_ttl_seconds  # given back at shutdown
+        store.registry.cache_ttl_seconds = registry_ttl_sec  # until the refresher takes over
         self.keys = keys
         self.owns_store = owns_store
         self.metrics = Metrics()
         self.endpoints = e = Endpoints(store, self.metrics)
         self._pool: ThreadPoolExecutor | None = None
         self._timed: object = None  # the online store whose reads are timed
-        self._openapi = orjson.dumps(openapi.document())
-        self._docs = openapi.docs_html(openapi.document()).encode()
+        self._refresher: asyncio.Task[None] | None = None
+        doc = openapi.document()
+        self._openapi, self._docs = orjson.dumps(doc), openapi.docs_html(doc).encode()
         self.routes: dict[str, _Route] = {
             "/get-online-features": _Route("POST", self._online_features, "read", inline=True),
             "/push": _Route("POST", e.push, "write"),
@@ -195,18 +205,40 @@ class FeatureServer:
             message = await receive()
             if message["type"] == "lifespan.startup":
                 await self._in_pool(self._warm_up)
+                if self.registry_ttl_sec > 0:
+                    self._refresher = asyncio.create_task(self._refresh_registry())
                 await send({"type": "lifespan.startup.complete"})
             elif message["type"] == "lifespan.shutdown":
-                await self._in_pool(self._close)
+                if self._refresher is not None:
+                    self._refresher.cancel()
+                self.store.registry.cache_ttl_seconds = self._store_ttl
+                with contextlib.suppress(AttributeError):
+                    del self._timed.read  # type: ignore[attr-defined]  # the class's read again
+                if self.owns_store:
+                    await self._in_pool(self.store.close)
                 if self._pool is not None:
                     self._pool.shutdown(wait=False)
                 await send({"type": "lifespan.shutdown.complete"})
                 return
 
+    async def _refresh_registry(self) -> None:
+        """Re-read the registry every ``registry_ttl_sec`` in the thread pool, so requests never
+        wait for it; while the registry does not answer, the last definitions stay served."""
+        registry = self.store.registry
+        registry.cache_ttl_seconds = float("inf")  # requests take the snapshot as it is
+        while True:
+            await asyncio.sleep(self.registry_ttl_sec)
+            try:
+                await self._in_pool(registry.refresh)
+            except Exception as exc:
+                log_error("REFRESH", "registry", 503, exc)
+
     def _warm_up(self) -> None:
         """Read the registry and open the online store before the first request; then move
         everything loaded so far out of the garbage collector's way (``gc.freeze``), so that
         a full collection does not walk the imported modules while a request waits."""
+        import pyarrow.compute  # noqa: F401  (what the first push needs, loaded now)
+
         try:
             self.store.registry.snapshot()
             self._time_reads(self.store.online)
@@ -214,10 +246,6 @@ class FeatureServer:
             log_error("STARTUP", "-", 503, exc)
         gc.collect()
         gc.freeze()
-
-    def _close(self) -> None:
-        if self.owns_store:
-            self.store.close()
 
 
 async def _read_body(receive: Receive) -> bytes:

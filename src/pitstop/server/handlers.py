@@ -24,6 +24,7 @@ from pitstop.server.metrics import Metrics
 if TYPE_CHECKING:
     import pyarrow as pa
 
+    from pitstop.engine.online import OnlineResponse
     from pitstop.feature_store import FeatureStore
     from pitstop.registry.snapshot import Snapshot
 
@@ -96,11 +97,11 @@ class Endpoints:
         response = self.store.get_online_features(features, entities, full)
         return self._feast_shape(response, shape)
 
-    def _feast_shape(self, response: Any, shape: _Shape) -> dict[str, Any]:
+    def _feast_shape(self, response: OnlineResponse, shape: _Shape) -> dict[str, Any]:
         """Feast's column-major JSON: entity key columns first, then the features."""
         columns = response.entities
         names = [k for k in columns if k in shape.keys]
-        n = len(columns[names[0]]) if names else 0
+        n = len(next(iter(columns.values()), ()))
         self.metrics.entity_rows += n
         present, epoch = ["PRESENT"] * n, [wire.EPOCH] * n
         results: list[dict[str, list[Any]]] = [

@@ -35,9 +35,10 @@ def create_app(
 ) -> FeatureServer:
     """The ASGI app serving ``store`` (``pip install 'pitstop[server]'``).
 
-    The store's registry cache TTL becomes ``registry_ttl_sec``: definitions applied while the
-    server runs are served at most that many seconds later. ``owns_store`` closes the store at
-    shutdown.
+    Definitions applied while the server runs are served at most ``registry_ttl_sec`` seconds
+    later: a background task re-reads the registry that often (requests never wait for it, and
+    keep the last definitions while the registry is down); 0 re-reads it on every request.
+    ``owns_store`` closes the store at shutdown.
 
     >>> app = create_app(FeatureStore(repo_path="feature_repo"))     # doctest: +SKIP
     >>> # uvicorn.run(app, port=6566)
@@ -45,10 +46,10 @@ def create_app(
     from pitstop.server.app import FeatureServer
     from pitstop.server.auth import ApiKeys
 
-    store.registry.cache_ttl_seconds = registry_ttl(store, registry_ttl_sec)
+    ttl = registry_ttl(store, registry_ttl_sec)
     auth = store.config.feature_server.auth
     keys = ApiKeys.load(auth, store.repo_path) if auth is not None else None
-    return FeatureServer(store, keys=keys, owns_store=owns_store)
+    return FeatureServer(store, registry_ttl_sec=ttl, keys=keys, owns_store=owns_store)
 
 
 def serve(
@@ -60,7 +61,12 @@ def serve(
     *,
     access_log: bool = False,
 ) -> None:
-    """Serve ``store`` over HTTP until SIGINT/SIGTERM (in-flight requests are finished first)."""
+    """Serve ``store`` over HTTP until SIGINT/SIGTERM (in-flight requests are finished first).
+
+    With ``workers > 1`` uvicorn starts that many processes sharing the port; each opens its
+    own store from the configuration, which reaches them through an environment variable of
+    this process (readable by the same user only).
+    """
     uvicorn: Any = require("uvicorn", "server")
     require("orjson", "server")
     if workers < 1:
