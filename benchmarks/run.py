@@ -7,7 +7,15 @@ import sys
 from pathlib import Path
 
 HERE = Path(__file__).parent
-SUITES = ["startup.py", "historical.py"]
+SUITES = [
+    "startup.py",
+    "historical.py",
+    "online_store.py",
+    "online.py",
+    "materialize.py",
+    "server.py",
+    "streams.py",
+]
 
 if __name__ == "__main__":
     for suite in SUITES:

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Any
 
 from pitstop.definitions.on_demand import OnDemandFeatureView
 from pitstop.engine.request import OnDemandRequest, RequestPlan
-from pitstop.errors import RetrievalError
+from pitstop.errors import PitstopError, RetrievalError
 from pitstop.types import to_arrow
 
 if TYPE_CHECKING:
@@ -45,6 +45,11 @@ def run_on_demand(view: OnDemandFeatureView, inputs: pa.Table | pa.RecordBatch) 
 
 
 def _call(view: OnDemandFeatureView, data: Any) -> Any:
+    return call_udf(view, data)
+
+
+def call_udf(view: OnDemandFeatureView, data: Any) -> Any:
+    """Run the view's function; its failures become errors naming the view."""
     try:
         return view.udf(data)
     except KeyError as exc:
@@ -52,6 +57,13 @@ def _call(view: OnDemandFeatureView, data: Any) -> Any:
             f"on-demand feature view {view.name!r}: its function reads column {exc.args[0]!r}, "
             "which is not among its inputs; add the feature view or request source that "
             "provides it to the view's sources"
+        ) from exc
+    except PitstopError:
+        raise
+    except Exception as exc:
+        raise RetrievalError(
+            f"on-demand feature view {view.name!r}: its function failed on these inputs "
+            f"({type(exc).__name__}: {exc})"
         ) from exc
 
 

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from pitstop.definitions.service import FeatureService
 from pitstop.definitions.stream import StreamFeatureView
+from pitstop.engine.ondemand import call_udf
 from pitstop.engine.request import OnDemandRequest, RequestPlan, build_plan
 from pitstop.engine.streams import layout_of, read_values
 from pitstop.engine.tiles import TileLayout
@@ -380,7 +381,7 @@ def _run_on_demand(
                 )
             inputs.setdefault(f.name, columns[f.name])
     if od.view.mode == "python":
-        result = od.view.udf(inputs)
+        result = call_udf(od.view, inputs)
         if not isinstance(result, Mapping):
             raise RetrievalError(
                 f"on-demand feature view {od.view.name!r}: a python-mode function must return "

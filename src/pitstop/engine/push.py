@@ -127,7 +127,10 @@ def _cast(col: Any, target: Any, name: str, view: FeatureView, what: str) -> Any
 
     try:
         if pa.types.is_timestamp(target) and pa.types.is_string(col.type):
-            col = pc.cast(col, pa.timestamp("us"))
+            try:  # ISO text with a zone ("Z", "+02:00") first, then zone-less text as UTC
+                return pc.cast(col, target)
+            except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+                col = pc.cast(col, pa.timestamp("us"))
         if pa.types.is_timestamp(target) and pa.types.is_timestamp(col.type) and not col.type.tz:
             col = pc.assume_timezone(col.cast(pa.timestamp("us")), "UTC")
         return col.cast(target)

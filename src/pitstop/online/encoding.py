@@ -61,6 +61,8 @@ def _map_header(n: int) -> bytes:
 def _key_part(value: Any) -> bytes:
     t = type(value)
     if t is int:
+        if not -(2**63) <= value < 2**63:
+            raise RetrievalError(f"entity key value {value} does not fit in a 64-bit integer")
         return b"\xd3" + _int64(value)
     if t is str:
         data = value.encode()

@@ -62,7 +62,7 @@ def quote(name: str) -> str:
 class SqliteOnlineStore:
     """Latest rows in a SQLite file (``online_store: {type: sqlite, path: ...}``)."""
 
-    capabilities = Capabilities(shared=True)
+    capabilities = Capabilities(shared=True, max_write_batch=200_000)
 
     def __init__(self, config: SqliteOnlineConfig, project: str, repo_path: Path) -> None:
         self.config = config
