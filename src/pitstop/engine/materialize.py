@@ -88,28 +88,66 @@ def materialize_view(
         meta.set_meta(WATERMARK + view.name, end.isoformat())
         return MaterializeResult(view.name, start, end, keys, time.perf_counter() - began)
     reader = offline.latest(join, start, end)
-    size = online.capabilities.max_write_batch
-    written = 0
     task = progress.start(view.name) if progress else None
+    writer = _Writer(online, view.name, progress, task)
     collecting = gc.isenabled()
     gc.disable()  # hundreds of thousands of live row tuples make collections slow and useless
     try:
-        for batch in reader:
-            rows = encode_rows(
+        for batch in reader:  # encode the next batch while the writer stores the last one
+            writer.put(encode_rows(
                 view, batch, source.timestamp_field, source.created_timestamp_column,
                 unique_keys=True,
-            )  # fmt: skip
-            for part in chunks(rows, size):
-                online.write(view.name, part)
-                written += len(part)
-                if progress and task is not None:
-                    progress.advance(task, len(part))
-            del rows, batch
+            ))  # fmt: skip
+            del batch
     finally:
+        written = writer.finish()
         if collecting:
             gc.enable()
     meta.set_meta(WATERMARK + view.name, end.isoformat())
     return MaterializeResult(view.name, start, end, written, time.perf_counter() - began)
+
+
+class _Writer:
+    """Writes encoded rows on a background thread (one batch queued at most), so encoding
+    and the store's own work overlap; the first failure is raised by :meth:`finish`."""
+
+    def __init__(self, online: OnlineStore, table: str, progress: Progress | None,
+                 task: Any) -> None:  # fmt: skip
+        import queue
+        import threading
+
+        self.online, self.table, self.progress, self.task = online, table, progress, task
+        self.written = 0
+        self.error: BaseException | None = None
+        self.queue: queue.Queue[list[Any] | None] = queue.Queue(maxsize=1)
+        self.thread = threading.Thread(target=self._run, name="pitstop-materialize", daemon=True)
+        self.thread.start()
+
+    def _run(self) -> None:
+        size = self.online.capabilities.max_write_batch
+        while (rows := self.queue.get()) is not None:
+            if self.error is not None:
+                continue  # drain after a failure; finish() reports it
+            try:
+                for part in chunks(rows, size):
+                    self.online.write(self.table, part)
+                    self.written += len(part)
+                    if self.progress is not None:
+                        self.progress.advance(self.task, len(part))
+            except BaseException as exc:
+                self.error = exc
+
+    def put(self, rows: list[Any]) -> None:
+        if self.error is not None:
+            raise self.error
+        self.queue.put(rows)
+
+    def finish(self) -> int:
+        self.queue.put(None)
+        self.thread.join()
+        if self.error is not None:
+            raise self.error
+        return self.written
 
 
 def _backfill_tiles(

@@ -49,9 +49,9 @@ from typing import TYPE_CHECKING
 import pyarrow as pa
 
 from pitstop.definitions.stream import FUNCTIONS
-from pitstop.errors import DataSourceError, DefinitionError
+from pitstop.errors import DefinitionError
 from pitstop.offline import duckdb_sql as dsql
-from pitstop.offline.duckdb import _check_key_types, _check_source_columns, _resolve_path, _wrap
+from pitstop.offline.duckdb import _check_key_types, _wrap, scan_source
 from pitstop.offline.entity import ROW_NUMBER, TIMESTAMP, key_column, prepare_entity
 from pitstop.offline.pit import PitPlan, SourceRef, ViewJoin
 
@@ -278,19 +278,7 @@ def historical_aggregates(
 
 
 def _scan(cur: duckdb.DuckDBPyConnection, join: AggregateJoin) -> dsql.ScanInfo:
-    source = join.source
-    path, many = _resolve_path(source)
-    relation = dsql.source_relation(path, source.file_format, many_files=many)
-    try:
-        rows = cur.sql(f"DESCRIBE SELECT * FROM {relation}").fetchall()
-    except Exception as exc:
-        raise DataSourceError(
-            f"Cannot read source {source.display_name!r} of view {join.name!r} at "
-            f"{source.path!r} as {source.file_format}: {exc}"
-        ) from exc
-    scan = dsql.ScanInfo(relation, {str(r[0]): str(r[1]) for r in rows})
-    _check_source_columns(join.check_view(), scan)
-    return scan
+    return scan_source(cur, join.check_view())
 
 
 def _utc(table: pa.Table) -> pa.Table:

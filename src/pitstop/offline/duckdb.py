@@ -198,19 +198,7 @@ class DuckDBEngine:
     # -- sources -------------------------------------------------------------------------------
 
     def _scan(self, cur: duckdb.DuckDBPyConnection, view: ViewJoin) -> dsql.ScanInfo:
-        source = view.source
-        path, many = _resolve_path(source)
-        relation = dsql.source_relation(path, source.file_format, many_files=many)
-        try:
-            rows = cur.sql(f"DESCRIBE SELECT * FROM {relation}").fetchall()
-        except Exception as exc:
-            raise DataSourceError(
-                f"Cannot read source {source.display_name!r} of view {view.name!r} at "
-                f"{source.path!r} as {source.file_format}: {exc}"
-            ) from exc
-        scan = dsql.ScanInfo(relation, {str(r[0]): str(r[1]) for r in rows})
-        _check_source_columns(view, scan)
-        return scan
+        return scan_source(cur, view)
 
     # -- historical ----------------------------------------------------------------------------
 
@@ -485,6 +473,23 @@ def _utc_batches(
             yield batch.cast(schema)
 
     return pa.RecordBatchReader.from_batches(schema, batches())
+
+
+def scan_source(cur: duckdb.DuckDBPyConnection, view: ViewJoin) -> dsql.ScanInfo:
+    """How to read ``view``'s source and its raw column types; checks the columns exist."""
+    source = view.source
+    path, many = _resolve_path(source)
+    relation = dsql.source_relation(path, source.file_format, many_files=many)
+    try:
+        rows = cur.sql(f"DESCRIBE SELECT * FROM {relation}").fetchall()
+    except Exception as exc:
+        raise DataSourceError(
+            f"Cannot read source {source.display_name!r} of view {view.name!r} at "
+            f"{source.path!r} as {source.file_format}: {exc}"
+        ) from exc
+    scan = dsql.ScanInfo(relation, {str(r[0]): str(r[1]) for r in rows})
+    _check_source_columns(view, scan)
+    return scan
 
 
 def _resolve_path(source: SourceRef) -> tuple[str | list[str], bool]:
