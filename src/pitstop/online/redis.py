@@ -80,17 +80,16 @@ _WRITE_SCRIPT = b"""
 local field, ttl = ARGV[1], tonumber(ARGV[2])
 for i, key in ipairs(KEYS) do
   local new = ARGV[i + 2]
-  local old = redis.call('HGET', key, field)
-  local put = not old
-  if old then
-    local old_event, old_created = struct.unpack('>i8i8', old)
+  local put = redis.call('HSETNX', key, field, new) == 1
+  if not put then
+    local old_event, old_created = struct.unpack('>i8i8', redis.call('HGET', key, field))
     local new_event, new_created = struct.unpack('>i8i8', new)
-    put = new_event > old_event or (new_event == old_event and new_created >= old_created)
+    if new_event > old_event or (new_event == old_event and new_created >= old_created) then
+      redis.call('HSET', key, field, new)
+      put = true
+    end
   end
-  if put then
-    redis.call('HSET', key, field, new)
-    if ttl > 0 then redis.call('EXPIRE', key, ttl) end
-  end
+  if put and ttl > 0 then redis.call('EXPIRE', key, ttl) end
 end
 return #KEYS
 """
