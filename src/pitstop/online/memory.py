@@ -16,33 +16,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from pitstop.config import MemoryOnlineConfig
-from pitstop.errors import PitstopError
-from pitstop.online.base import Capabilities, Change, ReadRow, StoredRow
-
-
-def rows_to_write(keys: Sequence[bytes], changed: Sequence[StoredRow | None]) -> list[StoredRow]:
-    """The rows a ``modify`` must write, in key order (the ``None`` items dropped).
-
-    Raises :class:`~pitstop.errors.PitstopError` unless ``changed`` has one item per key and
-    every row is for its key (a row for another key would bypass that key's lock or watch).
-    A key listed twice is written twice, in order: the later row wins.
-    """
-    if len(changed) != len(keys):
-        raise PitstopError(
-            f"modify: change returned {len(changed)} items for {len(keys)} keys; it must "
-            "return one StoredRow or None per key, in key order"
-        )
-    rows: list[StoredRow] = []
-    for key, row in zip(keys, changed, strict=True):
-        if row is None:
-            continue
-        if row.entity_key != key:
-            raise PitstopError(
-                f"modify: change returned a row for entity key {row.entity_key!r} in the place "
-                f"of key {key!r}; a row must keep the entity key it replaces"
-            )
-        rows.append(row)
-    return rows
+from pitstop.online.base import Capabilities, Change, ReadRow, StoredRow, rows_to_write
 
 
 class MemoryOnlineStore:

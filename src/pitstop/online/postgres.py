@@ -55,8 +55,7 @@ from typing import Any, NoReturn
 
 from pitstop.config import PostgresOnlineConfig
 from pitstop.errors import BackendUnavailableError, PitstopError, require
-from pitstop.online.base import Capabilities, Change, ReadRow, StoredRow
-from pitstop.online.memory import rows_to_write
+from pitstop.online.base import Capabilities, Change, ReadRow, StoredRow, rows_to_write
 
 _MAX_NAME = 63  # PostgreSQL's NAMEDATALEN - 1
 _ROWS_PER_STATEMENT = 10_000

@@ -64,8 +64,7 @@ from typing import Any, NamedTuple, NoReturn
 
 from pitstop.config import RedisAddress, RedisOnlineConfig
 from pitstop.errors import BackendUnavailableError, ConfigError, PitstopError, require
-from pitstop.online.base import Capabilities, Change, ReadRow, StoredRow
-from pitstop.online.memory import rows_to_write
+from pitstop.online.base import Capabilities, Change, ReadRow, StoredRow, rows_to_write
 
 _HEAD = struct.Struct(">qq")
 _EVENT_TS = struct.Struct(">q")

@@ -41,8 +41,7 @@ from pathlib import Path
 
 from pitstop.config import SqliteOnlineConfig
 from pitstop.errors import BackendUnavailableError, PitstopError
-from pitstop.online.base import Capabilities, Change, ReadRow, StoredRow
-from pitstop.online.memory import rows_to_write
+from pitstop.online.base import Capabilities, Change, ReadRow, StoredRow, rows_to_write
 
 _COMPOUND_LIMIT = 500  # SQLite's default SQLITE_MAX_COMPOUND_SELECT
 _SQL_CACHE_SIZE = 1024
