@@ -160,3 +160,39 @@ def test_teardown_removes_everything(tmp_path: Path) -> None:
 
 def test_version() -> None:
     assert pitstop("version", cwd=Path.cwd()).stdout.startswith("pitstop ")
+
+
+def test_materialize_then_verify(tmp_path: Path) -> None:
+    pitstop("init", "r", "--users", "10", cwd=tmp_path)
+    repo = tmp_path / "r"
+    pitstop("apply", cwd=repo)
+    out = pitstop("materialize", "2020-01-01T00:00:00", "2100-01-01T00:00:00", cwd=repo).stdout
+    assert "user_features: 10 rows" in out
+    again = pitstop("materialize-incremental", "2100-01-01T00:00:00", "-v", "user_features",
+                    cwd=repo).stdout  # fmt: skip
+    assert "user_features: 0 rows" in again
+    ok = pitstop("verify", "--view", "user_features", "--sample", "5", cwd=repo)
+    assert ok.stdout.startswith("OK user_features: 5 entities")
+    bad = pitstop("materialize", "2100-01-01", "2020-01-01", cwd=repo, ok=False)
+    assert bad.returncode == 1 and "is after end" in bad.stderr
+    wrong = pitstop("materialize-incremental", "tomorrow", cwd=repo, ok=False)
+    assert "'tomorrow' is not a timestamp" in wrong.stderr
+
+
+def test_verify_exits_1_on_a_mismatch(tmp_path: Path) -> None:
+    from datetime import UTC, datetime
+
+    from pitstop import FeatureStore
+
+    pitstop("init", "r", "--users", "3", cwd=tmp_path)
+    repo = tmp_path / "r"
+    pitstop("apply", cwd=repo)
+    pitstop("materialize", "2020-01-01T00:00:00", "2100-01-01T00:00:00", cwd=repo)
+    with FeatureStore(repo_path=repo) as store:  # an online value offline data does not have
+        row = {"user_id": [1001], "total_purchases": [10**6], "avg_purchase_amount": [1.0],
+               "days_since_last_purchase": [0], "customer_segment": ["x"],
+               "tenure_months": [1], "event_timestamp": [datetime.now(UTC)]}  # fmt: skip
+        store.write_to_online_store("user_features", row)
+    proc = pitstop("verify", "--view", "user_features", cwd=repo, ok=False)
+    assert proc.returncode == 1
+    assert "mismatches in user_features" in proc.stdout

@@ -6,7 +6,7 @@ atomic. Data lives as long as the store object and is visible to no other proces
 suite (``tests/test_online_stores.py``) checks that they do.
 
 ``modify`` calls ``change`` while holding the lock, so ``change`` must not call the store.
-:func:`rows_to_write` checks what a ``change`` returned; every store uses it.
+``rows_to_write`` (in :mod:`pitstop.online.base`) checks what a ``change`` returned.
 """
 
 from __future__ import annotations
