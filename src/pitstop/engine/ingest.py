@@ -65,7 +65,7 @@ class RedisStreamSource:
         self.group = group
         self.consumer = consumer or f"{socket.gethostname()}-{os.getpid()}"
         self._where = url.rpartition("@")[2]
-        self._client = redis.Redis.from_url(url)  # type: ignore[attr-defined]
+        self._client = redis.Redis.from_url(url, decode_responses=True)  # type: ignore[attr-defined]
         self._errors = (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError)  # type: ignore[attr-defined]
         self._pending = True  # first deliver what this consumer received but never acked
         try:
@@ -87,12 +87,7 @@ class RedisStreamSource:
             )  # fmt: skip
         except self._errors as exc:
             raise BackendUnavailableError(f"Redis at {self._where} went away ({exc})") from None
-        entries = [
-            (i.decode(), {k.decode(): v.decode() for k, v in fields.items()})
-            for _, items in reply or []
-            for i, fields in items
-            if fields is not None
-        ]
+        entries = [(i, fields) for _, items in reply or [] for i, fields in items if fields]
         if self._pending and not entries:  # nothing left from before: read new entries
             self._pending = False
             return self.read(count, block_ms)
