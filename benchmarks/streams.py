@@ -75,7 +75,7 @@ def throughput(store: FeatureStore, prefix: str, events: int, entities: int) -> 
             pipe.execute()
     pipe.execute()
     source = RedisStreamSource(REDIS, stream, "bench")
-    worker = StreamIngestor(store, "transaction_push_source", source, batch=10_000, block_ms=10,
+    worker = StreamIngestor(store, "transaction_push_source", source, batch=50_000, block_ms=10,
                             offline=False)  # fmt: skip
     start = time.perf_counter()
     while worker.stats.events < events and worker.step():

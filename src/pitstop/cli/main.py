@@ -180,7 +180,7 @@ def verify(ctx: Context, view_name: str, sample: int) -> None:
 @click.option("--group", default="pitstop", show_default=True, help="Consumer group.")
 @click.option("--redis-url", help="Redis holding the stream (default: the online store's "
               "Redis, else redis://127.0.0.1:6379/0).")  # fmt: skip
-@click.option("--batch", default=2000, show_default=True, help="Entries per batch.")
+@click.option("--batch", default=50_000, show_default=True, help="Most entries per batch.")
 @click.option("--no-offline", is_flag=True, help="Do not append events to the offline source.")
 @pass_ctx
 def ingest(ctx: Context, push_source: str, stream: str, group: str, redis_url: str | None,

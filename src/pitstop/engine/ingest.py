@@ -23,6 +23,7 @@ worker keeps going. SIGINT/SIGTERM stop it after the batch in flight.
 
 from __future__ import annotations
 
+import gc
 import json
 import os
 import signal
@@ -161,7 +162,7 @@ class StreamIngestor:
     """Consume a stream into the views fed by one push source."""
 
     def __init__(
-        self, store: FeatureStore, push_source: str, source: Source, *, batch: int = 2000,
+        self, store: FeatureStore, push_source: str, source: Source, *, batch: int = 50_000,
         block_ms: int = 500, offline: bool = True,
     ) -> None:  # fmt: skip
         self.store = store
@@ -178,6 +179,15 @@ class StreamIngestor:
         entries = self.source.read(self.batch, self.block_ms)
         if not entries:
             return 0
+        collecting = gc.isenabled()
+        gc.disable()  # a batch allocates many short-lived objects; collect once afterwards
+        try:
+            return self._handle(entries)
+        finally:
+            if collecting:
+                gc.enable()
+
+    def _handle(self, entries: list[Entry]) -> int:
         snap = self.store.registry.snapshot()
         views = push_views(snap, self.push_source)
         ts_fields = {v.timestamp_field for v in views}

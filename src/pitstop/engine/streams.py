@@ -105,14 +105,15 @@ def _group(
     keys = encode_keys(names, [table.column(k).combine_chunks() for k in names])
     stamps = micros(table.column(view.timestamp_field)).to_pylist()
     columns = list(dict.fromkeys(a.column for a in view.aggregations))
-    values = [table.column(c).to_pylist() for c in columns]
+    rows = [
+        dict(zip(columns, vals, strict=True))
+        for vals in zip(*(table.column(c).to_pylist() for c in columns), strict=True)
+    ]
+    event_ids = ids if ids is not None else [None] * len(keys)
     by_key: dict[bytes, list[Any]] = {}
-    for i, key in enumerate(keys):
-        ts = stamps[i]
-        if ts is None:
-            continue
-        row = {c: v[i] for c, v in zip(columns, values, strict=True)}
-        by_key.setdefault(key, []).append((ts, row, None if ids is None else ids[i]))
+    for key, ts, row, event_id in zip(keys, stamps, rows, event_ids, strict=True):
+        if ts is not None:
+            by_key.setdefault(key, []).append((ts, row, event_id))
     return list(by_key), list(by_key.values())
 
 
