@@ -46,7 +46,11 @@ def as_table(data: Any, what: str) -> pa.Table:
     if hasattr(data, "__arrow_c_stream__") or hasattr(data, "to_arrow"):
         if type(data).__module__.startswith("pandas"):
             if len(data) <= 64:  # a few rows: plain lists convert faster than from_pandas
-                return pa.table({str(c): s.tolist() for c, s in data.items()})
+                values = data.to_numpy(dtype=object).T.tolist()
+                return pa.Table.from_arrays(
+                    [pa.array(v, from_pandas=True) for v in values],
+                    names=[str(c) for c in data.columns],
+                )
             return pa.Table.from_pandas(data, preserve_index=False)
         return pa.table(data)
     raise RetrievalError(

@@ -57,10 +57,10 @@ def encode_rows(
         batch = pa.Table.from_batches([batch])
     names = sorted(view.join_keys)
     event = micros(batch.column(timestamp_column))
-    valid = event.is_valid()
-    for k in names:
-        valid = pc.and_(valid, batch.column(k).is_valid())
-    if not pc.all(valid).as_py():
+    if event.null_count or any(batch.column(k).null_count for k in names):
+        valid = event.is_valid()
+        for k in names:
+            valid = pc.and_(valid, batch.column(k).is_valid())
         batch = batch.filter(valid)
         event = event.filter(valid)
     if batch.num_rows == 0:
