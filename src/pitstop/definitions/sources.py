@@ -261,10 +261,3 @@ def source_from_spec(spec: Mapping[str, Any]) -> DataSource:
             f"data source {spec.get('name')!r}: unknown type {spec.get('type')!r}"
         )
     return cls.from_spec(spec)
-
-
-def batch_source_of(source: DataSource) -> FileSource | None:
-    """The source historical retrieval reads: the file itself, or a push source's batch source."""
-    if isinstance(source, PushSource):
-        source = source.batch_source
-    return source if isinstance(source, FileSource) else None
