@@ -634,7 +634,7 @@ def test_redis_key_layout_and_ttl(redis_url: str, redis_key_prefix: str, tmp_pat
     client = redis.Redis.from_url(redis_url)
     try:
         store.write("v", [row(b"}{", T0, b"val", created_ts=T0 + 1)])
-        key = f"{redis_key_prefix}layout:{{7d7b}}".encode()
+        key = f"{redis_key_prefix}layout:".encode() + b"{}{}"  # the raw key inside braces
         stored = client.hget(key, "v")
         assert stored == (T0).to_bytes(8, "big") + (T0 + 1).to_bytes(8, "big") + b"val"
         assert 0 < client.ttl(key) <= 100
@@ -655,7 +655,7 @@ def test_redis_modify_layout_and_ttl(redis_url: str, redis_key_prefix: str, tmp_
     client = redis.Redis.from_url(redis_url)
     try:
         store.modify("v", [b"}{"], lambda current: [row(b"}{", T0, b"val", created_ts=T0 + 1)])
-        key = f"{redis_key_prefix}{project}:{{7d7b}}".encode()
+        key = f"{redis_key_prefix}{project}:".encode() + b"{}{}"
         assert client.hget(key, "v") == T0.to_bytes(8, "big") + (T0 + 1).to_bytes(8, "big") + b"val"
         assert 0 < client.ttl(key) <= 100
     finally:
@@ -726,7 +726,7 @@ def test_redis_cluster_mode_checks_slot_by_slot(
     project = f"test_{uuid.uuid4().hex[:12]}"
     store, other = (open_online_store(config, project, tmp_path) for _ in range(2))
     slot_a, slot_b = (
-        key_slot(f"{redis_key_prefix}{project}:{{{k.hex()}}}".encode()) for k in (b"a", b"b")
+        key_slot(f"{redis_key_prefix}{project}:".encode() + b"{" + k + b"}") for k in (b"a", b"b")
     )
     assert slot_a != slot_b
     keys = [b"a", b"b", b"a"]
