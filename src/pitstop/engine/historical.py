@@ -183,7 +183,7 @@ def _entities_in_range(
                 f"{vr.projection.name_to_use!r} has {list(vr.entity_keys)}, the request "
                 f"{list(keys)}. Pass an entity_df instead."
             )
-        bare = type(join)(join.name, join.source, join.entity_keys, join.source_keys, (), None)
+        bare = replace(join, columns=(), ttl=None)  # keys and event times only
         table = engine.range(bare, start, end).to_arrow()
         ts = join.source.timestamp_field
         parts.append(

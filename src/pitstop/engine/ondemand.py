@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from pitstop.definitions.on_demand import OnDemandFeatureView
 from pitstop.engine.request import OnDemandRequest, RequestPlan
@@ -12,6 +12,8 @@ from pitstop.types import to_arrow
 
 if TYPE_CHECKING:
     import pyarrow as pa
+
+T = TypeVar("T")
 
 
 def run_on_demand(view: OnDemandFeatureView, inputs: pa.Table | pa.RecordBatch) -> pa.Table:
@@ -25,7 +27,7 @@ def run_on_demand(view: OnDemandFeatureView, inputs: pa.Table | pa.RecordBatch) 
 
     rows = inputs.num_rows
     if view.mode == "pandas":
-        result = _call(view, inputs.to_pandas())
+        result = call_udf(view, inputs.to_pandas())
         if not hasattr(result, "columns"):
             raise RetrievalError(
                 f"on-demand feature view {view.name!r}: the function must return a pandas "
@@ -33,7 +35,7 @@ def run_on_demand(view: OnDemandFeatureView, inputs: pa.Table | pa.RecordBatch) 
             )
         columns: Mapping[str, Any] = {c: result[c] for c in result.columns}
     else:
-        result = _call(view, inputs.to_pydict())
+        result = call_udf(view, inputs.to_pydict())
         if not isinstance(result, Mapping):
             raise RetrievalError(
                 f"on-demand feature view {view.name!r}: a python-mode function must return a "
@@ -42,10 +44,6 @@ def run_on_demand(view: OnDemandFeatureView, inputs: pa.Table | pa.RecordBatch) 
         columns = result
     arrays = [cast_output(view, f.name, columns, rows, f.dtype) for f in view.schema]
     return pa.Table.from_arrays(arrays, names=[f.name for f in view.schema])
-
-
-def _call(view: OnDemandFeatureView, data: Any) -> Any:
-    return call_udf(view, data)
 
 
 def call_udf(view: OnDemandFeatureView, data: Any) -> Any:
@@ -105,41 +103,32 @@ def cast_output(
         ) from exc
 
 
-def inputs_for(
-    plan: RequestPlan, od: OnDemandRequest, batch: pa.Table | pa.RecordBatch
-) -> pa.Table:
-    """The input table of one on-demand view: its sources' features (as ``feature`` and
-    ``view__feature``) and its request fields, taken from a joined ``batch``."""
-    import pyarrow as pa
-
+def input_columns(
+    plan: RequestPlan,
+    od: OnDemandRequest,
+    features: Mapping[str, T],
+    request: Mapping[str, T],
+    where: str,
+) -> dict[str, T]:
+    """The columns one on-demand view's function receives, by name: its sources' features (as
+    ``feature`` and ``view__feature``, from the joined ``features``) and its request fields
+    (from ``request``). Offline the columns are Arrow arrays, online Python lists."""
     views = {v.projection.name_to_use: v for v in plan.views}
-    names: list[str] = []
-    arrays: list[Any] = []
-    short_seen: set[str] = set()
+    inputs: dict[str, T] = {}
     for src in od.view.sources:
-        vr = views[src.name_to_use]
-        for col in vr.columns:
-            if src.features is not None and col.feature.name not in src.features:
-                continue
-            values = batch.column(col.name)
-            for alias in (col.feature.name, f"{src.name_to_use}__{col.feature.name}"):
-                if alias not in short_seen:
-                    short_seen.add(alias)
-                    names.append(alias)
-                    arrays.append(values)
+        for col in views[src.name_to_use].columns:
+            if src.features is None or col.feature.name in src.features:
+                inputs.setdefault(col.feature.name, features[col.name])
+                inputs.setdefault(f"{src.name_to_use}__{col.feature.name}", features[col.name])
     for req in od.view.request_sources:
         for f in req.schema:
-            if f.name not in batch.schema.names:
+            if f.name not in request:
                 raise RetrievalError(
                     f"on-demand feature view {od.view.name!r} needs request field {f.name!r} "
-                    f"(request source {req.name!r}); add a {f.name!r} column to the entity "
-                    "data"
+                    f"(request source {req.name!r}); add {f.name!r} to {where}"
                 )
-            if f.name not in short_seen:
-                short_seen.add(f.name)
-                names.append(f.name)
-                arrays.append(batch.column(f.name))
-    return pa.Table.from_arrays(arrays, names=names) if names else pa.table({})
+            inputs.setdefault(f.name, request[f.name])
+    return inputs
 
 
 def on_demand_transform(plan: RequestPlan) -> Callable[[pa.RecordBatch], pa.RecordBatch]:
@@ -153,11 +142,10 @@ def on_demand_transform(plan: RequestPlan) -> Callable[[pa.RecordBatch], pa.Reco
     def transform(batch: pa.RecordBatch) -> pa.RecordBatch:
         names = list(batch.schema.names)
         arrays = list(batch.columns)
+        columns = dict(zip(batch.schema.names, batch.columns, strict=True))
         for od in plan.on_demand:
-            table = inputs_for(plan, od, batch)
-            if table.num_rows != batch.num_rows:  # no inputs at all: one row per entity row
-                table = pa.table({"__rows__": pa.nulls(batch.num_rows)})
-            out = run_on_demand(od.view, table)
+            inputs = input_columns(plan, od, columns, columns, "the entity data")
+            out = run_on_demand(od.view, pa.table(inputs))
             for col in od.columns:
                 names.append(col.name)
                 arrays.append(out.column(col.feature.name).combine_chunks())

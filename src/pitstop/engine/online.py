@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from pitstop.definitions.service import FeatureService
 from pitstop.definitions.stream import StreamFeatureView
-from pitstop.engine.ondemand import call_udf
+from pitstop.engine.ondemand import call_udf, input_columns
 from pitstop.engine.request import OnDemandRequest, RequestPlan, build_plan
 from pitstop.engine.streams import layout_of, read_values
 from pitstop.engine.tiles import TileLayout
@@ -364,22 +364,7 @@ def _run_on_demand(
     statuses: dict[str, list[str]],
     stamps: dict[str, list[int | None]],
 ) -> None:
-    views = {v.projection.name_to_use: v for v in plan.views}
-    inputs: dict[str, list[Any]] = {}
-    for src in od.view.sources:
-        for col in views[src.name_to_use].columns:
-            if src.features is not None and col.feature.name not in src.features:
-                continue
-            inputs.setdefault(col.feature.name, values[col.name])
-            inputs.setdefault(f"{src.name_to_use}__{col.feature.name}", values[col.name])
-    for req in od.view.request_sources:
-        for f in req.schema:
-            if f.name not in columns:
-                raise RetrievalError(
-                    f"on-demand feature view {od.view.name!r} needs request field {f.name!r} "
-                    f"(request source {req.name!r}); add {f.name!r} to every entity row"
-                )
-            inputs.setdefault(f.name, columns[f.name])
+    inputs = input_columns(plan, od, values, columns, "every entity row")
     if od.view.mode == "python":
         result = call_udf(od.view, inputs)
         if not isinstance(result, Mapping):
@@ -397,7 +382,7 @@ def _run_on_demand(
 
         from pitstop.engine.ondemand import run_on_demand
 
-        table = run_on_demand(od.view, pa.table(inputs) if inputs else pa.table({}))
+        table = run_on_demand(od.view, pa.table(inputs))
         outputs = {c.name: table.column(c.feature.name).to_pylist() for c in od.columns}
     for name, vals in outputs.items():
         values[name] = vals
