@@ -200,3 +200,17 @@ def test_tiles_cover_whole_windows() -> None:
     layout = layout_of(every_view)
     assert layout.size_us == 60 * US
     assert tile_end(60 * US, layout.size_us) == 60 * US  # right-closed tiles
+
+
+def test_bad_requests_name_the_problem(fs: FeatureStore) -> None:
+    from pitstop.errors import NotFoundError, RetrievalError
+
+    with pytest.raises(NotFoundError, match=r"'transaction_streaming_feature'.*Did you mean"):
+        fs.materialize(None, datetime.now(UTC), ["transaction_streaming_feature"])
+    with pytest.raises(RetrievalError, match=r"entity-less retrieval .* does not support stream"):
+        fs.get_historical_features(
+            features=["transaction_streaming_features:transaction_count_1h"],
+            start_date=datetime.now(UTC) - hour, end_date=datetime.now(UTC),
+        )  # fmt: skip
+    with pytest.raises(RetrievalError, match=r"start .* is after end"):
+        fs.materialize(datetime.now(UTC), datetime.now(UTC) - hour, ["every_function"])
