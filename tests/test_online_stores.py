@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import inspect
 import multiprocessing
+import random
 import subprocess
 import sys
 import threading
@@ -28,7 +29,7 @@ from pitstop.config import (
     RedisOnlineConfig,
     SqliteOnlineConfig,
 )
-from pitstop.errors import BackendUnavailableError, ConfigError, PitstopError
+from pitstop.errors import BackendUnavailableError, ConfigError, DefinitionError, PitstopError
 from pitstop.online import BUILTIN_STORES, OnlineStore, ReadRow, StoredRow, open_online_store
 from pitstop.online.base import Change
 
@@ -398,6 +399,38 @@ def test_large_batch_round_trips(store: OnlineStore) -> None:
     assert b == [ReadRow(T0, k) if i % 2 == 0 else None for i, k in enumerate(keys)]
 
 
+def newest_rows(batches: list[list[StoredRow]]) -> dict[bytes, StoredRow]:
+    """The reference for event-time ordered writes: per key, the row with the greatest
+    ``(event_ts, created_ts)``; among equal ones the last written."""
+    newest: dict[bytes, StoredRow] = {}
+    for batch in batches:
+        for r in batch:
+            old = newest.get(r.entity_key)
+            if old is None or (r.event_ts, r.created_ts) >= (old.event_ts, old.created_ts):
+                newest[r.entity_key] = r
+    return newest
+
+
+def random_rows(rng: random.Random, n: int, keys: int) -> list[StoredRow]:
+    """``n`` rows over ``keys`` keys with many repeated keys and tied timestamps."""
+    return [
+        row(b"k%d" % rng.randrange(keys), T0 + rng.randrange(20), b"%d" % i, rng.randrange(3))
+        for i in range(n)
+    ]
+
+
+def test_repeated_keys_and_ties_across_a_large_write(store: OnlineStore) -> None:
+    rng = random.Random(7)
+    batches = [random_rows(rng, 500, 300), random_rows(rng, 25_000, 1_000)]
+    for batch in batches:
+        store.write("v", batch)
+    newest = newest_rows(batches)
+    keys = sorted(newest)
+    assert store.read([("v", keys)]) == [
+        [ReadRow(newest[k].event_ts, newest[k].value) for k in keys]
+    ]
+
+
 def test_values_of_100_kb(store: OnlineStore) -> None:
     big = bytes(range(256)) * 400
     store.write("v", [row(b"k", T0, big), row(b"j", T0, big[::-1])])
@@ -634,11 +667,95 @@ def test_redis_key_layout_and_ttl(redis_url: str, redis_key_prefix: str, tmp_pat
     client = redis.Redis.from_url(redis_url)
     try:
         store.write("v", [row(b"}{", T0, b"val", created_ts=T0 + 1)])
-        key = f"{redis_key_prefix}layout:".encode() + b"{}{}"  # the raw key inside braces
-        stored = client.hget(key, "v")
+        key = f"{redis_key_prefix}layout:v:".encode() + b"{}{}"  # the raw key inside braces
+        stored = client.get(key)
         assert stored == (T0).to_bytes(8, "big") + (T0 + 1).to_bytes(8, "big") + b"val"
         assert 0 < client.ttl(key) <= 100
     finally:
+        client.close()
+        store.close()
+
+
+@pytest.mark.redis
+def test_redis_writes_many_trips_in_flight_with_ttl(
+    redis_url: str, redis_key_prefix: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from pitstop.online import redis as redis_store
+
+    monkeypatch.setattr(redis_store, "_KEYS_PER_CALL", 3)  # many calls and trips per write
+    monkeypatch.setattr(redis_store, "_ROWS_PER_TRIP", 9)
+    config = RedisOnlineConfig(
+        connection_string=redis_url, key_prefix=redis_key_prefix, key_ttl_seconds=100
+    )
+    store = open_online_store(config, f"test_{uuid.uuid4().hex[:12]}", tmp_path)
+    rng = random.Random(3)
+    batches = [random_rows(rng, 50, 20), random_rows(rng, 400, 40)]
+    try:
+        for batch in batches:
+            store.write("v", batch)
+        newest = newest_rows(batches)
+        keys = sorted(newest)
+        expected = [ReadRow(newest[k].event_ts, newest[k].value) for k in keys]
+        assert store.read([("v", keys)]) == [expected]
+    finally:
+        store.close()
+
+
+@pytest.mark.redis
+def test_redis_write_reconnects_once_after_the_server_drops_it(
+    redis_url: str, redis_key_prefix: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import redis
+
+    config = RedisOnlineConfig(connection_string=redis_url, key_prefix=redis_key_prefix)
+    store = open_online_store(config, f"test_{uuid.uuid4().hex[:12]}", tmp_path)
+    client = redis.Redis.from_url(redis_url)
+    pool = store._client.connection_pool  # type: ignore[attr-defined]
+    get_connection, dropped = pool.get_connection, []
+
+    def get_dropped_connection(*args: Any, **kwargs: Any) -> Any:
+        connection = get_connection(*args, **kwargs)
+        if not dropped:  # the server drops it after the pool's health check
+            connection.send_command("CLIENT", "ID")
+            dropped.append(client.client_kill_filter(_id=connection.read_response()))
+        return connection
+
+    try:
+        store.write("v", [row(b"k", T0, b"1")])
+        monkeypatch.setattr(pool, "get_connection", get_dropped_connection)
+        store.write("v", [row(b"k", T0 + 1, b"2")])
+        assert dropped == [1]
+        assert values(store, "v", [b"k"]) == [b"2"]
+    finally:
+        client.close()
+        store.close()
+
+
+@pytest.mark.redis
+def test_redis_keeps_all_views_of_an_entity_in_one_slot(
+    redis_url: str, redis_key_prefix: str, tmp_path: Path
+) -> None:
+    import redis
+    from redis.crc import key_slot
+
+    config = RedisOnlineConfig(connection_string=redis_url, key_prefix=redis_key_prefix)
+    store = open_online_store(config, "slots", tmp_path)
+    client = redis.Redis.from_url(redis_url)
+    try:
+        for view in ("a", "b.v2"):
+            store.write(view, [row(b"x}y", T0), row(b"z", T0)])
+        keys = sorted(client.scan_iter(match=f"{redis_key_prefix}slots:*"))
+        assert keys == [
+            f"{redis_key_prefix}slots:{view}:".encode() + b"{" + entity + b"}"
+            for view in ("a", "b.v2")
+            for entity in (b"x}y", b"z")
+        ]
+        assert {key_slot(key) for key in keys[::2]} == {key_slot(b"{x}")}
+        assert {key_slot(key) for key in keys[1::2]} == {key_slot(b"{z}")}
+        with pytest.raises(DefinitionError, match=r"view name 'a\{b\}' contains a brace"):
+            store.write("a{b}", [row(b"k", T0)])
+    finally:
+        store.teardown(["a", "b.v2"])
         client.close()
         store.close()
 
@@ -655,8 +772,8 @@ def test_redis_modify_layout_and_ttl(redis_url: str, redis_key_prefix: str, tmp_
     client = redis.Redis.from_url(redis_url)
     try:
         store.modify("v", [b"}{"], lambda current: [row(b"}{", T0, b"val", created_ts=T0 + 1)])
-        key = f"{redis_key_prefix}{project}:".encode() + b"{}{}"
-        assert client.hget(key, "v") == T0.to_bytes(8, "big") + (T0 + 1).to_bytes(8, "big") + b"val"
+        key = f"{redis_key_prefix}{project}:v:".encode() + b"{}{}"
+        assert client.get(key) == T0.to_bytes(8, "big") + (T0 + 1).to_bytes(8, "big") + b"val"
         assert 0 < client.ttl(key) <= 100
     finally:
         client.close()
@@ -726,7 +843,7 @@ def test_redis_cluster_mode_checks_slot_by_slot(
     project = f"test_{uuid.uuid4().hex[:12]}"
     store, other = (open_online_store(config, project, tmp_path) for _ in range(2))
     slot_a, slot_b = (
-        key_slot(f"{redis_key_prefix}{project}:".encode() + b"{" + k + b"}") for k in (b"a", b"b")
+        key_slot(f"{redis_key_prefix}{project}:v:".encode() + b"{" + k + b"}") for k in (b"a", b"b")
     )
     assert slot_a != slot_b
     keys = [b"a", b"b", b"a"]

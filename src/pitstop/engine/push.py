@@ -135,9 +135,7 @@ def _cast(col: Any, target: Any, name: str, view: FeatureView, what: str) -> Any
                 return pc.cast(col, target)
             except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
                 col = pc.cast(col, pa.timestamp("us"))
-        if pa.types.is_timestamp(target) and pa.types.is_timestamp(col.type) and not col.type.tz:
-            col = pc.assume_timezone(col.cast(pa.timestamp("us")), "UTC")
-        return col.cast(target)
+        return col.cast(target)  # a zone-less timestamp is taken as UTC
     except (pa.ArrowInvalid, pa.ArrowNotImplementedError, pa.ArrowTypeError) as exc:
         raise RetrievalError(
             f"{what}: column {name!r} of feature view {view.name!r} is declared {target} but "

@@ -1,52 +1,54 @@
 """The Redis online store (also Redis Cluster), for production serving.
 
-**Key layout** (ready for Redis Cluster). One Redis hash per (project, entity key)::
+**Key layout** (ready for Redis Cluster). One Redis string per (project, view, entity key)::
 
-    key   = <key_prefix><project>:{<entity key bytes>}
-    field = <view name> (UTF-8)
+    key   = <key_prefix><project>:<view>:{<entity key bytes>}
     value = <event_ts: 8 bytes> <created_ts: 8 bytes> <encoded value>
 
 Timestamps are signed 64-bit big-endian integers of microseconds since the epoch; the encoded
 value is :mod:`pitstop.online.encoding`'s. The braces make the entity key the key's hash tag:
-its cluster slot depends on the entity alone, and everything kept for one entity (all its
-views, in one hash) lives in one slot. (A ``}`` inside the binary entity key ends the tag
-early; the tag is still a function of the entity alone.) The raw bytes keep keys short, which
-saves Redis about 15% of its work on bulk loads compared with hex. A ``key_prefix`` must
-therefore contain no ``{``. ``key_ttl_seconds`` sets an ``EXPIRE`` on
-the whole hash each time one of its fields is written.
+its cluster slot depends on the entity alone, so all views of one entity live in one slot. (A
+``}`` inside the binary entity key ends the tag early; the tag is still a function of the
+entity alone.) The raw bytes keep keys short. Neither ``key_prefix`` nor a view name may
+therefore contain a brace. ``key_ttl_seconds`` sets an expiry on each key when it is written.
 
-**Reads** send one ``HMGET key view...`` per distinct entity key of the request in one pipeline:
-one round trip for N views x M entities.
+Strings rather than one hash per entity: a script can read and write many of them with one
+``MGET`` and one ``MSET``, which halves Redis's own work on bulk loads, and a request of any
+number of views and entities is one ``MGET``.
+
+**Reads** send one ``MGET`` of every (view, entity) key of the request: one command, one round
+trip. In cluster mode, one ``MGET`` per slot, pipelined.
 
 **Writes** run a Lua script (``EVALSHA``; loaded on the first ``NOSCRIPT``) taking up to
-``_KEYS_PER_CALL`` keys per call: for each key it reads the stored field, compares
-``(event_ts, created_ts)`` numerically and writes only if the new row is not older (equal: last
-write wins). Calls are pipelined, ``_ROWS_PER_TRIP`` rows per round trip. Lua numbers are
+``_KEYS_PER_CALL`` keys per call: it reads the stored rows with one ``MGET``, compares
+``(event_ts, created_ts)`` numerically, and writes with one ``MSET`` only the rows that are not
+older (equal: last write wins; a key given twice in one call ends with its newest row). Calls
+are pipelined, ``_ROWS_PER_TRIP`` rows per round trip, and the next trip is sent before the
+replies of the last one are read, so the client packs while the server works. Lua numbers are
 doubles, exact for microsecond timestamps until the year 2255. In cluster mode the rows are
 grouped by slot first, since one script call must touch keys of one slot.
 
-**Modify** is an optimistic transaction: ``WATCH`` the keys' hashes, read their view fields
-(``HMGET``, pipelined on another connection of the pool: any write after the ``WATCH`` aborts
-the ``EXEC`` anyway), call ``change``, then ``MULTI`` / ``HSET`` (the layout above; ``EXPIRE``
-like a write) / ``EXEC``: three round trips for all keys of the call. If another client wrote
-one of the hashes meanwhile (any view of the entity: the watch covers the whole hash), ``EXEC``
-fails, and after a short random pause ``change`` is called again with the fresh rows, up to
-``_MODIFY_ATTEMPTS`` times; then a :class:`~pitstop.errors.PitstopError` says so.
+**Modify** is an optimistic transaction: ``WATCH`` the keys, read them (``MGET`` on another
+connection of the pool: any write after the ``WATCH`` aborts the ``EXEC`` anyway), call
+``change``, then ``MULTI`` / ``SET`` / ``EXEC``: three round trips for all keys of the call.
+If another client wrote one of the keys meanwhile, ``EXEC`` fails, and after a short random
+pause ``change`` is called again with the fresh rows, up to ``_MODIFY_ATTEMPTS`` times; then a
+:class:`~pitstop.errors.PitstopError` says so.
 
 ``WATCH`` costs the server time quadratic in its number of keys (Redis 7.0: 16,000 keys block
 it for almost a second), so a call of more than ``_WATCH_KEYS`` keys checks instead: after the
-read and ``change``, one script compares every key's field with what was read and writes only
-if none differs (else: a conflict, as above). Equal bytes are equal rows, so a value changed
-and changed back meanwhile does no harm.
+read and ``change``, one script compares every key with what was read and writes only if none
+differs (else: a conflict, as above). Equal bytes are equal rows, so a value changed and
+changed back meanwhile does no harm.
 
 In cluster mode a transaction or script may only touch one slot, and an entity's slot depends
 on its key, so modify always checks with the script, one call per slot (pipelined): atomic per
 slot, not across slots. ``change`` still gets all keys; after a conflict it is called again
 with the fresh rows of all keys, but only the slots whose check failed are written.
 
-**Drop/teardown** ``SCAN`` the project's keys (``MATCH <prefix><project>:*``) and ``HDEL`` the
-views' fields (Redis deletes a hash when its last field goes) or, for teardown, ``UNLINK``
-the keys. Never ``FLUSHDB``.
+**Drop/teardown** ``SCAN`` the keys of the dropped views (``MATCH <prefix><project>:<view>:{*``)
+or of the whole project (``MATCH <prefix><project>:*``) and ``UNLINK`` them. Never
+``FLUSHDB``.
 
 Redis Cluster (``redis_type: redis_cluster``) uses ``redis.cluster.RedisCluster``; the test
 machine has only a single-node server, so cluster mode is tested by hand, not in CI.
@@ -59,77 +61,87 @@ import random
 import re
 import struct
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
+from itertools import chain, islice
 from pathlib import Path
-from typing import Any, NamedTuple, NoReturn
+from typing import Any, NoReturn
 
 from pitstop.config import RedisAddress, RedisOnlineConfig
-from pitstop.errors import BackendUnavailableError, ConfigError, PitstopError, require
+from pitstop.errors import (
+    BackendUnavailableError,
+    ConfigError,
+    DefinitionError,
+    PitstopError,
+    require,
+)
 from pitstop.online.base import Capabilities, Change, ReadRow, StoredRow, rows_to_write
 
 _HEAD = struct.Struct(">qq")
 _EVENT_TS = struct.Struct(">q")
 _KEYS_PER_CALL = 500  # keys per script call: bounds how long one call blocks the server
 _ROWS_PER_TRIP = 10_000  # rows per pipeline round trip
+_ROWS_PER_WRITE = 100_000  # rows the engine should hand one write (several trips in flight)
 _SCAN_COUNT = 1000
 _WATCH_KEYS = 500  # at most this many keys per WATCH (the server's cost grows as its square)
 _MODIFY_ATTEMPTS = 100  # optimistic transactions per modify (and slot) before giving up
 _MODIFY_PAUSE = 0.02  # longest random pause (seconds) after a conflict
 _GLOB = re.compile(rb"([*?\[\]\\])")
+# ARGV: ttl, then one packed row per key. Rows of a key given twice are compared in order.
 _WRITE_SCRIPT = b"""
-local field, ttl = ARGV[1], tonumber(ARGV[2])
-for i, key in ipairs(KEYS) do
-  local new = ARGV[i + 2]
-  local put = redis.call('HSETNX', key, field, new) == 1
+local ttl, n = tonumber(ARGV[1]), #KEYS
+local olds = redis.call('MGET', unpack(KEYS))
+local best, order = {}, {}
+for i = 1, n do
+  local key, new = KEYS[i], ARGV[i + 1]
+  local old = best[key] or olds[i]
+  local put = not old
   if not put then
-    local old_event, old_created = struct.unpack('>i8i8', redis.call('HGET', key, field))
+    local old_event, old_created = struct.unpack('>i8i8', old)
     local new_event, new_created = struct.unpack('>i8i8', new)
-    if new_event > old_event or (new_event == old_event and new_created >= old_created) then
-      redis.call('HSET', key, field, new)
-      put = true
-    end
+    put = new_event > old_event or (new_event == old_event and new_created >= old_created)
   end
-  if put and ttl > 0 then redis.call('EXPIRE', key, ttl) end
+  if put then
+    if not best[key] then order[#order + 1] = key end
+    best[key] = new
+  end
 end
-return #KEYS
+if ttl > 0 then
+  for _, key in ipairs(order) do redis.call('SET', key, best[key], 'EX', ttl) end
+elseif #order > 0 then
+  local args = {}
+  for i, key in ipairs(order) do args[2 * i - 1] = key; args[2 * i] = best[key] end
+  redis.call('MSET', unpack(args))
+end
+return n
 """
 _WRITE_SHA = hashlib.sha1(_WRITE_SCRIPT).hexdigest()
+# ARGV: ttl, the row read of every key ('' if absent), the row to write ('' to leave it).
+# MGET in slices: unpack() takes a few thousand values at most.
 _MODIFY_SCRIPT = b"""
-local field, ttl, n = ARGV[1], tonumber(ARGV[2]), #KEYS
-for i, key in ipairs(KEYS) do
-  if (redis.call('HGET', key, field) or '') ~= ARGV[2 + i] then return 0 end
+local ttl, n = tonumber(ARGV[1]), #KEYS
+for from = 1, n, 1000 do
+  local to = math.min(from + 999, n)
+  local olds = redis.call('MGET', unpack(KEYS, from, to))
+  for i = from, to do
+    if (olds[i - from + 1] or '') ~= ARGV[1 + i] then return 0 end
+  end
 end
-for i, key in ipairs(KEYS) do
-  local new = ARGV[2 + n + i]
+for i = 1, n do
+  local new = ARGV[1 + n + i]
   if new ~= '' then
-    redis.call('HSET', key, field, new)
-    if ttl > 0 then redis.call('EXPIRE', key, ttl) end
+    if ttl > 0 then redis.call('SET', KEYS[i], new, 'EX', ttl)
+    else redis.call('SET', KEYS[i], new) end
   end
 end
 return 1
 """
 _MODIFY_SHA = hashlib.sha1(_MODIFY_SCRIPT).hexdigest()
-# Reads one field of many hashes in one command (a pipeline of HMGETs costs a reply per key).
-_FIELDS_SCRIPT = b"""
-local out = {}
-for i, key in ipairs(KEYS) do out[i] = redis.call('HGET', key, ARGV[1]) end
-return out
-"""
-_FIELDS_SHA = hashlib.sha1(_FIELDS_SCRIPT).hexdigest()
-
-
-class _Call(NamedTuple):
-    """One call of the write script: entity hash keys, packed rows, routing options."""
-
-    keys: list[bytes]
-    values: list[bytes]
-    options: dict[str, Any]
 
 
 class RedisOnlineStore:
-    """Latest rows in Redis hashes (``online_store: {type: redis, connection_string: ...}``)."""
+    """Latest rows in Redis strings (``online_store: {type: redis, connection_string: ...}``)."""
 
-    capabilities = Capabilities(shared=True, max_write_batch=_ROWS_PER_TRIP)
+    capabilities = Capabilities(shared=True, max_write_batch=_ROWS_PER_WRITE)
 
     def __init__(self, config: RedisOnlineConfig, project: str, repo_path: Path) -> None:
         self.config = config
@@ -138,6 +150,8 @@ class RedisOnlineStore:
         self._where = f"{address.host}:{address.port}"
         self._prefix = f"{config.key_prefix}{project}:".encode()
         self._ttl = config.key_ttl_seconds or 0
+        self._expiry: tuple[Any, ...] = ("EX", self._ttl) if self._ttl > 0 else ()
+        self._heads: dict[str, bytes] = {}
         self._redis: Any = require("redis", "redis")
         self._cluster = config.redis_type == "redis_cluster"
         if self._cluster and "{" in config.key_prefix:
@@ -193,8 +207,17 @@ class RedisOnlineStore:
             f"{what} at {self._where} is not available ({detail}); check {check}"
         ) from None
 
-    def _key(self, entity_key: bytes) -> bytes:
-        return self._prefix + b"{" + entity_key + b"}"
+    def _head(self, view: str) -> bytes:
+        """The start of ``view``'s keys: ``<prefix><project>:<view>:{``."""
+        head = self._heads.get(view)
+        if head is None:
+            if "{" in view or "}" in view:
+                raise DefinitionError(
+                    f"view name {view!r} contains a brace, which Redis keys reserve for the "
+                    "entity's hash tag; rename the view"
+                )
+            head = self._heads[view] = self._prefix + view.encode() + b":{"
+        return head
 
     def close(self) -> None:
         self._client.close()
@@ -202,95 +225,140 @@ class RedisOnlineStore:
     # -- data --------------------------------------------------------------------------------
 
     def read(self, requests: Sequence[tuple[str, Sequence[bytes]]]) -> list[list[ReadRow | None]]:
-        wanted: dict[bytes, dict[str, None]] = {}
-        for view, keys in requests:
-            for key in keys:
-                wanted.setdefault(key, {})[view] = None
+        names = [self._head(view) + key + b"}" for view, keys in requests for key in keys]
         try:
-            if len(wanted) == 1:  # one entity: one command, no pipeline
-                [(key, views)] = wanted.items()
-                replies = [self._client.execute_command("HMGET", self._key(key), *views)]
-            else:
-                pipe = self._client.pipeline(transaction=False)
-                for key, views in wanted.items():
-                    pipe.execute_command("HMGET", self._key(key), *views)
-                replies = pipe.execute()
+            found = self._get(names)
         except self._errors() as exc:
             self._unavailable(exc)
-        found = {
-            key: dict(zip(views, reply, strict=True))
-            for (key, views), reply in zip(wanted.items(), replies, strict=True)
-        }
         unpack = _EVENT_TS.unpack_from
-        return [
-            [
-                None if raw is None else ReadRow(unpack(raw)[0], raw[16:])
-                for raw in (found[key][view] for key in keys)
-            ]
-            for view, keys in requests
+        rows = [
+            None if raw is None else ReadRow(unpack(raw)[0], raw[16:])
+            for raw in map(found.__getitem__, names)
         ]
+        result: list[list[ReadRow | None]] = []
+        at = 0
+        for _, keys in requests:
+            result.append(rows[at : at + len(keys)])
+            at += len(keys)
+        return result
+
+    def _get(self, names: list[bytes]) -> dict[bytes, bytes | None]:
+        """The stored values of keys ``names``: one ``MGET`` (per slot, pipelined, in a
+        cluster)."""
+        if not names:
+            return {}
+        if not self._cluster:
+            return dict(zip(names, self._client.execute_command("MGET", *names), strict=True))
+        groups = self._slots(list(dict.fromkeys(names)))
+        pipe = self._client.pipeline(transaction=False)
+        for group in groups:
+            pipe.execute_command("MGET", *group)
+        return {
+            name: value
+            for group, values in zip(groups, pipe.execute(), strict=True)
+            for name, value in zip(group, values, strict=True)
+        }
 
     def write(self, view: str, rows: Sequence[StoredRow]) -> None:
         if not rows:
             return
-        field = view.encode()
-        trip: list[_Call] = []
-        size = 0
+        head = self._head(view)
         try:
-            for call in self._calls(rows):
-                trip.append(call)
-                size += len(call.keys)
-                if size >= _ROWS_PER_TRIP:
-                    self._run(field, trip)
-                    trip, size = [], 0
-            if trip:
-                self._run(field, trip)
+            if self._cluster:
+                self._write_cluster(head, rows)
+            else:
+                self._write(head, rows)
         except self._errors() as exc:
             self._unavailable(exc)
 
-    def _calls(self, rows: Sequence[StoredRow]) -> Iterator[_Call]:
-        """The script calls for ``rows``, in row order (per slot, for a cluster)."""
-        pack, key = _HEAD.pack, self._key
-        groups: list[tuple[Sequence[StoredRow], dict[str, Any]]] = [(rows, {})]
-        if self._cluster:  # one call may touch one slot only
-            from redis.crc import key_slot
+    def _calls(self, head: bytes, rows: Sequence[StoredRow]) -> Iterator[tuple[Any, ...]]:
+        """The script calls (``EVALSHA`` commands) that write ``rows``, in row order."""
+        pack, ttl = _HEAD.pack, self._ttl
+        for start in range(0, len(rows), _KEYS_PER_CALL):
+            chunk = rows[start : start + _KEYS_PER_CALL]
+            keys = [head + row.entity_key + b"}" for row in chunk]
+            values = [pack(row.event_ts, row.created_ts) + row.value for row in chunk]
+            yield ("EVALSHA", _WRITE_SHA, len(chunk), *keys, ttl, *values)
 
-            by_slot: dict[int, list[StoredRow]] = {}
-            for row in rows:
-                by_slot.setdefault(key_slot(key(row.entity_key)), []).append(row)
-            # Naming the node spares redis-py a COMMAND GETKEYS round trip per call.
-            node = self._client.get_node_from_key
-            groups = [(g, {"target_nodes": node(key(g[0].entity_key))}) for g in by_slot.values()]
-        for group, options in groups:
-            for start in range(0, len(group), _KEYS_PER_CALL):
-                chunk = group[start : start + _KEYS_PER_CALL]
-                yield _Call(
-                    [key(row.entity_key) for row in chunk],
-                    [pack(row.event_ts, row.created_ts) + row.value for row in chunk],
-                    options,
-                )
+    def _trips(self, head: bytes, rows: Sequence[StoredRow]) -> Iterator[list[tuple[Any, ...]]]:
+        """The script calls for ``rows``, ``_ROWS_PER_TRIP`` rows' worth at a time."""
+        calls = self._calls(head, rows)
+        while trip := list(islice(calls, _ROWS_PER_TRIP // _KEYS_PER_CALL)):
+            yield trip
 
-    def _run(self, field: bytes, calls: Sequence[_Call]) -> None:
-        """Run script calls in one pipeline; load the script if the server lacks it."""
+    def _write(self, head: bytes, rows: Sequence[StoredRow]) -> None:
+        """Write ``rows`` trip after trip on one connection; once more after a ``NOSCRIPT``
+        (the script loaded) or a dropped connection. Running a write twice is harmless:
+        applying the same rows in the same order again changes nothing."""
         for attempt in (1, 2):
-            pipe = self._client.pipeline(transaction=False)
-            for keys, values, options in calls:
-                args = (len(keys), *keys, field, self._ttl, *values)
-                pipe.execute_command("EVALSHA", _WRITE_SHA, *args, **options)
             try:
-                pipe.execute()
-                return
-            except self._redis.exceptions.NoScriptError:
+                if self._send_ahead(self._trips(head, rows)):
+                    return
+            except self._redis.exceptions.ConnectionError:
                 if attempt == 2:
                     raise
-                # Re-running the calls is harmless: applying a row twice changes nothing.
-                self._client.script_load(_WRITE_SCRIPT)
+                continue
+            if attempt == 2:
+                raise PitstopError(f"Redis at {self._where} does not keep the write script")
+            self._client.script_load(_WRITE_SCRIPT)
+
+    def _send_ahead(self, trips: Iterable[list[tuple[Any, ...]]]) -> bool:
+        """Send every trip's commands on one connection, each trip before reading the replies
+        of the one before; False if the server lacked the script of any command."""
+        pool = self._client.connection_pool
+        connection = pool.get_connection()
+        known = True
+        try:
+            sent = 0
+            for trip in chain(trips, [[]]):  # the empty trip: read the last replies
+                if trip:
+                    connection.send_packed_command(connection.pack_commands(trip))
+                for _ in range(sent):
+                    try:
+                        connection.read_response()
+                    except self._redis.exceptions.NoScriptError:
+                        known = False
+                sent = len(trip)
+        except BaseException:
+            connection.disconnect()  # replies may be pending: never reuse it as it is
+            raise
+        finally:
+            pool.release(connection)
+        return known
+
+    def _write_cluster(self, head: bytes, rows: Sequence[StoredRow]) -> None:
+        """Write ``rows`` grouped by slot, one pipeline per trip (redis-py routes each call)."""
+        from redis.crc import key_slot
+
+        by_slot: dict[int, list[StoredRow]] = {}
+        for row in rows:
+            by_slot.setdefault(key_slot(head + row.entity_key + b"}"), []).append(row)
+        # Naming the node spares redis-py a COMMAND GETKEYS round trip per call.
+        node = self._client.get_node_from_key
+        calls = [
+            (call, node(call[3])) for group in by_slot.values() for call in self._calls(head, group)
+        ]
+        per_trip = _ROWS_PER_TRIP // _KEYS_PER_CALL
+        for start in range(0, len(calls), per_trip):
+            trip = calls[start : start + per_trip]
+            for attempt in (1, 2):
+                pipe = self._client.pipeline(transaction=False)
+                for call, target in trip:
+                    pipe.execute_command(*call, target_nodes=target)
+                try:
+                    pipe.execute()
+                    break
+                except self._redis.exceptions.NoScriptError:
+                    if attempt == 2:
+                        raise
+                    # Re-running the calls is harmless: applying a row twice changes nothing.
+                    self._client.script_load(_WRITE_SCRIPT)
 
     def modify(self, view: str, keys: Sequence[bytes], change: Change) -> None:
         if not keys:
             return
-        field = view.encode()
-        names = [self._key(entity_key) for entity_key in keys]
+        head = self._head(view)
+        names = [head + key + b"}" for key in keys]
         distinct = list(dict.fromkeys(names))
         watch = not self._cluster and len(distinct) <= _WATCH_KEYS
         pending = self._slots(distinct) if self._cluster else [distinct]
@@ -299,12 +367,12 @@ class RedisOnlineStore:
                 if n:  # let the writer that won finish; jitter spreads the contenders
                     time.sleep(random.uniform(0, min(_MODIFY_PAUSE, 0.0005 * 2**n)))
                 if watch:
-                    if self._watched(field, keys, names, distinct, change):
+                    if self._watched(head, keys, names, distinct, change):
                         return
                     continue
-                stored = self._fields(field, distinct)
-                new = self._changed(keys, names, stored, change)
-                pending = self._check_and_set(field, pending, stored, new)
+                stored = self._get(distinct)
+                new = self._changed(head, keys, names, stored, change)
+                pending = self._check_and_set(pending, stored, new)
                 if not pending:
                     return
         except self._errors() as exc:
@@ -328,7 +396,7 @@ class RedisOnlineStore:
 
     def _watched(
         self,
-        field: bytes,
+        head: bytes,
         keys: Sequence[bytes],
         names: list[bytes],
         distinct: list[bytes],
@@ -337,15 +405,13 @@ class RedisOnlineStore:
         """``WATCH``, read, change, ``MULTI``/``EXEC``: False if another client interfered."""
         with self._client.pipeline(transaction=True) as pipe:
             pipe.watch(*distinct)
-            stored = self._fields(field, distinct)
-            new = self._changed(keys, names, stored, change)
+            stored = self._get(distinct)
+            new = self._changed(head, keys, names, stored, change)
             if not new:
                 return True
             pipe.multi()
             for name, packed in new.items():
-                pipe.execute_command("HSET", name, field, packed)
-                if self._ttl > 0:
-                    pipe.execute_command("EXPIRE", name, self._ttl)
+                pipe.execute_command("SET", name, packed, *self._expiry)
             try:
                 pipe.execute()
             except self._redis.exceptions.WatchError:
@@ -354,20 +420,19 @@ class RedisOnlineStore:
 
     def _check_and_set(
         self,
-        field: bytes,
         groups: list[list[bytes]],
         stored: dict[bytes, bytes | None],
         new: dict[bytes, bytes],
     ) -> list[list[bytes]]:
-        """Per group of hashes (one slot each), one script call that writes ``new`` only if
-        every field is still as ``stored``, pipelined; the groups whose check failed."""
+        """Per group of keys (one slot each), one script call that writes ``new`` only if
+        every key is still as ``stored``, pipelined; the groups whose check failed."""
         todo = [group for group in groups if any(name in new for name in group)]
         failed: list[list[bytes]] = []
         for attempt in (1, 2):
             pipe = self._client.pipeline(transaction=False)
             for group in todo:
                 old = [stored[name] or b"" for name in group]  # b"": absent (rows have 16+ bytes)
-                args = [field, self._ttl, *old, *(new.get(name, b"") for name in group)]
+                args = [self._ttl, *old, *(new.get(name, b"") for name in group)]
                 pipe.execute_command("EVALSHA", _MODIFY_SHA, len(group), *group, *args)
             unknown: list[list[bytes]] = []
             for group, reply in zip(todo, pipe.execute(raise_on_error=False), strict=True):
@@ -383,30 +448,16 @@ class RedisOnlineStore:
             todo = unknown
         return failed
 
-    def _fields(self, field: bytes, names: list[bytes]) -> dict[bytes, bytes | None]:
-        """The stored ``field`` of hashes ``names``, in one round trip."""
-        if not self._cluster and len(names) > 16:  # one script call (keys may span slots: no)
-            command = ("EVALSHA", _FIELDS_SHA, len(names), *names, field)
-            try:
-                replies = self._client.execute_command(*command)
-            except self._redis.exceptions.NoScriptError:
-                self._client.script_load(_FIELDS_SCRIPT)
-                replies = self._client.execute_command(*command)
-            return {n: r or None for n, r in zip(names, replies, strict=True)}
-        pipe = self._client.pipeline(transaction=False)
-        for name in names:
-            pipe.execute_command("HMGET", name, field)
-        return {name: reply[0] for name, reply in zip(names, pipe.execute(), strict=True)}
-
     def _changed(
         self,
+        head: bytes,
         keys: Sequence[bytes],
         names: list[bytes],
         stored: dict[bytes, bytes | None],
         change: Change,
     ) -> dict[bytes, bytes]:
-        """Call ``change`` on the stored rows: the packed rows to write, by hash (a key listed
-        twice ends with its last row)."""
+        """Call ``change`` on the stored rows: the packed rows to write, by Redis key (a key
+        listed twice ends with its last row)."""
         unpack, pack = _EVENT_TS.unpack_from, _HEAD.pack
         current = [
             None if raw is None else ReadRow(unpack(raw)[0], raw[16:])
@@ -414,32 +465,33 @@ class RedisOnlineStore:
         ]
         rows = rows_to_write(keys, change(current))
         return {
-            self._key(row.entity_key): pack(row.event_ts, row.created_ts) + row.value
+            head + row.entity_key + b"}": pack(row.event_ts, row.created_ts) + row.value
             for row in rows
         }
 
     # -- schema ------------------------------------------------------------------------------
 
     def update(self, keep: Sequence[str], drop: Sequence[str]) -> None:
-        if keep:  # nothing to create (hashes appear on first write), but the server must answer
+        if keep:  # nothing to create (keys appear on first write), but the server must answer
+            for view in keep:
+                self._head(view)  # a name Redis keys cannot hold fails here, not on write
             try:
                 self._client.ping()
             except self._errors() as exc:
                 self._unavailable(exc)
-        if drop:
-            fields = [view.encode() for view in drop]
-            self._each_key(lambda pipe, key: pipe.hdel(key, *fields))
+        for view in drop:
+            self._unlink(self._head(view))
 
     def teardown(self, views: Sequence[str]) -> None:
-        self._each_key(lambda pipe, key: pipe.unlink(key))
+        self._unlink(self._prefix)
 
-    def _each_key(self, command: Any) -> None:
-        """Apply ``command(pipe, key)`` to every key of this project, pipelined."""
-        pattern = _GLOB.sub(rb"\\\1", self._prefix) + b"*"
+    def _unlink(self, start: bytes) -> None:
+        """``UNLINK`` every key that starts with ``start``, pipelined."""
+        pattern = _GLOB.sub(rb"\\\1", start) + b"*"
         try:
             pipe = self._client.pipeline(transaction=False)
             for n, key in enumerate(self._client.scan_iter(match=pattern, count=_SCAN_COUNT), 1):
-                command(pipe, key)
+                pipe.unlink(key)
                 if n % _SCAN_COUNT == 0:
                     pipe.execute()
             pipe.execute()
