@@ -702,29 +702,25 @@ def test_redis_writes_many_trips_in_flight_with_ttl(
 
 
 @pytest.mark.redis
-def test_redis_write_reconnects_once_after_the_server_drops_it(
-    redis_url: str, redis_key_prefix: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+def test_redis_reconnects_once_after_the_server_drops_the_connection(
+    redis_url: str, redis_key_prefix: str, tmp_path: Path
 ) -> None:
     import redis
 
     config = RedisOnlineConfig(connection_string=redis_url, key_prefix=redis_key_prefix)
-    store = open_online_store(config, f"test_{uuid.uuid4().hex[:12]}", tmp_path)
+    store: Any = open_online_store(config, f"test_{uuid.uuid4().hex[:12]}", tmp_path)
     client = redis.Redis.from_url(redis_url)
-    pool = store._client.connection_pool  # type: ignore[attr-defined]
-    get_connection, dropped = pool.get_connection, []
 
-    def get_dropped_connection(*args: Any, **kwargs: Any) -> Any:
-        connection = get_connection(*args, **kwargs)
-        if not dropped:  # the server drops it after the pool's health check
-            connection.send_command("CLIENT", "ID")
-            dropped.append(client.client_kill_filter(_id=connection.read_response()))
-        return connection
+    def drop() -> None:  # the server closes this thread's connection of the store
+        connection = store._connection()
+        connection.send_command("CLIENT", "ID")
+        assert client.client_kill_filter(_id=connection.read_response()) == 1
 
     try:
         store.write("v", [row(b"k", T0, b"1")])
-        monkeypatch.setattr(pool, "get_connection", get_dropped_connection)
+        drop()
         store.write("v", [row(b"k", T0 + 1, b"2")])
-        assert dropped == [1]
+        drop()
         assert values(store, "v", [b"k"]) == [b"2"]
     finally:
         client.close()

@@ -17,10 +17,12 @@ from typing import TYPE_CHECKING, Any
 from pitstop.definitions.feature_view import FeatureView
 from pitstop.definitions.sources import FileSource, PushMode, PushSource
 from pitstop.definitions.stream import StreamFeatureView
+from pitstop.engine.exact import exact_rows, python_columns
 from pitstop.engine.online import key_dtypes
 from pitstop.engine.streams import input_columns, push_events
 from pitstop.engine.write import chunks, encode_rows
 from pitstop.errors import NotFoundError, RetrievalError, suggest
+from pitstop.online.base import StoredRow
 from pitstop.types import to_arrow
 
 if TYPE_CHECKING:
@@ -33,6 +35,30 @@ PUSHED_SUFFIX = ".pushed"
 
 def as_table(data: Any, what: str) -> pa.Table:
     """A pandas/polars DataFrame, dict of lists, list of dicts or Arrow table as Arrow."""
+    import pyarrow as pa
+
+    try:
+        return _as_table(data, what)
+    except (pa.ArrowException, OverflowError, TypeError, ValueError) as exc:
+        if isinstance(exc, RetrievalError):
+            raise
+        columns = data.items() if isinstance(data, dict) else ()
+        bad = [name for name, values in columns if not _converts(values)]
+        which = f"column {bad[0]!r}" if bad else "the data"
+        raise RetrievalError(f"{what}: {which} cannot be read as Arrow values ({exc})") from exc
+
+
+def _converts(values: Any) -> bool:
+    import pyarrow as pa
+
+    try:
+        pa.array(values)
+    except (pa.ArrowException, OverflowError, TypeError, ValueError):
+        return False
+    return True
+
+
+def _as_table(data: Any, what: str) -> pa.Table:
     import pyarrow as pa
 
     if isinstance(data, pa.Table):
@@ -203,17 +229,42 @@ def write_views(
             continue
         created = view.batch_source.created_timestamp_column
         created = created if created and created in table.column_names else ""
-        rows = encode_rows(view, table, view.timestamp_field, created or None)
-        for part in chunks(rows, online.capabilities.max_write_batch):
-            online.write(view.name, part)
-            written += len(part)
+        written += _write(online, view, encode_rows(view, table, view.timestamp_field, created))
     return written
+
+
+def _write(online: Any, view: FeatureView, rows: list[StoredRow]) -> int:
+    for part in chunks(rows, online.capabilities.max_write_batch):
+        online.write(view.name, part)
+    return len(rows)
+
+
+def _write_exact(
+    snapshot: Snapshot, online: Any, views: Sequence[FeatureView], data: Any
+) -> int | None:
+    """Write small ``data`` whose values already have their declared types without Arrow
+    (:mod:`pitstop.engine.exact`); ``None`` (nothing written) if any view needs the Arrow
+    path."""
+    columns = python_columns(data)
+    if columns is None or not views:
+        return None
+    encoded = [exact_rows(v, key_dtypes(snapshot, v), columns) for v in views]
+    if any(rows is None for rows in encoded):
+        return None
+    return sum(
+        _write(online, v, rows)
+        for v, rows in zip(views, encoded, strict=True)
+        if rows is not None and v.online
+    )
 
 
 def write_online(
     snapshot: Snapshot, online: Any, views: Sequence[FeatureView], data: Any, what: str
 ) -> int:
     """Check ``data`` against every view, then write each view's rows online."""
+    written = _write_exact(snapshot, online, views, data)
+    if written is not None:
+        return written
     return write_views(online, views, conformed(snapshot, views, data, what))
 
 
@@ -223,6 +274,11 @@ def push(
     """Rows to every view fed by a push source; ``to`` is a :class:`PushMode`."""
     what = f"push to {push_source_name!r}"
     views = push_views(snapshot, push_source_name)
+    if (
+        to == PushMode.ONLINE
+        and (written := _write_exact(snapshot, online, views, data)) is not None
+    ):
+        return written
     tables = conformed(snapshot, views, data, what)
     written = 0
     if to in (PushMode.ONLINE, PushMode.ONLINE_AND_OFFLINE):

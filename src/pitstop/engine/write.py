@@ -77,7 +77,13 @@ def encode_rows(
         keys = encode_keys(names, [batch.column(k).combine_chunks() for k in names])
         values = encode_values(feats, [batch.column(f).combine_chunks() for f in feats])
     rows = list(map(StoredRow, keys, event.to_pylist(), created, values))
-    if unique_keys or len(set(keys)) == len(keys):
+    return rows if unique_keys else newest_per_key(rows)
+
+
+def newest_per_key(rows: list[StoredRow]) -> list[StoredRow]:
+    """``rows`` with one row per key: the greatest ``(event_ts, created_ts)``, on a tie the
+    later row; in the order keys first appear."""
+    if len({row.entity_key for row in rows}) == len(rows):
         return rows
     newest: dict[bytes, StoredRow] = {}
     for row in rows:

@@ -57,9 +57,11 @@ machine has only a single-node server, so cluster mode is tested by hand, not in
 from __future__ import annotations
 
 import hashlib
+import os
 import random
 import re
 import struct
+import threading
 import time
 from collections.abc import Iterable, Iterator, Sequence
 from itertools import chain, islice
@@ -152,6 +154,9 @@ class RedisOnlineStore:
         self._ttl = config.key_ttl_seconds or 0
         self._expiry: tuple[Any, ...] = ("EX", self._ttl) if self._ttl > 0 else ()
         self._heads: dict[str, bytes] = {}
+        self._local = threading.local()  # each thread's own connection (see _connection)
+        self._lock = threading.Lock()
+        self._own: list[Any] = []
         self._redis: Any = require("redis", "redis")
         self._cluster = config.redis_type == "redis_cluster"
         if self._cluster and "{" in config.key_prefix:
@@ -219,7 +224,41 @@ class RedisOnlineStore:
             head = self._heads[view] = self._prefix + view.encode() + b":{"
         return head
 
+    def _connection(self) -> Any:
+        """This thread's own connection, made with the pool's settings: a call skips the
+        pool's checkout and the client's bookkeeping (about 10 µs of a 60 µs read)."""
+        local = self._local
+        if getattr(local, "pid", None) != os.getpid():  # new thread, or a forked process
+            local.connection = self._client.connection_pool.make_connection()
+            local.pid = os.getpid()
+            with self._lock:
+                self._own.append(local.connection)
+        return local.connection
+
+    def _call(self, *command: Any) -> Any:
+        """Run ``command`` on this thread's connection; once more on a fresh one if the server
+        dropped it."""
+        for attempt in (1, 2):
+            connection = self._connection()
+            try:
+                connection.send_command(*command)
+                return connection.read_response()
+            except self._redis.exceptions.ResponseError:
+                raise  # the reply was read: the connection is fine
+            except self._redis.exceptions.ConnectionError:
+                connection.disconnect()
+                if attempt == 2:
+                    raise
+            except BaseException:
+                connection.disconnect()  # a reply may be pending: never reuse it as it is
+                raise
+        raise AssertionError("unreachable")
+
     def close(self) -> None:
+        with self._lock:
+            own, self._own = self._own, []
+        for connection in own:
+            connection.disconnect()
         self._client.close()
 
     # -- data --------------------------------------------------------------------------------
@@ -248,7 +287,7 @@ class RedisOnlineStore:
         if not names:
             return {}
         if not self._cluster:
-            return dict(zip(names, self._client.execute_command("MGET", *names), strict=True))
+            return dict(zip(names, self._call("MGET", *names), strict=True))
         groups = self._slots(list(dict.fromkeys(names)))
         pipe = self._client.pipeline(transaction=False)
         for group in groups:
@@ -305,8 +344,7 @@ class RedisOnlineStore:
     def _send_ahead(self, trips: Iterable[list[tuple[Any, ...]]]) -> bool:
         """Send every trip's commands on one connection, each trip before reading the replies
         of the one before; False if the server lacked the script of any command."""
-        pool = self._client.connection_pool
-        connection = pool.get_connection()
+        connection = self._connection()
         known = True
         try:
             sent = 0
@@ -322,8 +360,6 @@ class RedisOnlineStore:
         except BaseException:
             connection.disconnect()  # replies may be pending: never reuse it as it is
             raise
-        finally:
-            pool.release(connection)
         return known
 
     def _write_cluster(self, head: bytes, rows: Sequence[StoredRow]) -> None:
