@@ -92,12 +92,14 @@ def materialize_view(
     writer = _Writer(online, view.name, progress, task)
     collecting = gc.isenabled()
     gc.disable()  # hundreds of thousands of live row tuples make collections slow and useless
+    size = online.capabilities.max_write_batch
     try:
-        for batch in reader:  # encode the next batch while the writer stores the last one
-            writer.put(encode_rows(
-                view, batch, source.timestamp_field, source.created_timestamp_column,
-                unique_keys=True,
-            ))  # fmt: skip
+        for batch in reader:  # encode the next part while the writer stores the last one
+            for start in range(0, batch.num_rows, size):  # store-sized: bounds the rows held
+                writer.put(encode_rows(
+                    view, batch.slice(start, size), source.timestamp_field,
+                    source.created_timestamp_column, unique_keys=True,
+                ))  # fmt: skip
             del batch
     finally:
         written = writer.finish()
