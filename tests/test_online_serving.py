@@ -212,7 +212,9 @@ def test_materialize_is_idempotent_and_records_a_watermark(fs: FeatureStore) -> 
     assert {r.view: r.rows for r in first}["users"] == 3  # one TTL back: users 1, 2 and 4
     again = fs.materialize_incremental(NOW)
     assert all(r.rows == 0 for r in again)
-    fs.materialize(NOW - timedelta(days=10), NOW)
+    assert {(r.start, r.end) for r in again} == {(NOW, NOW)}  # from the watermark
+    results = fs.materialize(NOW - timedelta(days=10), NOW)
+    assert {(r.start, r.end) for r in results} == {(NOW - timedelta(days=10), NOW)}
     fs.materialize(NOW - timedelta(days=10), NOW)
     assert fs.get_online_features(["users:age"], [{"user_id": 1}]).values["age"] == [31]
 

@@ -95,9 +95,9 @@ def materialize_view(
     size = online.capabilities.max_write_batch
     try:
         for batch in reader:  # encode the next part while the writer stores the last one
-            for start in range(0, batch.num_rows, size):  # store-sized: bounds the rows held
+            for at in range(0, batch.num_rows, size):  # store-sized: bounds the rows held
                 writer.put(encode_rows(
-                    view, batch.slice(start, size), source.timestamp_field,
+                    view, batch.slice(at, size), source.timestamp_field,
                     source.created_timestamp_column, unique_keys=True,
                 ))  # fmt: skip
             del batch
