@@ -464,6 +464,42 @@ def test_threads_read_and_write_concurrently(store: OnlineStore) -> None:
     assert store.read([("shared", [b"common"])]) == [[ReadRow(T0 + 59, b"59")]]
 
 
+def test_writes_and_modifies_of_the_same_keys_in_any_order_never_fail(store: OnlineStore) -> None:
+    """Threads write and modify the same keys at once, each in its own order: a store must
+    order its locks (or detect and retry), never fail or deadlock."""
+    keys = [b"key-%02d" % i for i in range(40)]
+    errors: list[BaseException] = []
+    start = threading.Barrier(4)
+
+    def writer(n: int) -> None:
+        rng = random.Random(n)
+        try:
+            start.wait()
+            for i in range(30):
+                order = rng.sample(keys, len(keys))
+                store.write("v", [row(k, T0 + i, b"w") for k in order])
+        except BaseException as exc:
+            errors.append(exc)
+
+    def modifier(n: int) -> None:
+        rng = random.Random(100 + n)
+        try:
+            start.wait()
+            for _ in range(30):
+                order = rng.sample(keys, 8)
+                store.modify("v", order, lambda current, o=order: [row(k, T0, b"m") for k in o])
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=f, args=(n,)) for f in (writer, modifier) for n in (1, 2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert not any(t.is_alive() for t in threads)
+    assert errors == []
+
+
 def incrementer(keys: list[bytes]) -> Change:
     """A ``change`` adding 1 to the counter of every key (value and event time)."""
 
@@ -627,6 +663,38 @@ def test_unreachable_postgres_is_backend_unavailable(tmp_path: Path) -> None:
         assert "s3cret" not in str(info.value)
     finally:
         store.close()
+
+
+@pytest.mark.postgres
+@pytest.mark.parametrize("online_config", ["postgres"], indirect=True)
+def test_postgres_write_aborted_again_and_again_is_not_a_lost_server(
+    store: OnlineStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A transaction PostgreSQL keeps aborting (deadlocks) is run again, then reported as
+    contention, not as an unreachable server."""
+    import psycopg
+
+    from pitstop.online import postgres
+
+    monkeypatch.setattr(postgres, "_MODIFY_ATTEMPTS", 3)
+    runs: list[None] = []
+    store.write("v", [row(b"k", T0)])  # creates the table
+    conn_execute = psycopg.Connection.execute
+
+    def execute(self: Any, query: Any, *args: Any, **kwargs: Any) -> Any:
+        if str(query).startswith("INSERT"):
+            runs.append(None)
+            raise psycopg.errors.DeadlockDetected("deadlock detected")
+        return conn_execute(self, query, *args, **kwargs)
+
+    monkeypatch.setattr(psycopg.Connection, "execute", execute)
+    with pytest.raises(PitstopError, match=r"aborted a transaction 3 times \(deadlock detected\); "
+                       r"too many writers contend for the same keys") as info:  # fmt: skip
+        store.write("v", [row(b"k", T0 + 1)])
+    assert not isinstance(info.value, BackendUnavailableError)
+    assert len(runs) == 3
+    monkeypatch.undo()
+    assert store.read([("v", [b"k"])]) == [[ReadRow(T0, b"v")]]
 
 
 # -- backend specifics --------------------------------------------------------------------------

@@ -32,8 +32,13 @@ A table is created on first write if ``update`` did not create it.
    inserted a key that was absent in step 2, the row count comes up short, and modify rolls
    back and starts again, calling ``change`` with the fresh rows.
 
-A modify and a plain write of the same keys at the same moment can deadlock; PostgreSQL then
-aborts one of them: an aborted modify starts again, an aborted write fails.
+**Lock order.** Writes and modify's upsert send their rows sorted by key, and modify's
+``SELECT`` sorts before it locks, so writers of overlapping keys mostly just wait for each
+other. One cycle remains: a modify that creates a key inserts it after locking its existing
+keys, while a write may already hold that new key and wait for one of them. PostgreSQL detects
+such a deadlock (after ``deadlock_timeout``, 1 s by default) and aborts one transaction; an
+aborted transaction (deadlock or serialization failure) runs again, up to ``_MODIFY_ATTEMPTS``
+times. A write applies event-time-ordered rows, so running it twice is harmless.
 
 **Reads** are one statement: a ``UNION ALL`` of per-view ``SELECT ... WHERE entity_key =
 ANY(%s)``; its text depends only on the views, so psycopg prepares it on the server after a few
@@ -66,6 +71,10 @@ _MODIFY_ATTEMPTS = 10  # transactions per modify before giving up on conflicts
 
 class _Conflict(Exception):
     """A modify's upsert met a row it had not locked: roll back and try again."""
+
+
+def _entity_key(row: StoredRow) -> bytes:
+    return row.entity_key
 
 
 def _lock_id(*parts: bytes) -> int:
@@ -101,6 +110,8 @@ class PostgresOnlineStore:
         import psycopg
 
         self._psycopg: Any = psycopg
+        e = psycopg.errors  # a transaction the server aborted; running it again may succeed
+        self._aborted = (e.DeadlockDetected, e.SerializationFailure, e.TransactionRollback)
         self._dsn = config.dsn()
         info = self._psycopg.conninfo.conninfo_to_dict(self._dsn)
         self._where = f"{info.get('host') or 'localhost'}:{info.get('port') or 5432}"
@@ -148,6 +159,11 @@ class PostgresOnlineStore:
         conn = self._acquire()
         try:
             return work(conn)
+        except self._aborted as exc:  # the server is fine
+            raise PitstopError(
+                f"PostgreSQL at {self._where} aborted a transaction {_MODIFY_ATTEMPTS} times "
+                f"({str(exc).strip().splitlines()[0]}); too many writers contend for the same keys"
+            ) from exc
         except self._psycopg.OperationalError as exc:
             conn.close()  # broken or in an unknown state: never hand it out again
             self._unavailable(exc)
@@ -218,7 +234,7 @@ class PostgresOnlineStore:
             old = newest.get(row.entity_key)
             if old is None or (row.event_ts, row.created_ts) >= (old.event_ts, old.created_ts):
                 newest[row.entity_key] = row
-        batch = list(newest.values())
+        batch = sorted(newest.values(), key=_entity_key)  # the lock order (module docs)
         table = table_name(self.project, view)
         t = f"{self._schema}.{quote(table)}"
         sql = (
@@ -233,10 +249,17 @@ class PostgresOnlineStore:
             if table not in self._created:
                 self._create(conn, [table])
                 self._created.add(table)
-            with conn.transaction():
-                for start in range(0, len(batch), _ROWS_PER_STATEMENT):
-                    chunk = batch[start : start + _ROWS_PER_STATEMENT]
-                    conn.execute(sql, [list(column) for column in zip(*chunk, strict=True)])
+            for attempt in range(1, _MODIFY_ATTEMPTS + 1):
+                try:
+                    with conn.transaction():
+                        for start in range(0, len(batch), _ROWS_PER_STATEMENT):
+                            chunk = batch[start : start + _ROWS_PER_STATEMENT]
+                            columns = [list(column) for column in zip(*chunk, strict=True)]
+                            conn.execute(sql, columns)
+                    return
+                except self._aborted:
+                    if attempt == _MODIFY_ATTEMPTS:
+                        raise
 
         try:
             self._run(work)
@@ -285,7 +308,8 @@ class PostgresOnlineStore:
                     for key, event_ts, value in conn.execute(select, [distinct], binary=True)
                 }
                 rows = rows_to_write(keys, change([found.get(key) for key in keys]))
-                batch = list({row.entity_key: row for row in rows}.values())  # a key's last row
+                last = {row.entity_key: row for row in rows}  # a key's last row
+                batch = sorted(last.values(), key=_entity_key)  # the lock order
                 for start in range(0, len(batch), _ROWS_PER_STATEMENT):
                     chunk = batch[start : start + _ROWS_PER_STATEMENT]
                     columns = [list(column) for column in zip(*chunk, strict=True)]
@@ -299,7 +323,7 @@ class PostgresOnlineStore:
                 try:
                     attempt(conn)
                     return
-                except (_Conflict, errors.DeadlockDetected):
+                except (_Conflict, *self._aborted):
                     continue
             raise PitstopError(
                 f"modify of view {view!r} in PostgreSQL: concurrent writes to its "
