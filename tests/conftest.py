@@ -8,6 +8,10 @@ PostgreSQL: ``postgres_url`` routes a session to a fresh schema ``pitstop_test_<
 at the end) through ``?options=-csearch_path%3D<schema>``; ``fresh_postgres_url`` gives one test a
 schema of its own. The server is ``PITSTOP_TEST_POSTGRES_URL`` or ``postgresql://postgres@127.0.0.1:5432/test``.
 
+Redis: ``redis_url`` is the server at ``PITSTOP_TEST_REDIS_URL`` (default 127.0.0.1:6379, db 0)
+and ``redis_key_prefix`` a prefix of the session's own; ``redis_cluster`` starts a three-node
+Redis Cluster from the machine's ``redis-server`` for the session.
+
 Registry: ``registry_url`` runs a test once per registry backend (SQLite file, PostgreSQL);
 ``project_name`` is unique per test so tests sharing a database never collide.
 """
@@ -132,3 +136,75 @@ def redis_key_prefix(redis_url: str) -> Iterator[str]:
             client.unlink(*keys[start : start + 1000])
     finally:
         client.close()
+
+
+@pytest.fixture(scope="session")
+def redis_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A real three-node Redis Cluster (no replicas) started from this machine's
+    ``redis-server`` on free ports for the session: its ``connection_string``."""
+    import itertools
+    import random
+    import shutil
+    import socket
+    import subprocess
+    import time
+
+    import redis
+
+    server = shutil.which("redis-server")
+    if server is None or shutil.which("redis-cli") is None:
+        require_service("redis-server and redis-cli (for a Redis Cluster)", FileNotFoundError())
+    folder = tmp_path_factory.mktemp("redis-cluster")
+
+    def free(port: int) -> bool:
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                return False
+        return True
+
+    # a node also listens on port + 10000 (the cluster bus), so ports stay below 55536
+    candidates = (random.randrange(20_000, 50_000) for _ in range(1000))
+    ports = list(itertools.islice((p for p in candidates if free(p) and free(p + 10_000)), 3))
+
+    def start(port: int) -> subprocess.Popen[bytes]:
+        command = [server, "--port", str(port), "--bind", "127.0.0.1", "--dir", str(folder)]
+        command += ["--cluster-enabled", "yes", "--cluster-config-file", f"nodes-{port}.conf"]
+        command += ["--appendonly", "no", "--save", ""]
+        return subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+    procs = [start(port) for port in ports]
+
+    def node_answers(port: int, command: str) -> Any:
+        client = redis.Redis(port=port, socket_connect_timeout=1)
+        try:
+            return client.execute_command(command)
+        finally:
+            client.close()
+
+    try:
+        nodes = [f"127.0.0.1:{port}" for port in ports]
+        deadline = time.monotonic() + 20
+        for port in ports:
+            while True:
+                try:
+                    node_answers(port, "PING")
+                    break
+                except redis.ConnectionError as exc:
+                    if time.monotonic() > deadline:
+                        require_service(f"a Redis Cluster node on port {port}", exc)
+                    time.sleep(0.05)
+        create = ["redis-cli", "--cluster", "create", *nodes, "--cluster-replicas", "0"]
+        subprocess.run([*create, "--cluster-yes"], check=True, capture_output=True, timeout=30)
+        for port in ports:
+            while node_answers(port, "CLUSTER INFO").get("cluster_state") != "ok":
+                if time.monotonic() > deadline:
+                    require_service("a Redis Cluster", TimeoutError("cluster_state never ok"))
+                time.sleep(0.05)
+        yield ",".join(nodes)
+    finally:
+        for proc in procs:
+            proc.terminate()
+        for proc in procs:
+            proc.wait(10)
