@@ -120,8 +120,9 @@ def instrument(store: Any, target: str, timers: Timers) -> None:
     offline = store.offline
     latest = timers.wrap("offline: latest() (runs the query to its 1st batch)", offline.latest)
 
-    def timed_latest(*args: Any, **kwargs: Any) -> Iterator[Any]:
-        return timers.batches("offline: pulling record batches", latest(*args, **kwargs))
+    def timed_latest(*args: Any, **kwargs: Any) -> Any:
+        found = latest(*args, **kwargs)  # LatestRows(batches, rows)
+        return found._replace(batches=timers.batches("offline: pulling record batches", found[0]))
 
     offline.latest = timed_latest
     online = store.online

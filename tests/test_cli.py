@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -168,6 +169,7 @@ def test_materialize_then_verify(tmp_path: Path) -> None:
     pitstop("apply", cwd=repo)
     out = pitstop("materialize", "2020-01-01T00:00:00", "2100-01-01T00:00:00", cwd=repo).stdout
     assert "user_features: 10 rows" in out
+    assert re.search(r"user_features +━+ 10/10 +rows [\d,]+ rows/s +[\d:]+ ETA [\d:]+", out)
     again = pitstop("materialize-incremental", "2100-01-01T00:00:00", "-v", "user_features",
                     cwd=repo).stdout  # fmt: skip
     assert "user_features: 0 rows" in again

@@ -6,6 +6,7 @@ are pinned for all of them.
 
 from __future__ import annotations
 
+import random
 from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
@@ -674,14 +675,29 @@ def test_range_returns_rows_in_inclusive_window(hash_engine: DuckDBEngine, tmp_p
 
 def test_latest_per_key_in_window(hash_engine: DuckDBEngine, tmp_path: Path) -> None:
     view = trips_view(range_source(tmp_path))
-    reader = hash_engine.latest(view, T0 - DAY, T0 + 2 * H)
-    assert isinstance(reader, pa.RecordBatchReader)
-    out = reader.read_all().sort_by("driver_id")
+    latest = hash_engine.latest(view, T0 - DAY, T0 + 2 * H)
+    assert isinstance(latest.batches, pa.RecordBatchReader)
+    assert latest.rows == 2
+    out = latest.batches.read_all().sort_by("driver_id")
     assert out.column_names == ["driver_id", "event_timestamp", "created", "trips"]
     assert out.column("trips").to_pylist() == [12, 20]  # created breaks the tie at T0 + 1h
     assert out.column("event_timestamp").to_pylist() == [utc(T0 + H), utc(T0 + 2 * H)]
-    early = hash_engine.latest(view, None, T0).read_all()
-    assert early.column("trips").to_pylist() == [10]
+    early = hash_engine.latest(view, None, T0)
+    assert early.rows == 1
+    assert early.batches.read_all().column("trips").to_pylist() == [10]
+    nothing = hash_engine.latest(view, T0 + 100 * DAY, None)
+    assert nothing.rows == 0
+    assert nothing.batches.read_all().column_names == out.column_names
+
+
+def test_latest_in_key_order(hash_engine: DuckDBEngine, tmp_path: Path) -> None:
+    keys = list(range(-50, 3000))
+    random.Random(5).shuffle(keys)
+    source = driver_source(tmp_path, [(k, T0, T0, k) for k in keys])
+    latest = hash_engine.latest(trips_view(source), None, None, key_order=True)
+    assert latest.rows == len(keys)
+    ordered = latest.batches.read_all().column("driver_id").to_pylist()
+    assert ordered == sorted(keys)
 
 
 def test_range_and_latest_with_remapped_keys(hash_engine: DuckDBEngine, tmp_path: Path) -> None:

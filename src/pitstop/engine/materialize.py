@@ -87,14 +87,14 @@ def materialize_view(
         keys = _backfill_tiles(view, join, end, offline, online)
         meta.set_meta(WATERMARK + view.name, end.isoformat())
         return MaterializeResult(view.name, start, end, keys, time.perf_counter() - began)
-    reader = offline.latest(join, start, end)
-    task = progress.start(view.name) if progress else None
+    latest = offline.latest(join, start, end, key_order=online.capabilities.key_ordered_writes)
+    task = progress.start(view.name, latest.rows) if progress else None
     writer = _Writer(online, view.name, progress, task)
     collecting = gc.isenabled()
     gc.disable()  # hundreds of thousands of live row tuples make collections slow and useless
     size = online.capabilities.max_write_batch
     try:
-        for batch in reader:  # encode the next part while the writer stores the last one
+        for batch in latest.batches:  # encode the next part while the writer stores the last
             for at in range(0, batch.num_rows, size):  # store-sized: bounds the rows held
                 writer.put(encode_rows(
                     view, batch.slice(at, size), source.timestamp_field,
@@ -183,13 +183,16 @@ def _has_rows(path: str, pushed: str | None) -> bool:
 
 
 class Progress:
-    """A rich progress display: rows written, rows per second, elapsed time, per view."""
+    """A rich progress display per view: a bar, rows written of the total, rows per second,
+    elapsed time and the time left."""
 
     def __init__(self, enabled: bool = True) -> None:
         from rich.progress import (
             BarColumn,
+            MofNCompleteColumn,
             TextColumn,
             TimeElapsedColumn,
+            TimeRemainingColumn,
         )
         from rich.progress import (
             Progress as RichProgress,
@@ -198,9 +201,12 @@ class Progress:
         self._bar = RichProgress(
             TextColumn("[bold]{task.description}"),
             BarColumn(),
-            TextColumn("{task.completed:,} rows"),
+            MofNCompleteColumn(),
+            TextColumn("rows"),
             TextColumn("{task.fields[rate]}"),
             TimeElapsedColumn(),
+            TextColumn("ETA"),
+            TimeRemainingColumn(),
             disable=not enabled,
             transient=False,
         )
@@ -214,8 +220,8 @@ class Progress:
     def __exit__(self, *exc: object) -> None:
         self._bar.stop()
 
-    def start(self, name: str) -> Any:
-        task = self._bar.add_task(name, total=None, rate="")
+    def start(self, name: str, total: int | None = None) -> Any:
+        task = self._bar.add_task(name, total=total, rate="")
         self._started[task] = time.perf_counter()
         self._done[task] = 0
         return task

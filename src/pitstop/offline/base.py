@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
-from typing import TYPE_CHECKING, Any, Protocol, TypeAlias, runtime_checkable
+from typing import TYPE_CHECKING, Any, NamedTuple, Protocol, TypeAlias, runtime_checkable
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -19,11 +19,18 @@ if TYPE_CHECKING:
     from pitstop.offline.job import RetrievalJob
     from pitstop.offline.pit import PitPlan, ViewJoin
 
-__all__ = ["EngineCapabilities", "EntityInput", "OfflineEngine"]
+__all__ = ["EngineCapabilities", "EntityInput", "LatestRows", "OfflineEngine"]
 
 #: An entity frame: a ``pyarrow.Table``, a pandas or polars ``DataFrame`` (anything speaking the
 #: Arrow C stream interface works), or a SQL query string the engine runs itself.
 EntityInput: TypeAlias = "pa.Table | str | Any"
+
+
+class LatestRows(NamedTuple):
+    """The latest row per key, streamed, and how many rows the stream holds (for progress)."""
+
+    batches: pa.RecordBatchReader
+    rows: int
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -58,9 +65,15 @@ class OfflineEngine(Protocol):
         ...
 
     def latest(
-        self, view: ViewJoin, start: datetime | None, end: datetime | None
-    ) -> pa.RecordBatchReader:
-        """Per key, the latest row of ``view`` in ``[start, end]`` (ties: created ts), streamed."""
+        self,
+        view: ViewJoin,
+        start: datetime | None,
+        end: datetime | None,
+        *,
+        key_order: bool = False,
+    ) -> LatestRows:
+        """Per key, the latest row of ``view`` in ``[start, end]`` (ties: created ts), streamed,
+        and the number of such rows; ``key_order``: sorted by the entity key columns."""
         ...
 
     def aggregate(self, entity: pa.Table, ts_column: str, join: AggregateJoin) -> pa.Table:

@@ -21,7 +21,7 @@ import weakref
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from itertools import count
+from itertools import chain, count
 from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
@@ -29,7 +29,7 @@ import pyarrow.compute as pc
 
 from pitstop.errors import DataSourceError, PitstopError, RetrievalError, suggest
 from pitstop.offline import duckdb_sql as dsql
-from pitstop.offline.base import EngineCapabilities, EntityInput
+from pitstop.offline.base import EngineCapabilities, EntityInput, LatestRows
 from pitstop.offline.entity import (
     ROW_NUMBER,
     PreparedEntity,
@@ -220,14 +220,37 @@ class DuckDBEngine:
         return self._single_view(view, start, end, dsql.range_sql)
 
     def latest(
-        self, view: ViewJoin, start: datetime | None, end: datetime | None
-    ) -> pa.RecordBatchReader:
-        """Per key, the latest row of ``view`` in ``[start, end]``, streamed in batches.
+        self,
+        view: ViewJoin,
+        start: datetime | None,
+        end: datetime | None,
+        *,
+        key_order: bool = False,
+    ) -> LatestRows:
+        """Per key, the latest row of ``view`` in ``[start, end]``, streamed in batches, and
+        the number of rows (known once the query's first batch is out).
 
         Ties on event time go to the greatest created timestamp. Columns: entity key names,
         timestamp field, created timestamp column (if the source has one), features.
+        ``key_order`` sorts the rows by the key columns in name order: for a non-negative
+        integer key that is the order of the encoded keys, otherwise close to it, which is what
+        a B-tree store needs to append rather than insert all over.
         """
-        return self._single_view(view, start, end, dsql.latest_sql).to_batches()
+        order = sorted(view.entity_keys) if key_order else ()
+
+        def build(v: ViewJoin, source: str) -> str:
+            return dsql.counted_sql(dsql.latest_sql(v, source), order)
+
+        reader = self._single_view(view, start, end, build).to_batches()
+        first = next(iter(reader), None)
+        rows = first.column(dsql.ROWS)[0].as_py() if first is not None and first.num_rows else 0
+        schema = reader.schema.remove(reader.schema.get_field_index(dsql.ROWS))
+
+        def batches() -> Iterator[pa.RecordBatch]:
+            for batch in chain([first] if first is not None else [], reader):
+                yield batch.drop_columns([dsql.ROWS])
+
+        return LatestRows(pa.RecordBatchReader.from_batches(schema, batches()), rows)
 
     def aggregate(self, entity: pa.Table, ts_column: str, join: AggregateJoin) -> pa.Table:
         """Windowed aggregations of ``join`` for each row of ``entity`` (in input order)."""

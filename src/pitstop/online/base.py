@@ -49,6 +49,9 @@ class Capabilities:
 
     shared: bool = True  # several processes see the same data
     max_write_batch: int = 10_000  # rows per write call the engine should send
+    # bulk writes are faster in entity-key order (a B-tree keyed by the key): materialization
+    # then asks the offline engine for its rows in key order
+    key_ordered_writes: bool = False
 
 
 class OnlineStore(Protocol):

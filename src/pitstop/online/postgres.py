@@ -101,7 +101,7 @@ def quote(name: str) -> str:
 class PostgresOnlineStore:
     """Latest rows in PostgreSQL tables (``online_store: {type: postgres, ...}``)."""
 
-    capabilities = Capabilities(shared=True)
+    capabilities = Capabilities(shared=True, key_ordered_writes=True)
 
     def __init__(self, config: PostgresOnlineConfig, project: str, repo_path: Path) -> None:
         self.config = config

@@ -17,7 +17,9 @@ Strings rather than one hash per entity: a script can read and write many of the
 number of views and entities is one ``MGET``.
 
 **Reads** send one ``MGET`` of every (view, entity) key of the request: one command, one round
-trip. In cluster mode, one ``MGET`` per slot, pipelined.
+trip. In cluster mode, one ``MGET`` per slot, pipelined. Outside cluster mode, reads and writes
+run on a connection of each thread's own (made with the client pool's settings), which spares
+every call the pool's checkout; a dropped connection is made again once.
 
 **Writes** run a Lua script (``EVALSHA``; loaded on the first ``NOSCRIPT``) taking up to
 ``_KEYS_PER_CALL`` keys per call: it reads the stored rows with one ``MGET``, compares
@@ -29,7 +31,7 @@ doubles, exact for microsecond timestamps until the year 2255. In cluster mode t
 grouped by slot first, since one script call must touch keys of one slot.
 
 **Modify** is an optimistic transaction: ``WATCH`` the keys, read them (``MGET`` on another
-connection of the pool: any write after the ``WATCH`` aborts the ``EXEC`` anyway), call
+connection: any write after the ``WATCH`` aborts the ``EXEC`` anyway), call
 ``change``, then ``MULTI`` / ``SET`` / ``EXEC``: three round trips for all keys of the call.
 If another client wrote one of the keys meanwhile, ``EXEC`` fails, and after a short random
 pause ``change`` is called again with the fresh rows, up to ``_MODIFY_ATTEMPTS`` times; then a

@@ -61,7 +61,7 @@ def quote(name: str) -> str:
 class SqliteOnlineStore:
     """Latest rows in a SQLite file (``online_store: {type: sqlite, path: ...}``)."""
 
-    capabilities = Capabilities(shared=True, max_write_batch=200_000)
+    capabilities = Capabilities(shared=True, max_write_batch=200_000, key_ordered_writes=True)
 
     def __init__(self, config: SqliteOnlineConfig, project: str, repo_path: Path) -> None:
         self.config = config
