@@ -805,6 +805,30 @@ def test_redis_reconnects_once_after_the_server_drops_the_connection(
 
 
 @pytest.mark.redis
+def test_redis_connections_of_finished_threads_are_closed(
+    redis_url: str, redis_key_prefix: str, tmp_path: Path
+) -> None:
+    import gc
+
+    import redis
+
+    config = RedisOnlineConfig(connection_string=redis_url, key_prefix=redis_key_prefix)
+    store = open_online_store(config, f"test_{uuid.uuid4().hex[:12]}", tmp_path)
+    client = redis.Redis.from_url(redis_url)
+    try:
+        before = client.info("clients")["connected_clients"]
+        for _ in range(30):  # each thread reads on a connection of its own
+            thread = threading.Thread(target=store.read, args=([("v", [b"k"])],))
+            thread.start()
+            thread.join()
+        gc.collect()
+        assert client.info("clients")["connected_clients"] <= before + 1
+    finally:
+        client.close()
+        store.close()
+
+
+@pytest.mark.redis
 def test_redis_keeps_all_views_of_an_entity_in_one_slot(
     redis_url: str, redis_key_prefix: str, tmp_path: Path
 ) -> None:

@@ -65,6 +65,7 @@ import re
 import struct
 import threading
 import time
+import weakref
 from collections.abc import Iterable, Iterator, Sequence
 from itertools import chain, islice
 from pathlib import Path
@@ -142,6 +143,12 @@ return 1
 _MODIFY_SHA = hashlib.sha1(_MODIFY_SCRIPT).hexdigest()
 
 
+class _Owner:
+    """Lives as long as one thread's thread-local state; its end closes that connection."""
+
+    __slots__ = ("__weakref__",)
+
+
 class RedisOnlineStore:
     """Latest rows in Redis strings (``online_store: {type: redis, connection_string: ...}``)."""
 
@@ -158,7 +165,8 @@ class RedisOnlineStore:
         self._heads: dict[str, bytes] = {}
         self._local = threading.local()  # each thread's own connection (see _connection)
         self._lock = threading.Lock()
-        self._own: list[Any] = []
+        # weak: a finished thread's connection is closed when its thread-local goes
+        self._own: weakref.WeakSet[Any] = weakref.WeakSet()
         self._redis: Any = require("redis", "redis")
         self._cluster = config.redis_type == "redis_cluster"
         if self._cluster and "{" in config.key_prefix:
@@ -228,13 +236,16 @@ class RedisOnlineStore:
 
     def _connection(self) -> Any:
         """This thread's own connection, made with the pool's settings: a call skips the
-        pool's checkout and the client's bookkeeping (about 10 µs of a 60 µs read)."""
+        pool's checkout and the client's bookkeeping (about 10 µs of a 60 µs read). It is
+        closed when the thread ends (its thread-local state goes) or the store closes."""
         local = self._local
         if getattr(local, "pid", None) != os.getpid():  # new thread, or a forked process
-            local.connection = self._client.connection_pool.make_connection()
-            local.pid = os.getpid()
+            connection = self._client.connection_pool.make_connection()
+            local.owner = owner = _Owner()
+            weakref.finalize(owner, connection.disconnect)
+            local.connection, local.pid = connection, os.getpid()
             with self._lock:
-                self._own.append(local.connection)
+                self._own.add(connection)
         return local.connection
 
     def _call(self, *command: Any) -> Any:
@@ -258,7 +269,7 @@ class RedisOnlineStore:
 
     def close(self) -> None:
         with self._lock:
-            own, self._own = self._own, []
+            own, self._own = list(self._own), weakref.WeakSet()
         for connection in own:
             connection.disconnect()
         self._client.close()
