@@ -159,6 +159,10 @@ def test_the_shortcut_writes_what_the_arrow_path_writes(case: Any) -> None:
 NOW = datetime(2026, 11, 26, 10, 0, 0, 123456)
 
 
+class OtherDatetime(datetime):
+    pass
+
+
 @pytest.mark.parametrize(
     "data",
     [
@@ -190,6 +194,7 @@ def test_common_pushes_take_the_shortcut(data: dict[str, list[Any]], as_frame: b
         {"f32": [float("nan")]},  # NaN in a dict (in a DataFrame: a null)
         {"ts": [pd.Timestamp(NOW) + pd.Timedelta(nanoseconds=1)]},  # Arrow refuses to truncate
         {"ts": ["2026-11-26T10:00:00Z"]},  # text for a timestamp
+        {"ts": [OtherDatetime(2026, 11, 26)]},  # a datetime subclass pandas did not make
         {"user_id": [None]},  # a row without a key is dropped
         {"extra": [1]},  # a column the view does not read
         {"i64": [1, 2]},  # columns of unequal length

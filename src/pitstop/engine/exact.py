@@ -45,9 +45,9 @@ def _micros(value: Any) -> int:
     if not isinstance(value, datetime) or value != value:  # value != value: NaT
         raise _Unsure
     v: Any = value
-    if type(v) is not datetime:  # pandas.Timestamp
-        if getattr(v, "nanosecond", 0):
-            raise _Unsure  # Arrow refuses to drop the nanoseconds
+    if type(v) is not datetime:
+        if type(v).__name__ != "Timestamp" or v.nanosecond:  # pandas.Timestamp only, and
+            raise _Unsure  # without nanoseconds (Arrow refuses to drop them)
         v = v.to_pydatetime()
     return (v - (_EPOCH if v.tzinfo is None else _EPOCH_UTC)) // _MICROSECOND
 
