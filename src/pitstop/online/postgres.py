@@ -66,7 +66,7 @@ _MAX_NAME = 63  # PostgreSQL's NAMEDATALEN - 1
 _ROWS_PER_STATEMENT = 10_000
 _SQL_CACHE_SIZE = 1024
 _KEY_LOCKS = 32  # at most this many advisory key locks per modify, else one table lock
-_MODIFY_ATTEMPTS = 10  # transactions per modify before giving up on conflicts
+_MODIFY_ATTEMPTS = 10  # transactions per modify (or aborted write) before giving up
 
 
 class _Conflict(Exception):
