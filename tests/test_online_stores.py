@@ -12,6 +12,7 @@ from __future__ import annotations
 import inspect
 import multiprocessing
 import random
+import re
 import subprocess
 import sys
 import threading
@@ -924,6 +925,32 @@ def test_redis_modify_of_more_keys_than_watch_takes_is_atomic(
     try:
         count_in_threads(store)
     finally:
+        store.close()
+
+
+@pytest.mark.redis
+def test_redis_refusing_a_write_is_a_clear_error(redis_cluster: str, tmp_path: Path) -> None:
+    import redis
+
+    config = RedisOnlineConfig(redis_type="redis_cluster", connection_string=redis_cluster)
+    store = open_online_store(config, f"test_{uuid.uuid4().hex[:12]}", tmp_path)
+    nodes = [redis.Redis(port=int(n.rpartition(":")[2])) for n in redis_cluster.split(",")]
+    try:
+        for node in nodes:  # the session's own cluster: out of memory for a moment
+            node.config_set("maxmemory", 1)
+        with pytest.raises(PitstopError) as info:
+            store.write("v", [row(b"k%d" % i, T0) for i in range(10)])
+        assert re.fullmatch(
+            r"Redis at 127\.0\.0\.1:\d+ refused a write of view 'v' \(command not allowed when "
+            r"used memory > 'maxmemory'\.[^)]*\); check the server's maxmemory and that it is "
+            r"a primary\. Rows of this call may be partly written; writing them again is harmless",
+            str(info.value),
+        )
+        assert not isinstance(info.value, BackendUnavailableError)
+    finally:
+        for node in nodes:
+            node.config_set("maxmemory", 0)
+            node.close()
         store.close()
 
 

@@ -322,6 +322,14 @@ class RedisOnlineStore:
                 self._write(head, rows)
         except self._errors() as exc:
             self._unavailable(exc)
+        except self._redis.exceptions.ResponseError as exc:  # out of memory, read-only replica
+            # a pipeline's error quotes the whole (binary) command before the server's words
+            detail = str(exc).strip().rpartition("caused error: ")[2].splitlines()[0]
+            raise PitstopError(
+                f"Redis at {self._where} refused a write of view {view!r} ({detail}); check the "
+                "server's maxmemory and that it is a primary. Rows of this call may be partly "
+                "written; writing them again is harmless"
+            ) from None
 
     def _calls(self, head: bytes, rows: Sequence[StoredRow]) -> Iterator[tuple[Any, ...]]:
         """The script calls (``EVALSHA`` commands) that write ``rows``, in row order."""
