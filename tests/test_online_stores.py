@@ -947,6 +947,8 @@ def test_redis_refusing_a_write_is_a_clear_error(redis_cluster: str, tmp_path: P
             str(info.value),
         )
         assert not isinstance(info.value, BackendUnavailableError)
+        with pytest.raises(PitstopError, match=r"refused a modify of view 'v' \(command not al"):
+            store.modify("v", [b"k0"], lambda current: [row(b"k0", T0)])
     finally:
         for node in nodes:
             node.config_set("maxmemory", 0)

@@ -222,6 +222,14 @@ class RedisOnlineStore:
             f"{what} at {self._where} is not available ({detail}); check {check}"
         ) from None
 
+    def _refused(self, exc: Exception, what: str, after: str = "") -> NoReturn:
+        # a pipeline's error quotes the whole (binary) command before the server's words
+        detail = str(exc).strip().rpartition("caused error: ")[2].splitlines()[0]
+        raise PitstopError(
+            f"Redis at {self._where} refused {what} ({detail}); check the server's maxmemory and "
+            f"that it is a primary.{after}"
+        ) from None
+
     def _head(self, view: str) -> bytes:
         """The start of ``view``'s keys: ``<prefix><project>:<view>:{``."""
         head = self._heads.get(view)
@@ -323,13 +331,8 @@ class RedisOnlineStore:
         except self._errors() as exc:
             self._unavailable(exc)
         except self._redis.exceptions.ResponseError as exc:  # out of memory, read-only replica
-            # a pipeline's error quotes the whole (binary) command before the server's words
-            detail = str(exc).strip().rpartition("caused error: ")[2].splitlines()[0]
-            raise PitstopError(
-                f"Redis at {self._where} refused a write of view {view!r} ({detail}); check the "
-                "server's maxmemory and that it is a primary. Rows of this call may be partly "
-                "written; writing them again is harmless"
-            ) from None
+            after = " Rows of this call may be partly written; writing them again is harmless"
+            self._refused(exc, f"a write of view {view!r}", after)
 
     def _calls(self, head: bytes, rows: Sequence[StoredRow]) -> Iterator[tuple[Any, ...]]:
         """The script calls (``EVALSHA`` commands) that write ``rows``, in row order."""
@@ -434,6 +437,8 @@ class RedisOnlineStore:
                     return
         except self._errors() as exc:
             self._unavailable(exc)
+        except self._redis.exceptions.ResponseError as exc:
+            self._refused(exc, f"a modify of view {view!r}")
         partly = self._cluster and len(pending) < len(self._slots(distinct))
         raise PitstopError(
             f"modify of view {view!r}: other clients changed its {len(distinct)} entity key(s) "
