@@ -749,3 +749,23 @@ def test_three_views_small_batches(tmp_path: Path, strategy: str) -> None:
     assert out.column("trips").to_pylist() == [None, None, 20, 20, None, None, None]
     assert out.column("b_trips").to_pylist() == [30, 10, 20, 20, 10, None, 30]
     assert out.column("c_created").to_pylist() == [T0, T0, T0, T0, T0, None, T0]
+
+
+def test_spill_folder_exists_only_while_duckdb_spills(tmp_path: Path) -> None:
+    import os
+
+    engine = DuckDBEngine(memory_limit="60MB", threads=1)
+    try:
+        con = engine.cursor()
+        con.execute("SELECT 42").fetchall()
+        spill = engine._own_temp
+        assert spill is not None and not os.path.exists(spill)  # nothing spilled, nothing made
+        assert os.stat(os.path.dirname(spill)).st_mode & 0o777 == 0o700
+        con.execute(
+            "SELECT md5(range::VARCHAR) AS h, count(*) FROM range(2000000) GROUP BY h ORDER BY h"
+        ).fetchall()
+        assert os.listdir(spill)  # DuckDB spilled here
+        con.close()
+    finally:
+        engine.close()
+    assert not os.path.exists(spill)

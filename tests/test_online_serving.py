@@ -219,6 +219,17 @@ def test_materialize_is_idempotent_and_records_a_watermark(fs: FeatureStore) -> 
     assert fs.get_online_features(["users:age"], [{"user_id": 1}]).values["age"] == [31]
 
 
+def test_materialize_takes_iso_text_and_names_a_bad_bound(fs: FeatureStore) -> None:
+    [result, *_] = fs.materialize("2000-01-01T00:00:00Z", NOW.isoformat())
+    assert (result.start, result.end) == (datetime(2000, 1, 1, tzinfo=UTC), NOW)
+    with pytest.raises(RetrievalError, match=r"^materialize_incremental end_date: 'tomorrow' is "
+                       r"not an ISO 8601 timestamp such as '2026-11-26T10:00:00'$"):  # fmt: skip
+        fs.materialize_incremental("tomorrow")
+    with pytest.raises(RetrievalError, match=r"^materialize start_date: expected a datetime or "
+                       r"ISO 8601 text, got int 20240101$"):  # fmt: skip
+        fs.materialize(20240101, NOW)  # type: ignore[arg-type]
+
+
 def test_older_materialize_window_never_replaces_newer(fs: FeatureStore) -> None:
     fs.materialize(NOW - timedelta(days=10), NOW)
     fs.materialize(NOW - timedelta(days=10), NOW - timedelta(days=1, hours=12))  # only day -2

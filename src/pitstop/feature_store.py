@@ -149,8 +149,8 @@ class FeatureStore:
 
     def materialize(
         self,
-        start_date: datetime | None,
-        end_date: datetime,
+        start_date: datetime | str | None,
+        end_date: datetime | str,
         feature_views: Sequence[str] | None = None,
         *,
         progress: bool = False,
@@ -158,12 +158,13 @@ class FeatureStore:
         """Load each view's latest rows in ``[start_date, end_date]`` into the online store."""
         from pitstop.engine.materialize import utc
 
-        start = utc(start_date) if start_date is not None else None
-        return self._materialize(lambda view: start, utc(end_date), feature_views, progress)
+        start = utc(start_date, "materialize start_date") if start_date is not None else None
+        end = utc(end_date, "materialize end_date")
+        return self._materialize(lambda view: start, end, feature_views, progress)
 
     def materialize_incremental(
         self,
-        end_date: datetime,
+        end_date: datetime | str,
         feature_views: Sequence[str] | None = None,
         *,
         progress: bool = False,
@@ -171,7 +172,7 @@ class FeatureStore:
         """Continue each view from its last materialization (or one TTL back) to ``end_date``."""
         from pitstop.engine.materialize import incremental_start, utc
 
-        end = utc(end_date)
+        end = utc(end_date, "materialize_incremental end_date")
         meta = self.registry.store
         return self._materialize(lambda v: incremental_start(meta, v, end), end, feature_views,
                                  progress)  # fmt: skip

@@ -45,8 +45,19 @@ class MaterializeResult:
     seconds: float
 
 
-def utc(value: datetime) -> datetime:
-    """A datetime in UTC; naive values are taken as UTC."""
+def utc(value: datetime | str, what: str) -> datetime:
+    """``value`` (a datetime or ISO 8601 text) in UTC; naive values are taken as UTC."""
+    if isinstance(value, str):
+        try:
+            value = datetime.fromisoformat(value.replace("Z", "+00:00"))
+        except ValueError:
+            raise RetrievalError(
+                f"{what}: {value!r} is not an ISO 8601 timestamp such as '2026-11-26T10:00:00'"
+            ) from None
+    if not isinstance(value, datetime):
+        raise RetrievalError(
+            f"{what}: expected a datetime or ISO 8601 text, got {type(value).__name__} {value!r}"
+        )
     return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
 

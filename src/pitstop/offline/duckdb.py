@@ -15,6 +15,7 @@ from __future__ import annotations
 import glob
 import os
 import shutil
+import stat
 import tempfile
 import threading
 import weakref
@@ -110,6 +111,23 @@ class _Prepared:
     sql: str
 
 
+def _private_temp() -> str:
+    """A fresh path for DuckDB's spill files inside this user's ``pitstop-duckdb-<uid>``
+    folder (mode 0700) in the system's temporary directory. DuckDB creates the path only
+    when it spills and removes it on close, so a process that is killed leaves nothing
+    behind unless it was spilling."""
+    import uuid
+
+    uid = os.getuid() if hasattr(os, "getuid") else None
+    base = os.path.join(tempfile.gettempdir(), f"pitstop-duckdb-{uid}")
+    if uid is not None:
+        os.makedirs(base, mode=0o700, exist_ok=True)
+        info = os.lstat(base)
+        if info.st_uid == uid and stat.S_ISDIR(info.st_mode) and not info.st_mode & 0o077:
+            return os.path.join(base, f"{os.getpid()}-{uuid.uuid4().hex[:12]}")
+    return tempfile.mkdtemp(prefix="pitstop-duckdb-")  # not a folder of ours alone
+
+
 class DuckDBEngine:
     """Execute point-in-time plans with an embedded DuckDB.
 
@@ -162,7 +180,7 @@ class DuckDBEngine:
 
                 temp = self._temp_directory
                 if temp is None:
-                    temp = self._own_temp = tempfile.mkdtemp(prefix="pitstop-duckdb-")
+                    temp = self._own_temp = _private_temp()
                     weakref.finalize(self, shutil.rmtree, temp, ignore_errors=True)
                 # insertion order stays preserved (DuckDB's default): an entity SQL query's rows
                 # keep their order; it costs the ORDER BY'd join nothing measurable.
