@@ -734,115 +734,123 @@ def test_sqlite_file_is_shared_and_in_wal_mode(tmp_path: Path) -> None:
         conn.close()
 
 
-@pytest.mark.redis
-def test_redis_key_layout_and_ttl(redis_url: str, redis_key_prefix: str, tmp_path: Path) -> None:
+@pytest.fixture
+def open_redis(redis_url: str, redis_key_prefix: str, tmp_path: Path) -> Iterator[Any]:
+    """``open_redis(project=None, **config)``: a Redis store under the session's prefix (a
+    cluster store with ``redis_type="redis_cluster"`` and its ``connection_string``), closed
+    after the test."""
+    opened: list[OnlineStore] = []
+
+    def factory(project: str | None = None, **fields: Any) -> Any:
+        fields = {"connection_string": redis_url, "key_prefix": redis_key_prefix, **fields}
+        if fields.get("redis_type") == "redis_cluster":
+            fields.pop("key_prefix")  # the cluster is the session's own
+        name = project or f"test_{uuid.uuid4().hex[:12]}"
+        opened.append(open_online_store(RedisOnlineConfig(**fields), name, tmp_path))
+        return opened[-1]
+
+    yield factory
+    for store in opened:
+        store.close()
+
+
+@pytest.fixture
+def redis_client(redis_url: str) -> Iterator[Any]:
+    """A plain redis-py client of the test server, to look at what the store did."""
     import redis
 
-    config = RedisOnlineConfig(
-        connection_string=redis_url, key_prefix=redis_key_prefix, key_ttl_seconds=100
-    )
-    store = open_online_store(config, "layout", tmp_path)
     client = redis.Redis.from_url(redis_url)
-    try:
-        store.write("v", [row(b"}{", T0, b"val", created_ts=T0 + 1)])
-        key = f"{redis_key_prefix}layout:v:".encode() + b"{}{}"  # the raw key inside braces
-        stored = client.get(key)
-        assert stored == (T0).to_bytes(8, "big") + (T0 + 1).to_bytes(8, "big") + b"val"
-        assert 0 < client.ttl(key) <= 100
-    finally:
-        client.close()
-        store.close()
+    yield client
+    client.close()
+
+
+def forget_script(monkeypatch: pytest.MonkeyPatch, name: str) -> None:
+    """Make the Redis store's ``_<name>_SCRIPT`` one the server has never seen."""
+    import hashlib
+
+    from pitstop.online import redis as redis_store
+
+    script = getattr(redis_store, f"_{name}_SCRIPT") + f"-- {uuid.uuid4().hex}\n".encode()
+    monkeypatch.setattr(redis_store, f"_{name}_SCRIPT", script)
+    monkeypatch.setattr(redis_store, f"_{name}_SHA", hashlib.sha1(script).hexdigest())
+
+
+@pytest.mark.redis
+def test_redis_key_layout_and_ttl(
+    open_redis: Any, redis_client: Any, redis_key_prefix: str
+) -> None:
+    store = open_redis("layout", key_ttl_seconds=100)
+    store.write("v", [row(b"}{", T0, b"val", created_ts=T0 + 1)])
+    key = f"{redis_key_prefix}layout:v:".encode() + b"{}{}"  # the raw key inside braces
+    stored = redis_client.get(key)
+    assert stored == (T0).to_bytes(8, "big") + (T0 + 1).to_bytes(8, "big") + b"val"
+    assert 0 < redis_client.ttl(key) <= 100
 
 
 @pytest.mark.redis
 def test_redis_writes_many_trips_in_flight_with_ttl(
-    redis_url: str, redis_key_prefix: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    open_redis: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from pitstop.online import redis as redis_store
 
     monkeypatch.setattr(redis_store, "_KEYS_PER_CALL", 3)  # many calls and trips per write
     monkeypatch.setattr(redis_store, "_ROWS_PER_TRIP", 9)
-    config = RedisOnlineConfig(
-        connection_string=redis_url, key_prefix=redis_key_prefix, key_ttl_seconds=100
-    )
-    store = open_online_store(config, f"test_{uuid.uuid4().hex[:12]}", tmp_path)
+    store = open_redis(key_ttl_seconds=100)
     rng = random.Random(3)
     batches = [random_rows(rng, 50, 20), random_rows(rng, 400, 40)]
-    try:
-        for batch in batches:
-            store.write("v", batch)
-        newest = newest_rows(batches)
-        keys = sorted(newest)
-        expected = [ReadRow(newest[k].event_ts, newest[k].value) for k in keys]
-        assert store.read([("v", keys)]) == [expected]
-    finally:
-        store.close()
+    for batch in batches:
+        store.write("v", batch)
+    newest = newest_rows(batches)
+    keys = sorted(newest)
+    expected = [ReadRow(newest[k].event_ts, newest[k].value) for k in keys]
+    assert store.read([("v", keys)]) == [expected]
 
 
 @pytest.mark.redis
 def test_redis_reconnects_once_after_the_server_drops_the_connection(
-    redis_url: str, redis_key_prefix: str, tmp_path: Path
+    open_redis: Any, redis_client: Any
 ) -> None:
-    import redis
-
-    config = RedisOnlineConfig(connection_string=redis_url, key_prefix=redis_key_prefix)
-    store: Any = open_online_store(config, f"test_{uuid.uuid4().hex[:12]}", tmp_path)
-    client = redis.Redis.from_url(redis_url)
+    store = open_redis()
 
     def drop() -> None:  # the server closes this thread's connection of the store
         connection = store._connection()
         connection.send_command("CLIENT", "ID")
-        assert client.client_kill_filter(_id=connection.read_response()) == 1
+        assert redis_client.client_kill_filter(_id=connection.read_response()) == 1
 
-    try:
-        store.write("v", [row(b"k", T0, b"1")])
-        drop()
-        store.write("v", [row(b"k", T0 + 1, b"2")])
-        drop()
-        assert values(store, "v", [b"k"]) == [b"2"]
-    finally:
-        client.close()
-        store.close()
+    store.write("v", [row(b"k", T0, b"1")])
+    drop()
+    store.write("v", [row(b"k", T0 + 1, b"2")])
+    drop()
+    assert values(store, "v", [b"k"]) == [b"2"]
 
 
 @pytest.mark.redis
 def test_redis_connections_of_finished_threads_are_closed(
-    redis_url: str, redis_key_prefix: str, tmp_path: Path
+    open_redis: Any, redis_client: Any
 ) -> None:
     import gc
 
-    import redis
-
-    config = RedisOnlineConfig(connection_string=redis_url, key_prefix=redis_key_prefix)
-    store = open_online_store(config, f"test_{uuid.uuid4().hex[:12]}", tmp_path)
-    client = redis.Redis.from_url(redis_url)
-    try:
-        before = client.info("clients")["connected_clients"]
-        for _ in range(30):  # each thread reads on a connection of its own
-            thread = threading.Thread(target=store.read, args=([("v", [b"k"])],))
-            thread.start()
-            thread.join()
-        gc.collect()
-        assert client.info("clients")["connected_clients"] <= before + 1
-    finally:
-        client.close()
-        store.close()
+    store = open_redis()
+    before = redis_client.info("clients")["connected_clients"]
+    for _ in range(30):  # each thread reads on a connection of its own
+        thread = threading.Thread(target=store.read, args=([("v", [b"k"])],))
+        thread.start()
+        thread.join()
+    gc.collect()
+    assert redis_client.info("clients")["connected_clients"] <= before + 1
 
 
 @pytest.mark.redis
 def test_redis_keeps_all_views_of_an_entity_in_one_slot(
-    redis_url: str, redis_key_prefix: str, tmp_path: Path
+    open_redis: Any, redis_client: Any, redis_key_prefix: str
 ) -> None:
-    import redis
     from redis.crc import key_slot
 
-    config = RedisOnlineConfig(connection_string=redis_url, key_prefix=redis_key_prefix)
-    store = open_online_store(config, "slots", tmp_path)
-    client = redis.Redis.from_url(redis_url)
+    store = open_redis("slots")
     try:
         for view in ("a", "b.v2"):
             store.write(view, [row(b"x}y", T0), row(b"z", T0)])
-        keys = sorted(client.scan_iter(match=f"{redis_key_prefix}slots:*"))
+        keys = sorted(redis_client.scan_iter(match=f"{redis_key_prefix}slots:*"))
         assert keys == [
             f"{redis_key_prefix}slots:{view}:".encode() + b"{" + entity + b"}"
             for view in ("a", "b.v2")
@@ -854,46 +862,31 @@ def test_redis_keeps_all_views_of_an_entity_in_one_slot(
             store.write("a{b}", [row(b"k", T0)])
     finally:
         store.teardown(["a", "b.v2"])
-        client.close()
-        store.close()
 
 
 @pytest.mark.redis
-def test_redis_modify_layout_and_ttl(redis_url: str, redis_key_prefix: str, tmp_path: Path) -> None:
-    import redis
-
-    config = RedisOnlineConfig(
-        connection_string=redis_url, key_prefix=redis_key_prefix, key_ttl_seconds=100
-    )
+def test_redis_modify_layout_and_ttl(
+    open_redis: Any, redis_client: Any, redis_key_prefix: str
+) -> None:
     project = f"test_{uuid.uuid4().hex[:12]}"
-    store = open_online_store(config, project, tmp_path)
-    client = redis.Redis.from_url(redis_url)
-    try:
-        store.modify("v", [b"}{"], lambda current: [row(b"}{", T0, b"val", created_ts=T0 + 1)])
-        key = f"{redis_key_prefix}{project}:v:".encode() + b"{}{}"
-        assert client.get(key) == T0.to_bytes(8, "big") + (T0 + 1).to_bytes(8, "big") + b"val"
-        assert 0 < client.ttl(key) <= 100
-    finally:
-        client.close()
-        store.close()
+    store = open_redis(project, key_ttl_seconds=100)
+    store.modify("v", [b"}{"], lambda current: [row(b"}{", T0, b"val", created_ts=T0 + 1)])
+    key = f"{redis_key_prefix}{project}:v:".encode() + b"{}{}"
+    assert redis_client.get(key) == T0.to_bytes(8, "big") + (T0 + 1).to_bytes(8, "big") + b"val"
+    assert 0 < redis_client.ttl(key) <= 100
 
 
 @pytest.mark.redis
 @pytest.mark.parametrize("watch_keys", [None, 0], ids=["watch", "script"])
 def test_redis_modify_retries_on_fresh_rows_then_gives_up(
-    redis_url: str,
-    redis_key_prefix: str,
-    tmp_path: Path,
-    monkeypatch: pytest.MonkeyPatch,
-    watch_keys: int | None,
+    open_redis: Any, monkeypatch: pytest.MonkeyPatch, watch_keys: int | None
 ) -> None:
     from pitstop.online import redis as redis_store
 
     monkeypatch.setattr(redis_store, "_MODIFY_ATTEMPTS", 3)
     if watch_keys is not None:  # 0: every call checks with the script instead of WATCH
         monkeypatch.setattr(redis_store, "_WATCH_KEYS", watch_keys)
-    config = RedisOnlineConfig(connection_string=redis_url, key_prefix=redis_key_prefix)
-    store = open_online_store(config, f"test_{uuid.uuid4().hex[:12]}", tmp_path)
+    store = open_redis()
     calls: list[list[ReadRow | None]] = []
 
     def change(current: list[ReadRow | None]) -> list[StoredRow | None]:
@@ -902,38 +895,27 @@ def test_redis_modify_retries_on_fresh_rows_then_gives_up(
         store.write("v", [row(b"k", T0 + n, b"%d" % n)])  # another writer, every time
         return [row(b"k", T0, b"never")]
 
-    try:
-        with pytest.raises(PitstopError, match=r"during each of 3 attempts; gave up"):
-            store.modify("v", [b"k"], change)
-        assert calls == [[None], [ReadRow(T0 + 1, b"1")], [ReadRow(T0 + 2, b"2")]]
-        assert store.read([("v", [b"k"])]) == [[ReadRow(T0 + 3, b"3")]]
-    finally:
-        store.close()
+    with pytest.raises(PitstopError, match=r"during each of 3 attempts; gave up"):
+        store.modify("v", [b"k"], change)
+    assert calls == [[None], [ReadRow(T0 + 1, b"1")], [ReadRow(T0 + 2, b"2")]]
+    assert store.read([("v", [b"k"])]) == [[ReadRow(T0 + 3, b"3")]]
 
 
 @pytest.mark.redis
 def test_redis_modify_of_more_keys_than_watch_takes_is_atomic(
-    redis_url: str, redis_key_prefix: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    open_redis: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from pitstop.online import redis as redis_store
 
     monkeypatch.setattr(redis_store, "_WATCH_KEYS", 0)  # every call checks with the script
-    config = RedisOnlineConfig(
-        connection_string=redis_url, key_prefix=redis_key_prefix, key_ttl_seconds=100
-    )
-    store = open_online_store(config, f"test_{uuid.uuid4().hex[:12]}", tmp_path)
-    try:
-        count_in_threads(store)
-    finally:
-        store.close()
+    count_in_threads(open_redis(key_ttl_seconds=100))
 
 
 @pytest.mark.redis
-def test_redis_refusing_a_write_is_a_clear_error(redis_cluster: str, tmp_path: Path) -> None:
+def test_redis_refusing_a_write_is_a_clear_error(open_redis: Any, redis_cluster: str) -> None:
     import redis
 
-    config = RedisOnlineConfig(redis_type="redis_cluster", connection_string=redis_cluster)
-    store = open_online_store(config, f"test_{uuid.uuid4().hex[:12]}", tmp_path)
+    store = open_redis(redis_type="redis_cluster", connection_string=redis_cluster)
     nodes = [redis.Redis(port=int(n.rpartition(":")[2])) for n in redis_cluster.split(",")]
     try:
         for node in nodes:  # the session's own cluster: out of memory for a moment
@@ -953,18 +935,19 @@ def test_redis_refusing_a_write_is_a_clear_error(redis_cluster: str, tmp_path: P
         for node in nodes:
             node.config_set("maxmemory", 0)
             node.close()
-        store.close()
 
 
 @pytest.mark.redis
-def test_redis_cluster_mode_checks_slot_by_slot(redis_cluster: str, tmp_path: Path) -> None:
+def test_redis_cluster_mode_checks_slot_by_slot(open_redis: Any, redis_cluster: str) -> None:
     """Cluster mode: one script call per slot; after a conflict in one slot, ``change`` sees
     all keys again but only that slot is written."""
     from redis.crc import key_slot
 
-    config = RedisOnlineConfig(redis_type="redis_cluster", connection_string=redis_cluster)
     project = f"test_{uuid.uuid4().hex[:12]}"
-    store, other = (open_online_store(config, project, tmp_path) for _ in range(2))
+    store, other = (
+        open_redis(project, redis_type="redis_cluster", connection_string=redis_cluster)
+        for _ in range(2)
+    )
     slot_a, slot_b = (key_slot(f"{project}:v:".encode() + b"{" + k + b"}") for k in (b"a", b"b"))
     assert slot_a != slot_b
     keys = [b"a", b"b", b"a"]
@@ -977,56 +960,34 @@ def test_redis_cluster_mode_checks_slot_by_slot(redis_cluster: str, tmp_path: Pa
             other.write("v", [row(b"b", T0 + 5, b"5")])
         return count(current)
 
-    try:
-        store.modify("v", keys, change)
-        assert calls == [
-            [None, None, None],
-            [ReadRow(T0 + 1, b"1"), ReadRow(T0 + 5, b"5"), ReadRow(T0 + 1, b"1")],
-        ]
-        # a: written once, by the first call; b: by the second, on the other writer's row
-        assert store.read([("v", [b"a", b"b"])]) == [[ReadRow(T0 + 1, b"1"), ReadRow(T0 + 6, b"6")]]
-    finally:
-        store.close()
-        other.close()
+    store.modify("v", keys, change)
+    assert calls == [
+        [None, None, None],
+        [ReadRow(T0 + 1, b"1"), ReadRow(T0 + 5, b"5"), ReadRow(T0 + 1, b"1")],
+    ]
+    # a: written once, by the first call; b: by the second, on the other writer's row
+    assert store.read([("v", [b"a", b"b"])]) == [[ReadRow(T0 + 1, b"1"), ReadRow(T0 + 6, b"6")]]
 
 
 @pytest.mark.redis
 def test_redis_modify_loads_its_script_when_the_server_lacks_it(
-    redis_url: str, redis_key_prefix: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    open_redis: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import hashlib
-
     from pitstop.online import redis as redis_store
 
-    script = redis_store._MODIFY_SCRIPT + f"-- {uuid.uuid4().hex}\n".encode()  # unknown to Redis
-    monkeypatch.setattr(redis_store, "_MODIFY_SCRIPT", script)
-    monkeypatch.setattr(redis_store, "_MODIFY_SHA", hashlib.sha1(script).hexdigest())
+    forget_script(monkeypatch, "MODIFY")
     monkeypatch.setattr(redis_store, "_WATCH_KEYS", 0)  # every call checks with the script
-    config = RedisOnlineConfig(connection_string=redis_url, key_prefix=redis_key_prefix)
-    store = open_online_store(config, f"test_{uuid.uuid4().hex[:12]}", tmp_path)
-    try:
-        store.modify("v", [b"k", b"j"], incrementer([b"k", b"j"]))
-        store.modify("v", [b"k"], incrementer([b"k"]))
-        assert values(store, "v", [b"k", b"j"]) == [b"2", b"1"]
-    finally:
-        store.close()
+    store = open_redis()
+    store.modify("v", [b"k", b"j"], incrementer([b"k", b"j"]))
+    store.modify("v", [b"k"], incrementer([b"k"]))
+    assert values(store, "v", [b"k", b"j"]) == [b"2", b"1"]
 
 
 @pytest.mark.redis
 def test_redis_loads_its_script_when_the_server_lacks_it(
-    redis_url: str, redis_key_prefix: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    open_redis: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import hashlib
-
-    from pitstop.online import redis as redis_store
-
-    script = redis_store._WRITE_SCRIPT + f"-- {uuid.uuid4().hex}\n".encode()  # unknown to Redis
-    monkeypatch.setattr(redis_store, "_WRITE_SCRIPT", script)
-    monkeypatch.setattr(redis_store, "_WRITE_SHA", hashlib.sha1(script).hexdigest())
-    config = RedisOnlineConfig(connection_string=redis_url, key_prefix=redis_key_prefix)
-    store = open_online_store(config, f"test_{uuid.uuid4().hex[:12]}", tmp_path)
-    try:
-        store.write("v", [row(b"k", T0, b"loaded")])
-        assert values(store, "v", [b"k"]) == [b"loaded"]
-    finally:
-        store.close()
+    forget_script(monkeypatch, "WRITE")
+    store = open_redis()
+    store.write("v", [row(b"k", T0, b"loaded")])
+    assert values(store, "v", [b"k"]) == [b"loaded"]

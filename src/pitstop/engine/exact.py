@@ -23,8 +23,7 @@ from typing import Any
 
 from pitstop.definitions.feature_view import FeatureView
 from pitstop.definitions.stream import StreamFeatureView
-from pitstop.engine.write import newest_per_key
-from pitstop.online.base import StoredRow
+from pitstop.online.base import StoredRow, newest_per_key
 from pitstop.online.encoding import encode_value, entity_key
 from pitstop.types import PrimitiveType
 

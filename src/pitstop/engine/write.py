@@ -12,7 +12,7 @@ from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
 from pitstop.definitions.feature_view import FeatureView
-from pitstop.online.base import StoredRow
+from pitstop.online.base import StoredRow, newest_per_key
 from pitstop.online.encoding import encode_keys, encode_value, encode_values, entity_key
 from pitstop.types import UnixTimestamp
 
@@ -78,19 +78,6 @@ def encode_rows(
         values = encode_values(feats, [batch.column(f).combine_chunks() for f in feats])
     rows = list(map(StoredRow, keys, event.to_pylist(), created, values))
     return rows if unique_keys else newest_per_key(rows)
-
-
-def newest_per_key(rows: list[StoredRow]) -> list[StoredRow]:
-    """``rows`` with one row per key: the greatest ``(event_ts, created_ts)``, on a tie the
-    later row; in the order keys first appear."""
-    if len({row.entity_key for row in rows}) == len(rows):
-        return rows
-    newest: dict[bytes, StoredRow] = {}
-    for row in rows:
-        old = newest.get(row.entity_key)
-        if old is None or (row.event_ts, row.created_ts) >= (old.event_ts, old.created_ts):
-            newest[row.entity_key] = row
-    return list(newest.values())
 
 
 def _encode_small(

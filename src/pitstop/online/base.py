@@ -91,6 +91,24 @@ class OnlineStore(Protocol):
         ...
 
 
+def supersedes(row: StoredRow, old: StoredRow | None) -> bool:
+    """Whether ``row`` replaces ``old`` under event-time ordering: a greater
+    ``(event_ts, created_ts)``, or an equal one written later."""
+    return old is None or (row.event_ts, row.created_ts) >= (old.event_ts, old.created_ts)
+
+
+def newest_per_key(rows: list[StoredRow]) -> list[StoredRow]:
+    """``rows`` with one row per key, the one that :func:`supersedes` the others; in the order
+    keys first appear."""
+    if len({row.entity_key for row in rows}) == len(rows):
+        return rows
+    newest: dict[bytes, StoredRow] = {}
+    for row in rows:
+        if supersedes(row, newest.get(row.entity_key)):
+            newest[row.entity_key] = row
+    return list(newest.values())
+
+
 def rows_to_write(keys: Sequence[bytes], changed: Sequence[StoredRow | None]) -> list[StoredRow]:
     """The rows a ``modify`` must write, in key order (the ``None`` items dropped).
 

@@ -16,7 +16,14 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from pitstop.config import MemoryOnlineConfig
-from pitstop.online.base import Capabilities, Change, ReadRow, StoredRow, rows_to_write
+from pitstop.online.base import (
+    Capabilities,
+    Change,
+    ReadRow,
+    StoredRow,
+    rows_to_write,
+    supersedes,
+)
 
 
 class MemoryOnlineStore:
@@ -41,8 +48,7 @@ class MemoryOnlineStore:
         with self._lock:
             table = self._tables.setdefault(view, {})
             for row in rows:
-                old = table.get(row.entity_key)
-                if old is None or (row.event_ts, row.created_ts) >= (old.event_ts, old.created_ts):
+                if supersedes(row, table.get(row.entity_key)):
                     table[row.entity_key] = row
 
     def read(self, requests: Sequence[tuple[str, Sequence[bytes]]]) -> list[list[ReadRow | None]]:

@@ -60,7 +60,14 @@ from typing import Any, NoReturn
 
 from pitstop.config import PostgresOnlineConfig
 from pitstop.errors import BackendUnavailableError, PitstopError, require
-from pitstop.online.base import Capabilities, Change, ReadRow, StoredRow, rows_to_write
+from pitstop.online.base import (
+    Capabilities,
+    Change,
+    ReadRow,
+    StoredRow,
+    newest_per_key,
+    rows_to_write,
+)
 
 _MAX_NAME = 63  # PostgreSQL's NAMEDATALEN - 1
 _ROWS_PER_STATEMENT = 10_000
@@ -229,12 +236,8 @@ class PostgresOnlineStore:
     def write(self, view: str, rows: Sequence[StoredRow]) -> None:
         if not rows:
             return
-        newest: dict[bytes, StoredRow] = {}
-        for row in rows:
-            old = newest.get(row.entity_key)
-            if old is None or (row.event_ts, row.created_ts) >= (old.event_ts, old.created_ts):
-                newest[row.entity_key] = row
-        batch = sorted(newest.values(), key=_entity_key)  # the lock order (module docs)
+        # one row per key (ON CONFLICT cannot touch a row twice), in the lock order (module docs)
+        batch = sorted(newest_per_key(list(rows)), key=_entity_key)
         table = table_name(self.project, view)
         t = f"{self._schema}.{quote(table)}"
         sql = (
