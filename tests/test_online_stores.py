@@ -707,6 +707,17 @@ def test_postgres_write_aborted_again_and_again_is_not_a_lost_server(
     assert store.read([("v", [b"k"])]) == [[ReadRow(T0, b"v")]]
 
 
+@pytest.mark.parametrize(
+    "online_config", ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)],
+    indirect=True,
+)  # fmt: skip
+def test_a_closed_pooled_store_says_so(store: OnlineStore) -> None:
+    store.write("v", [row(b"k", T0)])
+    store.close()
+    with pytest.raises(PitstopError, match=r"^the (SQLite|PostgreSQL) online store .* is closed$"):
+        store.write("v", [row(b"j", T0)])
+
+
 # -- backend specifics --------------------------------------------------------------------------
 
 

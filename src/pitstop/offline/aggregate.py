@@ -51,7 +51,7 @@ import pyarrow as pa
 from pitstop.definitions.stream import FUNCTIONS
 from pitstop.errors import DefinitionError
 from pitstop.offline import duckdb_sql as dsql
-from pitstop.offline.duckdb import _check_key_types, _wrap, scan_source
+from pitstop.offline.duckdb import _check_key_types, _wrap, scan_source, utc_schema
 from pitstop.offline.entity import ROW_NUMBER, TIMESTAMP, key_column, prepare_entity
 from pitstop.offline.pit import PitPlan, SourceRef, ViewJoin
 
@@ -283,10 +283,4 @@ def _scan(cur: duckdb.DuckDBPyConnection, join: AggregateJoin) -> dsql.ScanInfo:
 
 def _utc(table: pa.Table) -> pa.Table:
     """Label tz-naive timestamp columns (UTC inside DuckDB) as tz-aware UTC."""
-    fields = []
-    for field in table.schema:
-        t = field.type
-        if pa.types.is_timestamp(t) and t.tz is None:
-            field = field.with_type(pa.timestamp(t.unit, "UTC"))
-        fields.append(field)
-    return table.cast(pa.schema(fields))
+    return table.cast(utc_schema(table.schema))

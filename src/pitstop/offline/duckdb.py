@@ -497,17 +497,22 @@ def _placed(
     return pa.RecordBatchReader.from_batches(schema, batches())
 
 
-def _utc_batches(
-    reader: pa.RecordBatchReader, cur: duckdb.DuckDBPyConnection, what: str
-) -> pa.RecordBatchReader:
-    """Label tz-naive timestamp columns (UTC inside DuckDB) as tz-aware UTC."""
+def utc_schema(schema: pa.Schema) -> pa.Schema:
+    """``schema`` with tz-naive timestamp columns (UTC inside DuckDB) labelled tz-aware UTC."""
     fields = []
-    for field in reader.schema:
+    for field in schema:
         t = field.type
         if pa.types.is_timestamp(t) and t.tz is None:
             field = field.with_type(pa.timestamp(t.unit, "UTC"))
         fields.append(field)
-    schema = pa.schema(fields)
+    return pa.schema(fields)
+
+
+def _utc_batches(
+    reader: pa.RecordBatchReader, cur: duckdb.DuckDBPyConnection, what: str
+) -> pa.RecordBatchReader:
+    """Label tz-naive timestamp columns (UTC inside DuckDB) as tz-aware UTC."""
+    schema = utc_schema(reader.schema)
 
     def batches() -> Iterator[pa.RecordBatch]:
         for batch in _guarded(reader, cur, what):

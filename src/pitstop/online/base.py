@@ -16,9 +16,10 @@ must take microseconds, and building Arrow arrays for one row costs more than th
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import NamedTuple, Protocol
+from typing import Generic, NamedTuple, Protocol, TypeVar
 
 from pitstop.errors import PitstopError
 
@@ -132,3 +133,55 @@ def rows_to_write(keys: Sequence[bytes], changed: Sequence[StoredRow | None]) ->
             )
         rows.append(row)
     return rows
+
+
+class _Closable(Protocol):
+    def close(self) -> None: ...
+
+
+C = TypeVar("C", bound=_Closable)
+
+
+class ConnectionPool(Generic[C]):
+    """Connections for a store's callers: a call takes one (made on demand), uses it alone and
+    gives it back, so threads never share one at the same time; the pool grows to the number
+    of threads that call at once. ``alive`` tells an idle connection that broke meanwhile
+    (it is skipped); ``close`` closes every connection made, once."""
+
+    def __init__(
+        self, connect: Callable[[], C], what: str, alive: Callable[[C], bool] | None = None
+    ):
+        self._connect = connect
+        self._what = what
+        self._alive = alive
+        self._idle: list[C] = []
+        self._all: list[C] = []
+        self._lock = threading.Lock()
+        self._closed = False
+
+    def release(self, conn: C) -> None:
+        """Give ``conn`` back (a connection that broke is closed by its user, not released)."""
+        self._idle.append(conn)
+
+    def acquire(self) -> C:
+        while self._idle:
+            try:
+                conn = self._idle.pop()
+            except IndexError:  # another thread took the last one
+                break
+            if self._alive is None or self._alive(conn):
+                return conn
+        with self._lock:
+            if self._closed:
+                raise PitstopError(f"{self._what} is closed")
+            conn = self._connect()
+            self._all.append(conn)
+            return conn
+
+    def close(self) -> None:
+        with self._lock:
+            self._closed = True
+            for conn in self._all:
+                conn.close()
+            self._all.clear()
+            self._idle.clear()

@@ -52,7 +52,6 @@ gives it back; the pool grows to the number of threads that call at once.
 from __future__ import annotations
 
 import hashlib
-import threading
 from collections.abc import Iterable, Sequence
 from contextlib import suppress
 from pathlib import Path
@@ -63,6 +62,7 @@ from pitstop.errors import BackendUnavailableError, PitstopError, require
 from pitstop.online.base import (
     Capabilities,
     Change,
+    ConnectionPool,
     ReadRow,
     StoredRow,
     newest_per_key,
@@ -123,35 +123,18 @@ class PostgresOnlineStore:
         info = self._psycopg.conninfo.conninfo_to_dict(self._dsn)
         self._where = f"{info.get('host') or 'localhost'}:{info.get('port') or 5432}"
         self._schema = quote(config.db_schema)
-        self._idle: list[Any] = []
-        self._all: list[Any] = []
-        self._lock = threading.Lock()
-        self._closed = False
+        where = f"the PostgreSQL online store at {self._where}"
+        self._pool = ConnectionPool(self._connect, where, alive=lambda conn: not conn.closed)
         self._created: set[str] = set()
         self._sql: dict[tuple[tuple[str, bool], ...], str] = {}
 
     # -- connections -------------------------------------------------------------------------
 
-    def _acquire(self) -> Any:
-        while self._idle:
-            try:
-                conn = self._idle.pop()
-            except IndexError:
-                break
-            if not conn.closed:
-                return conn
-        return self._connect()
-
     def _connect(self) -> Any:
-        with self._lock:
-            if self._closed:
-                raise PitstopError(f"the PostgreSQL online store at {self._where} is closed")
-            try:
-                conn = self._psycopg.connect(self._dsn, autocommit=True, connect_timeout=5)
-            except self._psycopg.OperationalError as exc:
-                self._unavailable(exc)
-            self._all.append(conn)
-            return conn
+        try:
+            return self._psycopg.connect(self._dsn, autocommit=True, connect_timeout=5)
+        except self._psycopg.OperationalError as exc:
+            self._unavailable(exc)
 
     def _unavailable(self, exc: Exception) -> NoReturn:
         detail = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
@@ -163,7 +146,7 @@ class PostgresOnlineStore:
 
     def _run(self, work: Any) -> Any:
         """Call ``work(conn)`` on a pooled connection; map a lost server to our error."""
-        conn = self._acquire()
+        conn = self._pool.acquire()
         try:
             return work(conn)
         except self._aborted as exc:  # the server is fine
@@ -176,15 +159,10 @@ class PostgresOnlineStore:
             self._unavailable(exc)
         finally:
             if not conn.closed:
-                self._idle.append(conn)
+                self._pool.release(conn)
 
     def close(self) -> None:
-        with self._lock:
-            self._closed = True
-            for conn in self._all:
-                conn.close()
-            self._all.clear()
-            self._idle.clear()
+        self._pool.close()
 
     # -- schema ------------------------------------------------------------------------------
 

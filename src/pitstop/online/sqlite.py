@@ -34,14 +34,20 @@ The pool grows to the number of threads that call at once. ``journal_mode=WAL`` 
 from __future__ import annotations
 
 import sqlite3
-import threading
 from collections.abc import Iterable, Sequence
 from operator import itemgetter
 from pathlib import Path
 
 from pitstop.config import SqliteOnlineConfig
-from pitstop.errors import BackendUnavailableError, PitstopError
-from pitstop.online.base import Capabilities, Change, ReadRow, StoredRow, rows_to_write
+from pitstop.errors import BackendUnavailableError
+from pitstop.online.base import (
+    Capabilities,
+    Change,
+    ConnectionPool,
+    ReadRow,
+    StoredRow,
+    rows_to_write,
+)
 
 _COMPOUND_LIMIT = 500  # SQLite's default SQLITE_MAX_COMPOUND_SELECT
 _SQL_CACHE_SIZE = 1024
@@ -67,56 +73,39 @@ class SqliteOnlineStore:
         self.config = config
         self.project = project
         self.path = config.resolved_path(repo_path)
-        self._idle: list[sqlite3.Connection] = []
-        self._all: list[sqlite3.Connection] = []
-        self._lock = threading.Lock()
-        self._closed = False
+        self._pool = ConnectionPool(self._connect, f"the SQLite online store {self.path}")
+        self._acquire, self._release = self._pool.acquire, self._pool.release
         self._max_vars = 32766
         self._created: set[str] = set()
         self._sql: dict[tuple[tuple[str, int], ...], str] = {}
 
     # -- connections -------------------------------------------------------------------------
 
-    def _acquire(self) -> sqlite3.Connection:
-        try:
-            return self._idle.pop()
-        except IndexError:
-            return self._connect()
-
     def _connect(self) -> sqlite3.Connection:
-        with self._lock:
-            if self._closed:
-                raise PitstopError(f"the SQLite online store {self.path} is closed")
-            conn: sqlite3.Connection | None = None
-            try:
-                self.path.parent.mkdir(parents=True, exist_ok=True)
-                conn = sqlite3.connect(
-                    self.path,
-                    timeout=30.0,
-                    isolation_level=None,
-                    check_same_thread=False,
-                    cached_statements=256,
-                )
-                _set_wal(conn)
-                conn.execute("PRAGMA synchronous=NORMAL")
-            except (OSError, sqlite3.Error) as exc:
-                if conn is not None:
-                    conn.close()
-                raise BackendUnavailableError(
-                    f"cannot open the SQLite online store {self.path}: {exc}; check "
-                    "online_store.path in feature_store.yaml and the directory's permissions"
-                ) from None
-            self._max_vars = conn.getlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER)
-            self._all.append(conn)
-            return conn
+        conn: sqlite3.Connection | None = None
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            conn = sqlite3.connect(
+                self.path,
+                timeout=30.0,
+                isolation_level=None,
+                check_same_thread=False,
+                cached_statements=256,
+            )
+            _set_wal(conn)
+            conn.execute("PRAGMA synchronous=NORMAL")
+        except (OSError, sqlite3.Error) as exc:
+            if conn is not None:
+                conn.close()
+            raise BackendUnavailableError(
+                f"cannot open the SQLite online store {self.path}: {exc}; check "
+                "online_store.path in feature_store.yaml and the directory's permissions"
+            ) from None
+        self._max_vars = conn.getlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER)
+        return conn
 
     def close(self) -> None:
-        with self._lock:
-            self._closed = True
-            for conn in self._all:
-                conn.close()
-            self._all.clear()
-            self._idle.clear()
+        self._pool.close()
 
     # -- schema ------------------------------------------------------------------------------
 
@@ -141,7 +130,7 @@ class SqliteOnlineStore:
                 (len(prefix), prefix),
             ).fetchall()
         finally:
-            self._idle.append(conn)
+            self._release(conn)
         owned = {table_name(self.project, view) for view in views} | {n for (n,) in names}
         self._change(sorted(owned), [])
 
@@ -160,7 +149,7 @@ class SqliteOnlineStore:
                 raise
             conn.execute("COMMIT")
         finally:
-            self._idle.append(conn)
+            self._release(conn)
 
     # -- data --------------------------------------------------------------------------------
 
@@ -188,7 +177,7 @@ class SqliteOnlineStore:
                         raise
                     self._created.discard(table)
         finally:
-            self._idle.append(conn)
+            self._release(conn)
 
     @staticmethod
     def _write(conn: sqlite3.Connection, sql: str, rows: Sequence[StoredRow]) -> None:
@@ -237,7 +226,7 @@ class SqliteOnlineStore:
                         conn.execute("ROLLBACK")
                     raise
         finally:
-            self._idle.append(conn)
+            self._release(conn)
 
     def _found(self, conn: sqlite3.Connection, q: str, keys: list[bytes]) -> dict[bytes, ReadRow]:
         """The stored rows of ``keys`` (distinct) in table ``q``, by key."""
@@ -261,7 +250,7 @@ class SqliteOnlineStore:
             else:
                 rows = self._rows_chunked(conn, requests)
         finally:
-            self._idle.append(conn)
+            self._release(conn)
         if counts.count(1) == len(counts):  # one key per view, the hot path: no dicts
             single: list[list[ReadRow | None]] = [[None] for _ in requests]
             for pos, _, event_ts, value in rows:
