@@ -80,6 +80,16 @@ class _Conflict(Exception):
     """A modify's upsert met a row it had not locked: roll back and try again."""
 
 
+def _upsert(t: str) -> str:
+    """Insert the rows of four arrays into table ``t`` (as ``t``), or replace stored rows."""
+    return (
+        f"INSERT INTO {t} AS t (entity_key, event_ts, created_ts, value) "
+        "SELECT * FROM unnest(%b::bytea[], %b::int8[], %b::int8[], %b::bytea[]) "
+        "ON CONFLICT (entity_key) DO UPDATE SET event_ts = excluded.event_ts, "
+        "created_ts = excluded.created_ts, value = excluded.value"
+    )
+
+
 def _entity_key(row: StoredRow) -> bytes:
     return row.entity_key
 
@@ -219,10 +229,7 @@ class PostgresOnlineStore:
         table = table_name(self.project, view)
         t = f"{self._schema}.{quote(table)}"
         sql = (
-            f"INSERT INTO {t} AS t (entity_key, event_ts, created_ts, value) "
-            "SELECT * FROM unnest(%b::bytea[], %b::int8[], %b::int8[], %b::bytea[]) "
-            "ON CONFLICT (entity_key) DO UPDATE SET event_ts = excluded.event_ts, "
-            "created_ts = excluded.created_ts, value = excluded.value "
+            f"{_upsert(t)} "
             "WHERE (excluded.event_ts, excluded.created_ts) >= (t.event_ts, t.created_ts)"
         )
 
@@ -257,13 +264,7 @@ class PostgresOnlineStore:
             f"SELECT entity_key, event_ts, value FROM {t} WHERE entity_key = ANY(%b::bytea[]) "
             "ORDER BY entity_key FOR UPDATE"
         )
-        upsert = (
-            f"INSERT INTO {t} AS t (entity_key, event_ts, created_ts, value) "
-            "SELECT * FROM unnest(%b::bytea[], %b::int8[], %b::int8[], %b::bytea[]) "
-            "ON CONFLICT (entity_key) DO UPDATE SET event_ts = excluded.event_ts, "
-            "created_ts = excluded.created_ts, value = excluded.value "
-            "WHERE t.entity_key = ANY(%b::bytea[])"
-        )
+        upsert = f"{_upsert(t)} WHERE t.entity_key = ANY(%b::bytea[])"
         distinct = list(dict.fromkeys(keys))
         names = (self.config.db_schema.encode(), table.encode())
         if len(distinct) > _KEY_LOCKS:

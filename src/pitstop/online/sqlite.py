@@ -159,9 +159,7 @@ class SqliteOnlineStore:
         table = table_name(self.project, view)
         q = quote(table)
         sql = (
-            f"INSERT INTO {q} (entity_key, event_ts, created_ts, value) VALUES (?, ?, ?, ?) "
-            "ON CONFLICT (entity_key) DO UPDATE SET event_ts = excluded.event_ts, "
-            "created_ts = excluded.created_ts, value = excluded.value "
+            f"{_upsert(q)} "
             f"WHERE (excluded.event_ts, excluded.created_ts) >= ({q}.event_ts, {q}.created_ts)"
         )
         conn = self._acquire()
@@ -196,11 +194,7 @@ class SqliteOnlineStore:
             return
         table = table_name(self.project, view)
         q = quote(table)
-        upsert = (
-            f"INSERT INTO {q} (entity_key, event_ts, created_ts, value) VALUES (?, ?, ?, ?) "
-            "ON CONFLICT (entity_key) DO UPDATE SET event_ts = excluded.event_ts, "
-            "created_ts = excluded.created_ts, value = excluded.value"
-        )
+        upsert = _upsert(q)
         distinct = list(dict.fromkeys(keys))
         conn = self._acquire()
         try:
@@ -329,6 +323,15 @@ class SqliteOnlineStore:
         finally:
             conn.execute("COMMIT")
         return rows
+
+
+def _upsert(q: str) -> str:
+    """Insert a row of table ``q``, or replace the stored row of its key."""
+    return (
+        f"INSERT INTO {q} (entity_key, event_ts, created_ts, value) VALUES (?, ?, ?, ?) "
+        "ON CONFLICT (entity_key) DO UPDATE SET event_ts = excluded.event_ts, "
+        "created_ts = excluded.created_ts, value = excluded.value"
+    )
 
 
 def _set_wal(conn: sqlite3.Connection) -> None:
