@@ -263,6 +263,12 @@ def test_push_schema_errors_write_nothing(fs: FeatureStore) -> None:
         RetrievalError, match=r"column 'clicks' of feature view 'clicks' is declared"
     ):
         fs.push("clicks_push", wrong, to=PushMode.ONLINE_AND_OFFLINE)
+    huge = {"user_id": [2], "clicks": [2**64], "ts": [NOW]}  # beyond any Arrow integer
+    with pytest.raises(
+        RetrievalError,
+        match=r"^push to 'clicks_push': column 'clicks' cannot be read as Arrow values \(",
+    ):
+        fs.push("clicks_push", huge, to=PushMode.ONLINE_AND_OFFLINE)
     resp = fs.get_online_features(["clicks:clicks"], [{"user_id": 2}])
     assert resp.statuses["clicks"] == ["NOT_FOUND"]
     assert not (fs.repo_path / "data/clicks.parquet.pushed").exists()
