@@ -296,10 +296,10 @@ def from_arrow(arrow_type: Any) -> FeastType:
         t = t.value_type
     if pa.types.is_list(t) or pa.types.is_large_list(t):
         inner = from_arrow(t.value_type)
-        if isinstance(inner, Array):
+        if not isinstance(inner, PrimitiveType):
             raise DefinitionError(f"nested list type {arrow_type} is not supported")
         return Array(inner)
-    if pa.types.is_map(t) and (pa.types.is_string(t.key_type) or pa.types.is_large_string(t.key_type)):
+    if pa.types.is_map(t) and from_arrow(t.key_type) == String:
         return Map
     if pa.types.is_struct(t):
         return Struct({t.field(i).name: from_arrow(t.field(i).type) for i in range(t.num_fields)})

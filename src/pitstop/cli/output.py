@@ -103,8 +103,8 @@ def _row(kind: str, obj: Any) -> tuple[list[str], list[str]]:
             obj.description,
         ]
     if kind == "data_source":
-        where = getattr(obj, "path", "") or getattr(getattr(obj, "batch_source", None), "path", "")
-        where = where or getattr(obj, "topic", "")
+        where = getattr(obj, "path", "") or getattr(obj, "topic", "")
+        where = where or getattr(getattr(obj, "batch_source", None), "path", "")
         return ["name", "type", "path", "tags"], [obj.name, obj.source_type, where, tags]
     if kind in ("feature_view", "stream_feature_view"):
         ttl = str(obj.ttl) if obj.ttl else "never"

@@ -27,7 +27,9 @@ class FileLoggingDestination:
         s3_endpoint_override: str = "",
     ) -> None:
         if not isinstance(path, str) or not path:
-            raise DefinitionError(f"FileLoggingDestination: path must be a folder path, got {path!r}")
+            raise DefinitionError(
+                f"FileLoggingDestination: path must be a folder path, got {path!r}"
+            )
         parts = list(partition_by or [])
         if not all(isinstance(p, str) and p for p in parts):
             raise DefinitionError("FileLoggingDestination: partition_by must list column names")
@@ -74,7 +76,9 @@ class LoggingConfig:
                 f"LoggingConfig: destination must be a FileLoggingDestination, got {destination!r}"
             )
         if isinstance(sample_rate, bool) or not isinstance(sample_rate, int | float):
-            raise DefinitionError(f"LoggingConfig: sample_rate must be a number, got {sample_rate!r}")
+            raise DefinitionError(
+                f"LoggingConfig: sample_rate must be a number, got {sample_rate!r}"
+            )
         if not 0 < sample_rate <= 1:
             raise DefinitionError(
                 f"LoggingConfig: sample_rate must be in (0, 1], got {sample_rate}"

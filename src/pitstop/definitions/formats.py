@@ -45,7 +45,11 @@ class StreamFormat:
         return {"type": self.format_type, "schema": self.schema}
 
     def __eq__(self, other: object) -> bool:
-        return type(self) is type(other) and self.to_spec() == other.to_spec()  # type: ignore[attr-defined]
+        return (
+            isinstance(other, StreamFormat)
+            and type(self) is type(other)
+            and (self.to_spec() == other.to_spec())
+        )
 
     def __hash__(self) -> int:
         return hash((self.format_type, self.schema))

@@ -93,8 +93,10 @@ class FeatureService(Definition):
             description=spec.get("description", ""),
             tags=spec.get("tags") or {},
             owner=spec.get("owner", ""),
-            logging_config=(
-                LoggingConfig.from_spec(spec["logging_config"]) if "logging_config" in spec else None
-            ),
+            logging_config=_logging_from_spec(spec.get("logging_config")),
         )
         return svc
+
+
+def _logging_from_spec(spec: Mapping[str, Any] | None) -> LoggingConfig | None:
+    return None if spec is None else LoggingConfig.from_spec(spec)

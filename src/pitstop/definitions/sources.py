@@ -293,7 +293,9 @@ class KafkaSource(DataSource):
         self._common(name, description, tags, owner)
         what = f"KafkaSource {name!r}"
         if batch_source is not None and not isinstance(batch_source, FileSource):
-            raise DefinitionError(f"{what}: batch_source must be a FileSource, got {batch_source!r}")
+            raise DefinitionError(
+                f"{what}: batch_source must be a FileSource, got {batch_source!r}"
+            )
         mapping = dict(field_mapping or {})
         if not all(isinstance(k, str) and isinstance(v, str) for k, v in mapping.items()):
             raise DefinitionError(f"{what}: field_mapping must map column names to names")

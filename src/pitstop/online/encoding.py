@@ -12,9 +12,9 @@ integers of any width as ``int 64`` (``0xd3`` + 8 bytes, big-endian), bytes as `
 **Values.** A stored row's value is the version byte ``0x01`` followed by a msgpack map
 ``{feature_name: value}``: ``nil`` for null, int, float 64 (``Float32`` values are widened
 exactly), bool, str, bin, and arrays for ``Array(T)``; ``UnixTimestamp`` values are integers of
-microseconds since the Unix epoch (UTC). ``Map`` and ``Struct`` values are msgpack maps (field or
-key name to value), ``Json`` values are the JSON text as str. Readers select features by name, so rows written
-before a feature was added simply lack it (it reads as null).
+microseconds since the Unix epoch (UTC). ``Map`` and ``Struct`` values are msgpack maps (key or
+field name to value), ``Json`` values are their JSON text as str. Readers select features by
+name, so rows written before a feature was added simply lack it (it reads as null).
 
 **Timestamps** of rows (event and created time) are kept by the store as integers of
 microseconds since the epoch.
