@@ -258,7 +258,7 @@ class StandIn:
         return (object,)
 
     def __getattr__(self, name: str) -> Any:
-        if name.startswith("__") and name.endswith("__"):
+        if (name.startswith("__") and name.endswith("__")) or name in StandIn.__slots__:
             raise AttributeError(name)
         return self if self._derived else resolve(f"{self._path}.{name}")
 
@@ -300,6 +300,8 @@ class Guarded:
         return self._target(*args, **kwargs)
 
     def __getattr__(self, name: str) -> Any:
+        if name in Guarded.__slots__:  # not set yet (a copy being built)
+            raise AttributeError(name)
         return getattr(self._target, name)
 
     def __instancecheck__(self, obj: object) -> bool:
