@@ -21,7 +21,7 @@ import pytest
 from pitstop import FeatureStore, FeatureView, KafkaSource, Project
 from pitstop.definitions.feature_logging import FileLoggingDestination, LoggingConfig
 from pitstop.definitions.service import FeatureService
-from pitstop.errors import DataSourceError, NotFoundError, RepoError
+from pitstop.errors import DataSourceError, DefinitionError, NotFoundError, RepoError
 from pitstop.repo import load_repo
 
 REPO = Path(__file__).parent / "data" / "feast_repo"
@@ -397,3 +397,15 @@ def test_feast_classes_work_with_isinstance_and_subclassing(tmp_path: Path) -> N
     contents = load_repo(repo)
     assert list(contents.objects["entity"]) == ["user"]
     assert list(contents.objects["data_source"]) == ["u_source"]
+
+
+def test_a_stand_in_used_after_loading_is_an_error_at_once(tmp_path: Path) -> None:
+    repo = write_files(tmp_path, {"a.py": "from feast import LabelView\n"})
+    load_repo(repo)
+    module = sys.modules["a"]
+    expected = (
+        r"LabelView \(feast.LabelView\) is not supported by pitstop; keep labels as extra "
+        r"columns of the entity DataFrame"
+    )
+    with pytest.raises(DefinitionError, match=expected):
+        module.LabelView(name="labels")

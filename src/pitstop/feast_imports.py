@@ -30,7 +30,7 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
-from pitstop.errors import suggest
+from pitstop.errors import DefinitionError, suggest
 
 _DEFS = "pitstop.definitions"
 EXPORTS: dict[str, dict[str, str]] = {}  # feast module -> {name: pitstop module defining it}
@@ -169,8 +169,10 @@ def _is_feast(name: str) -> bool:
 
 
 def _record(construct: str, hint: str) -> None:
-    if _ACTIVE is not None:
-        _ACTIVE.record(construct, hint)
+    """Note the problem while a repo loads; used at any other time, it is an error at once."""
+    if _ACTIVE is None:
+        raise DefinitionError(f"{construct} is not supported by pitstop; {hint}")
+    _ACTIVE.record(construct, hint)
 
 
 class _Finder(importlib.abc.MetaPathFinder, importlib.abc.Loader):
