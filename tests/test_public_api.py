@@ -9,7 +9,8 @@ import pitstop
 
 PUBLIC = {
     "Aggregation", "DataSource", "Entity", "Feature", "FeatureService", "FeatureStore",
-    "FeatureView", "Field", "FileSource", "OnDemandFeatureView", "PushMode", "PushSource",
+    "FeatureView", "Field", "FileSource", "KafkaSource", "OnDemandFeatureView", "Project",
+    "PushMode", "PushSource",
     "RepoConfig", "RequestSource", "StreamFeatureView", "ValueType", "__version__",
     "on_demand_feature_view",
 }  # fmt: skip

@@ -3,9 +3,10 @@
 from pitstop.definitions.sources import (
     DataSource,
     FileSource,
+    KafkaSource,
     PushMode,
     PushSource,
     RequestSource,
 )
 
-__all__ = ["DataSource", "FileSource", "PushMode", "PushSource", "RequestSource"]
+__all__ = ["DataSource", "FileSource", "KafkaSource", "PushMode", "PushSource", "RequestSource"]

@@ -1,4 +1,8 @@
-"""Load a feature repository: import its Python files and collect the definitions in them."""
+"""Load a feature repository: import its Python files and collect the definitions in them.
+
+Files may say ``from feast import ...``: while they load, those imports give pitstop's objects
+(:mod:`pitstop.feast_imports`).
+"""
 
 from __future__ import annotations
 
@@ -14,8 +18,9 @@ from pitstop.definitions.base import Definition
 from pitstop.definitions.feature_view import FeatureView, Projectable, Projection
 from pitstop.definitions.on_demand import OnDemandFeatureView
 from pitstop.definitions.serde import kind_of
-from pitstop.definitions.sources import DataSource, PushSource
+from pitstop.definitions.sources import DataSource, KafkaSource, PushSource
 from pitstop.errors import RepoError
+from pitstop.feast_imports import FeastImports, Problem
 
 SKIP_DIRS = {
     ".venv",
@@ -87,29 +92,45 @@ def _forget(root: Path, names: list[str]) -> None:
             del sys.modules[mod_name]
 
 
-def load_repo(root: str | Path) -> RepoContents:
-    """Import every Python file of the repo at ``root`` and collect its definitions."""
+def load_repo(root: str | Path, *, project: str | None = None) -> RepoContents:
+    """Import every Python file of the repo at ``root`` and collect its definitions.
+
+    Files may import from ``pitstop`` or, unchanged, from ``feast`` (see
+    :mod:`pitstop.feast_imports`). Every file is tried; the problems of all files are reported
+    together in one :class:`RepoError`. With ``project``, a ``Project`` defined in the repo must
+    have that name (the ``project`` of ``feature_store.yaml``).
+    """
     root = Path(root).resolve()
     files = python_files(root)
     names = [_module_name(root, p) for p in files]
     _forget(root, names)
     found: list[tuple[str, dict[str, Definition], set[str]]] = []
+    failures: list[_Failure] = []
     importlib.invalidate_caches()  # see files created or changed since the last load
     sys.path.insert(0, str(root))
+    bytecode = sys.dont_write_bytecode
+    sys.dont_write_bytecode = True  # no __pycache__ folders in the user's repo
     try:
-        for path, name in zip(files, names, strict=True):
-            if not name:
-                continue
-            origin = str(path.relative_to(root))
-            module = _import(name, origin, root)
-            values = {
-                key: value
-                for key, value in vars(module).items()
-                if isinstance(value, Definition) and not isinstance(value, type)
-            }
-            found.append((origin, values, _imported_names(path)))
+        with FeastImports(root) as feast:
+            for path, name in zip(files, names, strict=True):
+                if not name:
+                    continue
+                origin = str(path.relative_to(root))
+                try:
+                    module = _import(name, origin, root)
+                except _Failure as failure:
+                    failures.append(failure)
+                    continue
+                values = {
+                    key: value
+                    for key, value in vars(module).items()
+                    if isinstance(value, Definition) and not isinstance(value, type)
+                }
+                found.append((origin, values, _imported_names(path)))
     finally:
         sys.path.remove(str(root))
+        sys.dont_write_bytecode = bytecode
+    _raise_problems(feast.problems, failures)
     # First what each file defines, then what it imports or embeds: an object's origin is the
     # file that defines it, not the first file (alphabetically) that imports it.
     contents = RepoContents()
@@ -120,7 +141,52 @@ def load_repo(root: str | Path) -> RepoContents:
     for origin, values, _ in found:
         for value in values.values():
             collect(contents, value, origin)
+    if project is not None:
+        _check_project(contents, project)
     return contents
+
+
+class _Failure(RepoError):
+    """A file that raised while it was imported, and the repo file the error comes from."""
+
+    def __init__(self, message: str, origin: str, source: str | None) -> None:
+        super().__init__(message)
+        self.origin = origin
+        self.source = source or origin
+
+
+def _raise_problems(problems: list[Problem], failures: list[_Failure]) -> None:
+    """One error for everything that went wrong, or nothing.
+
+    An exception in a file that uses an unsupported construct is most likely its consequence,
+    and files that fail because they import the same broken file repeat one error: those are
+    left out.
+    """
+    flagged = {p.file for p in problems}
+    own: dict[str, _Failure] = {}
+    for f in failures:
+        if f.origin not in flagged and f.source not in flagged:
+            own.setdefault(f.source, f)
+    found = [(p.file, str(p)) for p in problems] + [(f.origin, str(f)) for f in own.values()]
+    messages = [m for _, m in sorted(found, key=lambda item: item[0])]  # by file, stable
+    if not messages:
+        return
+    if len(messages) == 1 and own:
+        raise RepoError(messages[0]) from next(iter(own.values())).__cause__
+    listed = "\n".join(f"  - {m}" for m in messages)
+    raise RepoError(
+        f"the feature repo has {len(messages)} problem{'s' if len(messages) > 1 else ''}; "
+        f"fix them all and run again:\n{listed}"
+    )
+
+
+def _check_project(contents: RepoContents, project: str) -> None:
+    for name, origin in [(n, o) for (k, n), o in contents.origins.items() if k == "project"]:
+        if name != project:
+            raise RepoError(
+                f"Project {name!r} in {origin} is not the project {project!r} of "
+                "feature_store.yaml; give both the same name"
+            )
 
 
 def _defined_here(key: str, value: Definition, imported: set[str]) -> bool:
@@ -155,14 +221,13 @@ def _import(name: str, origin: str, root: Path) -> object:
             for f in traceback.extract_tb(exc.__traceback__)
             if Path(f.filename).is_relative_to(root)
         ]
-        where = (
-            f" (line {frames[-1].lineno} of {Path(frames[-1].filename).relative_to(root)})"
-            if frames
-            else ""
-        )
-        raise RepoError(
+        source = str(Path(frames[-1].filename).relative_to(root)) if frames else None
+        where = f" (line {frames[-1].lineno} of {source})" if frames else ""
+        raise _Failure(
             f"cannot load {origin}: {type(exc).__name__}: {exc}{where}; fix the file or move it "
-            "out of the feature repo"
+            "out of the feature repo",
+            origin,
+            source,
         ) from exc
 
 
@@ -179,8 +244,8 @@ def collect(contents: RepoContents, value: Definition, origin: str, *, nested: b
         return
     if isinstance(value, FeatureView):
         collect(contents, value.source, origin)
-    elif isinstance(value, PushSource):
-        collect(contents, value.batch_source, origin)
+    elif isinstance(value, PushSource | KafkaSource) and value.batch_source is not None:
+        collect(contents, value.batch_source, origin)  # a Kafka source's may be missing
     elif isinstance(value, OnDemandFeatureView):
         for req in value.request_sources:
             collect(contents, req, origin)

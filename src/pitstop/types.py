@@ -3,6 +3,10 @@
 ``pitstop.types`` offers the names Feast users write (``Int64``, ``Float32``, ``Array(String)``…)
 and the legacy :class:`ValueType` enum. Every conversion between these types and Arrow lives here.
 
+Besides scalars and arrays: ``Map`` (string keys to string values, Arrow ``map<string,
+string>``), ``Json`` (JSON text, Arrow ``string``) and ``Struct({"name": String, ...})`` (named,
+typed fields, Arrow ``struct``).
+
 >>> from pitstop.types import Array, Int64
 >>> str(Array(Int64))
 'Array(Int64)'
@@ -11,6 +15,8 @@ and the legacy :class:`ValueType` enum. Every conversion between these types and
 from __future__ import annotations
 
 import enum
+import json
+from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import TYPE_CHECKING, Any, Union
@@ -30,8 +36,11 @@ __all__ = [
     "Float64",
     "Int32",
     "Int64",
+    "Json",
+    "Map",
     "PrimitiveType",
     "String",
+    "Struct",
     "UnixTimestamp",
     "ValueType",
     "from_arrow",
@@ -101,8 +110,48 @@ class Array:
         return self.name
 
 
+class Struct:
+    """Named, typed fields: ``Struct({"name": String, "age": Int32})`` (Arrow ``struct``)."""
+
+    __slots__ = ("fields",)
+    fields: tuple[tuple[str, FeastType], ...]
+
+    def __init__(self, fields: Mapping[str, Any]) -> None:
+        if not isinstance(fields, Mapping) or not fields:
+            raise DefinitionError(
+                f"Struct({fields!r}): give the fields as a dict of names to types, "
+                'e.g. Struct({"name": String, "age": Int32})'
+            )
+        items: list[tuple[str, FeastType]] = []
+        for key, dtype in fields.items():
+            if not isinstance(key, str) or not key:
+                raise DefinitionError(f"Struct: field names must be non-empty strings, got {key!r}")
+            items.append((key, parse_dtype(dtype, what=f"Struct field {key!r}")))
+        object.__setattr__(self, "fields", tuple(items))
+
+    def __setattr__(self, key: str, value: Any) -> None:
+        raise AttributeError("Struct types are immutable")
+
+    @property
+    def name(self) -> str:
+        inner = ", ".join(f"{json.dumps(k)}: {t}" for k, t in self.fields)
+        return f"Struct({{{inner}}})"
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Struct) and self.fields == other.fields
+
+    def __hash__(self) -> int:
+        return hash(self.fields)
+
+    def __str__(self) -> str:
+        return self.name
+
+    def __repr__(self) -> str:
+        return self.name
+
+
 ComplexType = Array
-FeastType = Union[PrimitiveType, Array]  # noqa: UP007 - a runtime alias users may import
+FeastType = Union[PrimitiveType, Array, Struct]  # noqa: UP007 - a runtime alias users may import
 
 Int32 = PrimitiveType("Int32")
 Int64 = PrimitiveType("Int64")
@@ -112,9 +161,12 @@ String = PrimitiveType("String")
 Bytes = PrimitiveType("Bytes")
 Bool = PrimitiveType("Bool")
 UnixTimestamp = PrimitiveType("UnixTimestamp")
+Map = PrimitiveType("Map")
+Json = PrimitiveType("Json")
 
 PRIMITIVES: dict[str, PrimitiveType] = {
-    t.name: t for t in (Int32, Int64, Float32, Float64, String, Bytes, Bool, UnixTimestamp)
+    t.name: t
+    for t in (Int32, Int64, Float32, Float64, String, Bytes, Bool, UnixTimestamp, Map, Json)
 }
 
 _SCALAR_VALUE_TYPES: dict[ValueType, PrimitiveType] = {
@@ -150,7 +202,7 @@ def from_value_type(value_type: ValueType) -> FeastType:
 
 def parse_dtype(value: object, *, what: str = "dtype") -> FeastType:
     """Accept a dtype, a :class:`ValueType` or a dtype name (``"Array(Int64)"``)."""
-    if isinstance(value, PrimitiveType | Array):
+    if isinstance(value, PrimitiveType | Array | Struct):
         return value
     if isinstance(value, ValueType):
         try:
@@ -158,13 +210,51 @@ def parse_dtype(value: object, *, what: str = "dtype") -> FeastType:
         except DefinitionError as exc:
             raise DefinitionError(f"{what}: {exc}") from None
     if isinstance(value, str):
-        text = value.strip()
-        if text in PRIMITIVES:
-            return PRIMITIVES[text]
-        if text.startswith("Array(") and text.endswith(")") and text[6:-1] in PRIMITIVES:
-            return Array(PRIMITIVES[text[6:-1]])
-    allowed = ", ".join(PRIMITIVES) + ", Array(<type>)"
+        try:
+            return _parse_name(value.strip())
+        except (DefinitionError, ValueError):
+            pass
+    allowed = ", ".join(PRIMITIVES) + ", Array(<type>), Struct({<name>: <type>, ...})"
     raise DefinitionError(f"{what}: unknown dtype {value!r}; allowed: {allowed}")
+
+
+def _parse_name(text: str) -> FeastType:
+    """The dtype written ``text`` (what ``str(dtype)`` gives); raises ValueError if none."""
+    if text in PRIMITIVES:
+        return PRIMITIVES[text]
+    if text.startswith("Array(") and text.endswith(")"):
+        inner = _parse_name(text[6:-1].strip())
+        if not isinstance(inner, PrimitiveType):
+            raise ValueError(text)
+        return Array(inner)
+    if text.startswith("Struct({") and text.endswith("})"):
+        return Struct(_struct_fields(text[8:-2]))
+    raise ValueError(text)
+
+
+def _struct_fields(body: str) -> dict[str, FeastType]:
+    """``"a": Int64, "b": Struct({...})`` -> fields, splitting on top-level commas only."""
+    fields: dict[str, FeastType] = {}
+    decoder = json.JSONDecoder()
+    pos = 0
+    while pos < len(body):
+        while pos < len(body) and body[pos] in " ,":
+            pos += 1
+        if pos == len(body):
+            break
+        key, pos = decoder.raw_decode(body, pos)
+        colon = body.index(":", pos)
+        depth, end = 0, colon + 1
+        while end < len(body) and not (depth == 0 and body[end] == ","):
+            if body[end] == '"':
+                end = decoder.raw_decode(body, end)[1]
+                continue
+            depth += body[end] in "({"
+            depth -= body[end] in ")}"
+            end += 1
+        fields[str(key)] = _parse_name(body[colon + 1 : end].strip())
+        pos = end
+    return fields
 
 
 @lru_cache(maxsize=1)
@@ -180,6 +270,8 @@ def _arrow_scalars() -> dict[str, pa.DataType]:
         "Bytes": pa.binary(),
         "Bool": pa.bool_(),
         "UnixTimestamp": pa.timestamp("us", tz="UTC"),
+        "Map": pa.map_(pa.string(), pa.string()),
+        "Json": pa.string(),
     }
 
 
@@ -190,6 +282,8 @@ def to_arrow(dtype: FeastType) -> pa.DataType:
     scalars = _arrow_scalars()
     if isinstance(dtype, Array):
         return pa.list_(scalars[dtype.base_type.name])
+    if isinstance(dtype, Struct):
+        return pa.struct([(key, to_arrow(t)) for key, t in dtype.fields])
     return scalars[dtype.name]
 
 
@@ -202,9 +296,13 @@ def from_arrow(arrow_type: Any) -> FeastType:
         t = t.value_type
     if pa.types.is_list(t) or pa.types.is_large_list(t):
         inner = from_arrow(t.value_type)
-        if isinstance(inner, Array):
+        if not isinstance(inner, PrimitiveType):
             raise DefinitionError(f"nested list type {arrow_type} is not supported")
         return Array(inner)
+    if pa.types.is_map(t) and from_arrow(t.key_type) == String:
+        return Map
+    if pa.types.is_struct(t):
+        return Struct({t.field(i).name: from_arrow(t.field(i).type) for i in range(t.num_fields)})
     checks: list[tuple[Any, PrimitiveType]] = [
         (pa.types.is_boolean, Bool),
         (lambda x: pa.types.is_integer(x) and x.bit_width <= 32, Int32),

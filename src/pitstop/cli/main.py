@@ -64,7 +64,7 @@ def version() -> None:
 def _repo_objects(ctx: Context) -> list[Any]:
     from pitstop.repo import load_repo
 
-    return list(load_repo(ctx.store.repo_path).all())
+    return list(load_repo(ctx.store.repo_path, project=ctx.store.project).all())
 
 
 @cli.command()

@@ -21,6 +21,7 @@ LISTINGS = {
     "stream-feature-views": "stream_feature_view",
     "on-demand-feature-views": "on_demand_feature_view",
     "feature-services": "feature_service",
+    "projects": "project",
 }
 _VERBS = {
     "create": ("Created", "green"),
@@ -102,7 +103,8 @@ def _row(kind: str, obj: Any) -> tuple[list[str], list[str]]:
             obj.description,
         ]
     if kind == "data_source":
-        where = getattr(obj, "path", "") or getattr(getattr(obj, "batch_source", None), "path", "")
+        where = getattr(obj, "path", "") or getattr(obj, "topic", "")
+        where = where or getattr(getattr(obj, "batch_source", None), "path", "")
         return ["name", "type", "path", "tags"], [obj.name, obj.source_type, where, tags]
     if kind in ("feature_view", "stream_feature_view"):
         ttl = str(obj.ttl) if obj.ttl else "never"
@@ -123,6 +125,8 @@ def _row(kind: str, obj: Any) -> tuple[list[str], list[str]]:
             ", ".join(f.name for f in obj.features),
             obj.mode,
         ]
+    if kind == "project":
+        return ["name", "description", "tags"], [obj.name, obj.description, tags]
     views = ", ".join(p.name_to_use for p in obj.projections)
     return ["name", "views", "description", "tags"], [obj.name, views, obj.description, tags]
 

@@ -1,13 +1,16 @@
 """Feature definitions: pure, immutable, validated at construction, JSON-serialisable."""
 
 from pitstop.definitions.entity import Entity
+from pitstop.definitions.feature_logging import FileLoggingDestination, LoggingConfig
 from pitstop.definitions.feature_view import FeatureView, Projection
 from pitstop.definitions.field import Feature, Field
 from pitstop.definitions.on_demand import OnDemandFeatureView, on_demand_feature_view
+from pitstop.definitions.project import Project
 from pitstop.definitions.service import FeatureService
 from pitstop.definitions.sources import (
     DataSource,
     FileSource,
+    KafkaSource,
     PushMode,
     PushSource,
     RequestSource,
@@ -22,8 +25,12 @@ __all__ = [
     "FeatureService",
     "FeatureView",
     "Field",
+    "FileLoggingDestination",
     "FileSource",
+    "KafkaSource",
+    "LoggingConfig",
     "OnDemandFeatureView",
+    "Project",
     "Projection",
     "PushMode",
     "PushSource",

@@ -24,6 +24,7 @@ from pitstop.definitions.sources import (
     FileSource,
     PushSource,
     RequestSource,
+    not_ingested,
     source_from_spec,
 )
 from pitstop.errors import DefinitionError, suggest
@@ -156,6 +157,8 @@ class FeatureView(Projectable):
     description: str
     tags: dict[str, str]
     owner: str
+    enable_validation: bool
+    version: str | None
     entity_columns: tuple[Field, ...]
     _features: tuple[Field, ...]
 
@@ -173,6 +176,8 @@ class FeatureView(Projectable):
         tags: Mapping[str, str] | None = None,
         owner: str = "",
         features: Sequence[Field] | None = None,
+        enable_validation: bool = False,
+        version: str | int | None = None,
     ) -> None:
         cls = type(self).__name__
         check_name(name, cls)
@@ -194,6 +199,8 @@ class FeatureView(Projectable):
             description=check_text(description, "description", what),
             tags=check_tags(tags, what),
             owner=check_text(owner, "owner", what),
+            enable_validation=bool(enable_validation),
+            version=None if version is None else str(version),
             projection=Projection(name=name),
         )
         self._with_keys(keys)
@@ -207,6 +214,7 @@ class FeatureView(Projectable):
         if not isinstance(source, FileSource | PushSource):
             raise DefinitionError(
                 f"{what}: source must be a FileSource or PushSource, got {source!r}"
+                f"{not_ingested(source)}"
             )
 
     def _with_keys(self, keys: tuple[str, ...]) -> None:
@@ -250,6 +258,14 @@ class FeatureView(Projectable):
         return clone
 
     def to_spec(self) -> dict[str, Any]:
+        spec = self._spec()
+        if self.enable_validation:  # kept out when unset: older specs keep their hash
+            spec["enable_validation"] = True
+        if self.version is not None:
+            spec["version"] = self.version
+        return spec
+
+    def _spec(self) -> dict[str, Any]:
         return {
             "name": self.name,
             "entities": list(self.entities),
@@ -277,6 +293,7 @@ class FeatureView(Projectable):
             "description": spec.get("description", ""),
             "tags": spec.get("tags"),
             "owner": spec.get("owner", ""),
+            **{k: spec[k] for k in ("enable_validation", "version") if k in spec},
         }
 
     @classmethod

@@ -9,6 +9,7 @@ from pitstop.definitions.base import Definition
 from pitstop.definitions.entity import Entity
 from pitstop.definitions.feature_view import FeatureView
 from pitstop.definitions.on_demand import OnDemandFeatureView
+from pitstop.definitions.project import Project
 from pitstop.definitions.service import FeatureService
 from pitstop.definitions.sources import DataSource, source_from_spec
 from pitstop.definitions.stream import StreamFeatureView
@@ -21,6 +22,7 @@ KINDS: dict[str, type[Definition]] = {
     "stream_feature_view": StreamFeatureView,
     "on_demand_feature_view": OnDemandFeatureView,
     "feature_service": FeatureService,
+    "project": Project,
 }
 
 VIEW_KINDS = ("feature_view", "stream_feature_view", "on_demand_feature_view")

@@ -6,12 +6,16 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from pitstop.definitions.base import Definition, check_name, check_tags, check_text
+from pitstop.definitions.feature_logging import LoggingConfig
 from pitstop.definitions.feature_view import Projectable, Projection
 from pitstop.errors import DefinitionError
 
 
 class FeatureService(Definition):
     """The features one model reads, by view (possibly projected, aliased or re-keyed).
+
+    A ``logging_config`` is stored with the service (definition only: served features are
+    not logged yet).
 
     >>> # FeatureService(name="churn_v1", features=[user_features, user_derived_features])
     """
@@ -21,6 +25,7 @@ class FeatureService(Definition):
     description: str
     tags: dict[str, str]
     owner: str
+    logging_config: LoggingConfig | None
 
     def __init__(
         self,
@@ -30,7 +35,7 @@ class FeatureService(Definition):
         description: str = "",
         tags: Mapping[str, str] | None = None,
         owner: str = "",
-        logging_config: object = None,
+        logging_config: LoggingConfig | None = None,
     ) -> None:
         check_name(name, "FeatureService")
         what = f"FeatureService {name!r}"
@@ -54,22 +59,30 @@ class FeatureService(Definition):
             projections.append(p)
         if not projections:
             raise DefinitionError(f"{what}: features must list at least one view")
+        if logging_config is not None and not isinstance(logging_config, LoggingConfig):
+            raise DefinitionError(
+                f"{what}: logging_config must be a LoggingConfig, got {logging_config!r}"
+            )
         self._set(
             name=name,
             projections=tuple(projections),
             description=check_text(description, "description", what),
             tags=check_tags(tags, what),
             owner=check_text(owner, "owner", what),
+            logging_config=logging_config,
         )
 
     def to_spec(self) -> dict[str, Any]:
-        return {
+        spec: dict[str, Any] = {
             "name": self.name,
             "features": [p.to_spec() for p in self.projections],
             "description": self.description,
             "tags": self.tags,
             "owner": self.owner,
         }
+        if self.logging_config is not None:  # kept out when unset: older specs keep their hash
+            spec["logging_config"] = self.logging_config.to_spec()
+        return spec
 
     @classmethod
     def from_spec(cls, spec: Mapping[str, Any]) -> FeatureService:
@@ -80,5 +93,10 @@ class FeatureService(Definition):
             description=spec.get("description", ""),
             tags=spec.get("tags") or {},
             owner=spec.get("owner", ""),
+            logging_config=_logging_from_spec(spec.get("logging_config")),
         )
         return svc
+
+
+def _logging_from_spec(spec: Mapping[str, Any] | None) -> LoggingConfig | None:
+    return None if spec is None else LoggingConfig.from_spec(spec)

@@ -5,11 +5,22 @@ from __future__ import annotations
 import enum
 import re
 from collections.abc import Mapping, Sequence
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
-from pitstop.definitions.base import Definition, check_name, check_tags, check_text, unique
+from pitstop.definitions.base import (
+    Definition,
+    check_name,
+    check_tags,
+    check_text,
+    check_ttl,
+    duration,
+    seconds,
+    unique,
+)
 from pitstop.definitions.field import Field, as_fields
+from pitstop.definitions.formats import StreamFormat, stream_format, stream_format_from_spec
 from pitstop.errors import DefinitionError
 
 FILE_FORMATS = ("parquet", "csv")
@@ -247,10 +258,112 @@ class RequestSource(DataSource):
         )
 
 
+class KafkaSource(DataSource):
+    """A Kafka topic, kept as a definition: registered, versioned and listed, but pitstop does
+    not consume Kafka. Feed the views with a :class:`PushSource` over the same batch source
+    (``store.push`` or ``pitstop ingest``)."""
+
+    source_type = "kafka"
+    bootstrap_servers: str
+    topic: str
+    timestamp_field: str
+    created_timestamp_column: str
+    field_mapping: dict[str, str]
+    message_format: StreamFormat | None
+    batch_source: FileSource | None
+    watermark_delay_threshold: timedelta | None
+
+    def __init__(
+        self,
+        *,
+        name: str,
+        timestamp_field: str = "",
+        message_format: StreamFormat | None = None,
+        bootstrap_servers: str = "",
+        kafka_bootstrap_servers: str | None = None,
+        topic: str = "",
+        created_timestamp_column: str = "",
+        field_mapping: Mapping[str, str] | None = None,
+        description: str = "",
+        tags: Mapping[str, str] | None = None,
+        owner: str = "",
+        batch_source: FileSource | None = None,
+        watermark_delay_threshold: timedelta | None = None,
+    ) -> None:
+        self._common(name, description, tags, owner)
+        what = f"KafkaSource {name!r}"
+        if batch_source is not None and not isinstance(batch_source, FileSource):
+            raise DefinitionError(
+                f"{what}: batch_source must be a FileSource, got {batch_source!r}"
+            )
+        mapping = dict(field_mapping or {})
+        if not all(isinstance(k, str) and isinstance(v, str) for k, v in mapping.items()):
+            raise DefinitionError(f"{what}: field_mapping must map column names to names")
+        self._set(
+            bootstrap_servers=check_text(
+                bootstrap_servers or kafka_bootstrap_servers, "bootstrap_servers", what
+            ),
+            topic=check_text(topic, "topic", what),
+            timestamp_field=check_text(timestamp_field, "timestamp_field", what),
+            created_timestamp_column=check_text(
+                created_timestamp_column, "created_timestamp_column", what
+            ),
+            field_mapping=mapping,
+            message_format=stream_format(message_format, what),
+            batch_source=batch_source,
+            watermark_delay_threshold=check_ttl(watermark_delay_threshold, what),
+        )
+
+    def to_spec(self) -> dict[str, Any]:
+        fmt = self.message_format
+        batch = self.batch_source
+        return {
+            **self._common_spec(),
+            "bootstrap_servers": self.bootstrap_servers,
+            "topic": self.topic,
+            "timestamp_field": self.timestamp_field,
+            "created_timestamp_column": self.created_timestamp_column,
+            "field_mapping": self.field_mapping,
+            "message_format": None if fmt is None else fmt.to_spec(),
+            "batch_source": None if batch is None else batch.to_spec(),
+            "watermark_delay_threshold_seconds": seconds(self.watermark_delay_threshold),
+        }
+
+    @classmethod
+    def from_spec(cls, spec: Mapping[str, Any]) -> KafkaSource:
+        batch = spec.get("batch_source")
+        return cls(
+            name=spec["name"],
+            timestamp_field=spec.get("timestamp_field", ""),
+            message_format=stream_format_from_spec(spec.get("message_format")),
+            bootstrap_servers=spec.get("bootstrap_servers", ""),
+            topic=spec.get("topic", ""),
+            created_timestamp_column=spec.get("created_timestamp_column", ""),
+            field_mapping=spec.get("field_mapping"),
+            description=spec.get("description", ""),
+            tags=spec.get("tags"),
+            owner=spec.get("owner", ""),
+            batch_source=None if batch is None else FileSource.from_spec(batch),
+            watermark_delay_threshold=duration(spec.get("watermark_delay_threshold_seconds")),
+        )
+
+
+def not_ingested(source: object) -> str:
+    """A hint when a definition-only source (Kafka) is used where rows must flow, else ``""``."""
+    if isinstance(source, KafkaSource):
+        return (
+            f"; KafkaSource {source.name!r} is kept as a definition only (pitstop does not "
+            "consume Kafka): feed the view from a PushSource over the same batch source and "
+            "write rows with store.push or `pitstop ingest`"
+        )
+    return ""
+
+
 SOURCE_TYPES: dict[str, type[DataSource]] = {
     "file": FileSource,
     "push": PushSource,
     "request": RequestSource,
+    "kafka": KafkaSource,
 }
 
 

@@ -10,7 +10,7 @@ from pitstop.definitions.base import Definition, check_text, duration, seconds, 
 from pitstop.definitions.entity import Entity
 from pitstop.definitions.feature_view import FeatureView
 from pitstop.definitions.field import Field
-from pitstop.definitions.sources import DataSource, PushSource
+from pitstop.definitions.sources import DataSource, PushSource, not_ingested
 from pitstop.errors import DefinitionError
 from pitstop.types import FeastType, Float64, Int64
 
@@ -186,7 +186,7 @@ class StreamFeatureView(FeatureView):
         if not isinstance(source, PushSource):
             raise DefinitionError(
                 f"{what}: source must be a PushSource (streams arrive by push), "
-                f"got {type(source).__name__}"
+                f"got {type(source).__name__}{not_ingested(source)}"
             )
 
     def _with_keys(self, keys: tuple[str, ...]) -> None:

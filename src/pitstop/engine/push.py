@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from pitstop.definitions.feature_view import FeatureView
-from pitstop.definitions.sources import FileSource, PushMode, PushSource
+from pitstop.definitions.sources import FileSource, PushMode, PushSource, not_ingested
 from pitstop.definitions.stream import StreamFeatureView
 from pitstop.engine.exact import exact_rows, python_columns
 from pitstop.engine.online import key_dtypes
@@ -91,7 +91,8 @@ def push_views(snapshot: Snapshot, push_source_name: str) -> list[FeatureView]:
     if not isinstance(sources.get(push_source_name), PushSource):
         pushes = [n for n, s in sources.items() if isinstance(s, PushSource)]
         raise NotFoundError(
-            f"push source {push_source_name!r} is not in the registry."
+            f"push source {push_source_name!r} is not in the registry"
+            f"{not_ingested(sources.get(push_source_name))}."
             f"{suggest(push_source_name, pushes)}"
         )
     views = [*snapshot.feature_views.values(), *snapshot.stream_feature_views.values()]

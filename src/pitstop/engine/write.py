@@ -89,7 +89,7 @@ def _encode_small(
     cols = [
         micros(batch.column(f.name)).to_pylist()
         if f.dtype is UnixTimestamp
-        else batch.column(f.name).to_pylist()
+        else batch.column(f.name).to_pylist(maps_as_pydicts="strict")
         for f in view.features
     ]
     values = [encode_value(dict(zip(feats, vals, strict=True))) for vals in zip(*cols, strict=True)]

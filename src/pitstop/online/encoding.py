@@ -12,8 +12,9 @@ integers of any width as ``int 64`` (``0xd3`` + 8 bytes, big-endian), bytes as `
 **Values.** A stored row's value is the version byte ``0x01`` followed by a msgpack map
 ``{feature_name: value}``: ``nil`` for null, int, float 64 (``Float32`` values are widened
 exactly), bool, str, bin, and arrays for ``Array(T)``; ``UnixTimestamp`` values are integers of
-microseconds since the Unix epoch (UTC). Readers select features by name, so rows written
-before a feature was added simply lack it (it reads as null).
+microseconds since the Unix epoch (UTC). ``Map`` and ``Struct`` values are msgpack maps (key or
+field name to value), ``Json`` values are their JSON text as str. Readers select features by
+name, so rows written before a feature was added simply lack it (it reads as null).
 
 **Timestamps** of rows (event and created time) are kept by the store as integers of
 microseconds since the epoch.
@@ -157,8 +158,9 @@ def _encode_column(col: pa.Array, *, key: bool) -> pa.Array:
         enc = _sized(0xC6, col)
     elif key:
         raise RetrievalError(f"entity key columns must be integers, strings or bytes, got {t}")
-    else:  # lists and anything rare: one msgpack call per value
-        return pa.array([_packb(v) for v in col.to_pylist()], pa.binary())
+    else:  # lists, maps, structs and anything rare: one msgpack call per value
+        values = col.to_pylist(maps_as_pydicts="strict")
+        return pa.array([_packb(v) for v in values], pa.binary())
     if col.null_count:
         enc = pc.if_else(col.is_valid(), enc, b"\xc0")
     return enc

@@ -22,6 +22,7 @@ LABELS = {
     "stream_feature_view": "stream feature view",
     "on_demand_feature_view": "on-demand feature view",
     "feature_service": "feature service",
+    "project": "project",
 }
 
 
