@@ -153,16 +153,15 @@ def _numeric(col: Any) -> Any:
 
 def _cast(col: Any, target: Any, name: str, view: FeatureView, what: str) -> Any:
     import pyarrow as pa
-    import pyarrow.compute as pc
+
+    from pitstop.offline.typemap import UTC_TIMESTAMP, to_utc
 
     try:
-        if pa.types.is_timestamp(target) and pa.types.is_string(col.type):
-            try:  # ISO text with a zone ("Z", "+02:00") first, then zone-less text as UTC
-                return pc.cast(col, target)
-            except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
-                col = pc.cast(col, pa.timestamp("us"))
-        return col.cast(target)  # a zone-less timestamp is taken as UTC
-    except (pa.ArrowInvalid, pa.ArrowNotImplementedError, pa.ArrowTypeError) as exc:
+        if target == UTC_TIMESTAMP:  # every time encoding, by the offline engines' one rule
+            return to_utc(col, f"column {name!r}")
+        return col.cast(target)
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError, pa.ArrowTypeError,
+            RetrievalError) as exc:  # fmt: skip
         raise RetrievalError(
             f"{what}: column {name!r} of feature view {view.name!r} is declared {target} but "
             f"holds {col.type} values that do not convert ({exc})"
