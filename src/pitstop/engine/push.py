@@ -172,10 +172,7 @@ def append_offline(source: FileSource, repo_path: Path, table: pa.Table) -> Path
     """Add ``table`` to the source's data as a new Parquet part file (atomically)."""
     import pyarrow.parquet as pq
 
-    if source.file_format != "parquet":
-        raise RetrievalError(
-            f"offline pushes need a Parquet source; {source.name!r} is {source.file_format}"
-        )
+    _check_appendable(source)
     folder = pushed_folder(source, repo_path)
     folder.mkdir(parents=True, exist_ok=True)
     reverse = {mapped: raw for raw, mapped in source.field_mapping.items()}
@@ -185,6 +182,13 @@ def append_offline(source: FileSource, repo_path: Path, table: pa.Table) -> Path
     pq.write_table(table, tmp)
     os.replace(tmp, folder / name)
     return folder / name
+
+
+def _check_appendable(source: FileSource) -> None:
+    if source.file_format != "parquet":
+        raise RetrievalError(
+            f"offline pushes need a Parquet source; {source.name!r} is {source.file_format}"
+        )
 
 
 def pushed_folder(source: FileSource, repo_path: Path) -> Path:
@@ -279,11 +283,14 @@ def push(
     ):
         return written
     tables = conformed(snapshot, views, data, what)
+    source = snapshot.data_sources[push_source_name]
+    assert isinstance(source, PushSource)
+    offline = to in (PushMode.OFFLINE, PushMode.ONLINE_AND_OFFLINE)
+    if offline:
+        _check_appendable(source.batch_source)  # before anything is written online
     written = 0
     if to in (PushMode.ONLINE, PushMode.ONLINE_AND_OFFLINE):
         written = write_views(online, views, tables)
-    if to in (PushMode.OFFLINE, PushMode.ONLINE_AND_OFFLINE):
-        source = snapshot.data_sources[push_source_name]
-        assert isinstance(source, PushSource)
+    if offline:
         append_offline(source.batch_source, repo_path, tables[0])
     return written
