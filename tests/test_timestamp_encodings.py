@@ -157,7 +157,17 @@ def open_store(tmp_path: Path, encoding: str) -> FeatureStore:
 
 @pytest.fixture
 def fs(tmp_path: Path, encoding: str) -> Iterator[FeatureStore]:
+    """A store of its own, for tests that write."""
     with open_store(tmp_path, encoding) as store:
+        yield store
+
+
+@pytest.fixture(scope="module", params=list(ENCODINGS))
+def shared(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[FeatureStore]:
+    """A store per encoding shared by the tests that only read."""
+    with open_store(tmp_path_factory.mktemp("shared"), str(request.param)) as store:
         yield store
 
 
@@ -176,32 +186,33 @@ def column(table: pa.Table, name: str) -> list[Any]:
 # -- sources in every encoding ---------------------------------------------------------------
 
 
-def test_historical_retrieval_picks_rows_at_their_instants(fs: FeatureStore) -> None:
+def test_historical_retrieval_picks_rows_at_their_instants(shared: FeatureStore) -> None:
     # D1 03:00 catches Seoul read as UTC (B and C would move to 09:00), D1 21:00 New York
     # (D would move to D1 19:00); C wins B's tie on event time by its later created time
     times = [D1 + 3 * HOUR, D1 + 21 * HOUR, D1 + 21 * HOUR, D0 - HOUR]
     ent = entity([1, 1, 2, 1], times)
-    out = fs.get_historical_features(ent, ["vals:value"]).to_arrow()
+    out = shared.get_historical_features(ent, ["vals:value"]).to_arrow()
     assert column(out, "value") == [21, 21, None, None]
     assert out.schema.field("event_timestamp").type == pa.timestamp("us", "UTC")
     assert column(out, "event_timestamp") == times
-    job = fs.get_historical_features(ent, ["vals:value"], filter_by_created_timestamp=True)
+    job = shared.get_historical_features(ent, ["vals:value"], filter_by_created_timestamp=True)
     assert column(job.to_arrow(), "value") == [20, 20, None, None]  # C created after t
 
 
-def test_entity_less_retrieval_returns_rows_in_range(fs: FeatureStore) -> None:
-    out = fs.get_historical_features(
+def test_entity_less_retrieval_returns_rows_in_range(shared: FeatureStore) -> None:
+    out = shared.get_historical_features(
         features=["vals:value"], start_date=D0 + 12 * HOUR, end_date=D2
     ).to_arrow()
-    rows = list(zip(column(out, "user_id"), column(out, "event_timestamp"), column(out, "value")))
+    rows = out.select(["user_id", "event_timestamp", "value"]).to_pylist()
+    rows = [tuple(r.values()) for r in rows]
     assert rows == [(1, D1, 21), (1, D2, 30)]
 
 
-def test_windowed_aggregations_use_the_instants(fs: FeatureStore) -> None:
+def test_windowed_aggregations_use_the_instants(shared: FeatureStore) -> None:
     # windows are (t - w, t]: at D2 exactly, B and C (at D1) are just outside the day window
     ent = entity([1, 1, 1], [D1 + 3 * HOUR, D1 + 21 * HOUR, D2])
     refs = ["windows:sum_1d", "windows:count_1d", "windows:sum_7d"]
-    out = fs.get_historical_features(ent, refs).to_arrow()
+    out = shared.get_historical_features(ent, refs).to_arrow()
     assert column(out, "sum_1d") == [41, 41, 30]
     assert column(out, "count_1d") == [2, 2, 1]
     assert column(out, "sum_7d") == [51, 51, 81]
@@ -253,7 +264,7 @@ def _entity_frames(name: str) -> dict[str, Any]:
             {"user_id": [1, 1, 1], name: aware.dt.tz_convert("UTC").dt.tz_localize(None)}
         ),
         "pandas-us-new-york": pd.DataFrame(
-            {"user_id": [1, 1, 1], name: aware.dt.tz_convert(NEW_YORK).astype("datetime64[us, America/New_York]")}
+            {"user_id": [1, 1, 1], name: aware.dt.tz_convert(NEW_YORK).dt.as_unit("us")}
         ),
         "polars-us-new-york": pl.DataFrame(
             {"user_id": [1, 1, 1], name: pl.Series(times).dt.convert_time_zone(NEW_YORK)}
@@ -263,9 +274,8 @@ def _entity_frames(name: str) -> dict[str, Any]:
         ),
     }
     if name == "event_timestamp":  # text is parsed only under the standard name
-        frames["text-offset"] = pd.DataFrame(
-            {"user_id": [1, 1, 1], name: [pd.Timestamp(t).tz_convert(SEOUL).isoformat() for t in times]}
-        )
+        texts = [pd.Timestamp(t).tz_convert(SEOUL).isoformat() for t in times]
+        frames["text-offset"] = pd.DataFrame({"user_id": [1, 1, 1], name: texts})
         frames["text-naive"] = pd.DataFrame(
             {"user_id": [1, 1, 1], name: [t.strftime("%Y-%m-%dT%H:%M:%S") for t in times]}
         )
@@ -309,12 +319,21 @@ PUSH_FRAMES: dict[str, Callable[[datetime], Any]] = {
         {"user_id": [1], "ts": [pd.Timestamp(t) + pd.Timedelta(nanoseconds=700)], "value": [40]}
     ),
     "text-offset": lambda t: {
-        "user_id": [1], "ts": [pd.Timestamp(t).tz_convert(SEOUL).isoformat()], "value": [40]
+        "user_id": [1],
+        "ts": [pd.Timestamp(t).tz_convert(SEOUL).isoformat()],
+        "value": [40],
     },
-    "text-naive": lambda t: {"user_id": [1], "ts": [t.strftime("%Y-%m-%d %H:%M:%S")], "value": [40]},
+    "text-naive": lambda t: {
+        "user_id": [1],
+        "ts": [t.strftime("%Y-%m-%d %H:%M:%S")],
+        "value": [40],
+    },
     "polars-ms-seoul": lambda t: pl.DataFrame(
-        {"user_id": [1], "ts": pl.Series([t]).dt.cast_time_unit("ms").dt.convert_time_zone(SEOUL),
-         "value": [40]}
+        {
+            "user_id": [1],
+            "ts": pl.Series([t]).dt.cast_time_unit("ms").dt.convert_time_zone(SEOUL),
+            "value": [40],
+        }
     ),
     "arrow-date32": lambda t: pa.table(
         {"user_id": [1], "ts": pa.array([t.date()], pa.date32()), "value": [40]}
