@@ -46,7 +46,7 @@ from pitstop import (
 from pitstop.aggregation import Aggregation
 from pitstop.config import parse_config
 from pitstop.engine.verify import verify
-from pitstop.errors import RetrievalError
+from pitstop.errors import DataSourceError, RetrievalError
 from pitstop.types import Int64
 
 DAY = timedelta(days=1)
@@ -411,3 +411,46 @@ def test_ambiguous_or_missing_row_time_is_an_error_naming_the_columns(
     assert "no timestamp column 'event_timestamp' and no timestamp-typed column" in message
     assert "Did you mean 'event_time'?" in message
     assert "Columns: ['user_id', 'event_time']" in message
+
+
+# -- edges of the rule ---------------------------------------------------------------------------
+
+
+def test_nanoseconds_are_dropped_alike_in_sources_and_entity_frames(tmp_path: Path) -> None:
+    path = tmp_path / "data" / "events.parquet"
+    path.parent.mkdir()
+    stamp = pa.array([pd.Timestamp(D1).value + 999], pa.timestamp("ns", "UTC"))  # D1 + 999 ns
+    pq.write_table(pa.table({"user_id": [1], "ts": stamp, "created": stamp, "value": [7]}), path)
+    config = parse_config({"project": f"t{uuid.uuid4().hex[:10]}"}, repo_path=tmp_path)
+    with FeatureStore(config=config) as store:
+        store.apply(definitions("data/events.parquet"))
+        exact = entity([1, 1], [D1 - timedelta(microseconds=1), D1])
+        out = store.get_historical_features(exact, ["vals:value"]).to_arrow()
+        assert column(out, "value") == [None, 7]
+        ns_entity = pa.table({"user_id": [1], "event_timestamp": stamp})  # D1 + 999 ns as well
+        out = store.get_historical_features(ns_entity, ["vals:value"]).to_arrow()
+        assert (column(out, "value"), column(out, "event_timestamp")) == ([7], [D1])
+
+
+def test_a_source_column_that_holds_no_time_is_named(tmp_path: Path) -> None:
+    path = tmp_path / "data" / "events.parquet"
+    path.parent.mkdir()
+    pq.write_table(pa.table({"user_id": [1], "ts": [1_700_000_000], "created": [1], "value": [7]}),
+                   path)  # fmt: skip
+    config = parse_config({"project": f"t{uuid.uuid4().hex[:10]}"}, repo_path=tmp_path)
+    with FeatureStore(config=config) as store:
+        store.apply(definitions("data/events.parquet"))
+        with pytest.raises(DataSourceError) as info:
+            store.get_historical_features(entity([1], [D1]), ["vals:value"]).to_arrow()
+    assert "The timestamp column 'ts' of source 'events' (view 'vals') has type int64" in str(
+        info.value
+    )
+
+
+def test_an_entity_time_column_that_holds_no_time_is_named(ns_store: FeatureStore) -> None:
+    frame = pa.table({"user_id": [1], "event_timestamp": [1_700_000_000]})
+    with pytest.raises(RetrievalError) as info:
+        ns_store.get_historical_features(frame, ["vals:value"]).to_arrow()
+    assert "timestamp column 'event_timestamp' of the entity frame has type int64" in str(
+        info.value
+    )

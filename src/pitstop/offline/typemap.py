@@ -118,8 +118,9 @@ def to_utc(column: pa.ChunkedArray | pa.Array, what: str) -> pa.ChunkedArray:
             return col
         # a zoned value stores its UTC instant: relabelling it UTC converts it; nanoseconds
         # are truncated (the only lossy step; s and ms widen exactly, out of range fails)
-        utc = pc.cast(col, pa.timestamp(col.type.unit, "UTC"))
-        return utc.cast(UTC_TIMESTAMP, safe=col.type.unit != "ns")
+        unit = col.type.unit
+        utc = pc.cast(col, pa.timestamp(unit, "UTC"))
+        return utc if unit == "us" else utc.cast(UTC_TIMESTAMP, safe=unit != "ns")
     if kind is TimeKind.DATE:
         return col.cast(pa.timestamp("us")).cast(UTC_TIMESTAMP)
     if kind is TimeKind.TEXT:
