@@ -47,7 +47,7 @@ from pitstop.aggregation import Aggregation
 from pitstop.config import parse_config
 from pitstop.engine.verify import verify
 from pitstop.errors import DataSourceError, RetrievalError
-from pitstop.types import Int64
+from pitstop.types import Int64, UnixTimestamp
 
 DAY = timedelta(days=1)
 HOUR = timedelta(hours=1)
@@ -101,14 +101,14 @@ CSV = [name for name, (suffix, _, _) in ENCODINGS.items() if suffix == ".csv"]
 user = Entity(name="user", join_keys=["user_id"])
 
 
-def definitions(path: str) -> list[Any]:
+def definitions(path: str, extra: tuple[Field, ...] = ()) -> list[Any]:
     source = FileSource(
         name="events", path=path, timestamp_field="ts", created_timestamp_column="created"
     )
     push = PushSource(name="events_push", batch_source=source)
     values = FeatureView(
         name="vals", entities=[user], ttl=timedelta(0), source=push,
-        schema=[Field(name="value", dtype=Int64)],
+        schema=[Field(name="value", dtype=Int64), *extra],
     )  # fmt: skip
     windows = StreamFeatureView(
         name="windows", entities=[user], ttl=timedelta(0), source=push,
@@ -453,4 +453,23 @@ def test_an_entity_time_column_that_holds_no_time_is_named(ns_store: FeatureStor
         ns_store.get_historical_features(frame, ["vals:value"]).to_arrow()
     assert "timestamp column 'event_timestamp' of the entity frame has type int64" in str(
         info.value
+    )
+
+
+def test_a_timestamp_feature_is_not_taken_for_the_row_time(tmp_path: Path) -> None:
+    path = tmp_path / "data" / "events.parquet"
+    path.parent.mkdir()
+    rows = {"user_id": [1, 1], "ts": utc([D0, D1]), "created": utc([D0, D1]), "value": [5, 6]}
+    pq.write_table(pa.table({**rows, "seen": utc([D0 - DAY, D1 - DAY])}), path)
+    config = parse_config({"project": f"t{uuid.uuid4().hex[:10]}"}, repo_path=tmp_path)
+    with FeatureStore(config=config) as store:
+        store.apply(definitions("data/events.parquet", (Field(name="seen", dtype=UnixTimestamp),)))
+        frame = pa.table({"user_id": [1], "asof": utc([D1 + HOUR])})
+        refs = ["vals:value", "vals:seen", "windows:count_1d"]
+        out = store.get_historical_features(frame, refs).to_arrow()
+    assert out.column_names == ["user_id", "asof", "value", "seen", "count_1d"]
+    assert (column(out, "value"), column(out, "seen"), column(out, "count_1d")) == (
+        [6],
+        [D1 - DAY],
+        [1],
     )

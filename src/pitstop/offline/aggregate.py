@@ -233,9 +233,10 @@ def historical_aggregates(
     """``join``'s aggregations for each row of ``entity``: one column per output, one row per
     entity row in input order (append the columns to the frame to join them).
 
-    ``entity`` has the ``join.entity_keys`` columns and the timestamp ``ts_column``
-    (tz-naive = UTC, tz-aware converted, ISO strings parsed). Timestamp outputs are tz-aware
-    UTC. Runs on a new cursor of ``con`` (session time zone UTC); ``con`` is left as it was.
+    ``entity`` has the ``join.entity_keys`` columns and the timestamp ``ts_column`` (or one
+    timestamp-typed column; any encoding of :mod:`pitstop.offline.typemap`). Timestamp
+    outputs are tz-aware UTC. Runs on a new cursor of ``con`` (session time zone UTC);
+    ``con`` is left as it was.
 
     Example::
 
