@@ -346,8 +346,9 @@ def test_errors(tmp_path: Path, con: duckdb.DuckDBPyConnection) -> None:
         )
     with pytest.raises(RetrievalError, match="Join key 'driver'"):
         historical_aggregates(con, entity(["1"], [T0]), "event_timestamp", join_of(source(path)))
-    with pytest.raises(RetrievalError, match="no timestamp column"):
-        historical_aggregates(con, entity([1], [T0]), "ts", join_of(source(path)))
+    two = entity([1], [T0]).append_column("seen", pa.array([T0], pa.timestamp("us")))
+    with pytest.raises(RetrievalError, match=r"no timestamp column 'ts' but 2 .*'event_tim"):
+        historical_aggregates(con, two, "ts", join_of(source(path)))
     with pytest.raises(DefinitionError, match="not supported"):
         join_of(source(path), ("median",))
     with pytest.raises(DefinitionError, match="window"):
@@ -373,7 +374,7 @@ def test_aggregate_sql_on_plain_relations(con: duckdb.DuckDBPyConnection) -> Non
         " (1, TIMESTAMP '2024-05-01 12:01:00', 3.0)) t(__k0, __ts, __f0)"
     )
     join = join_of(source("/unused.parquet"), ("sum", "count"))
-    sql = aggregate_sql("ent", "id", "t", join, "SELECT * FROM src", types={"x": "DOUBLE"})
+    sql = aggregate_sql("ent", "id", "t", join, "SELECT * FROM src", types={"x": pa.float64()})
     assert con.sql(sql).fetchall() == [(3, 3.0, 1), (7, 2.0, 1)]
 
 

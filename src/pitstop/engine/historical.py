@@ -104,9 +104,11 @@ def aggregate_transform(
     engine: OfflineEngine, joins: Sequence[AggregateJoin], ts_column: str, plan: RequestPlan
 ) -> Callable[[pa.RecordBatch], pa.RecordBatch]:
     """A per-batch step appending each stream view's windowed aggregations, cast to the
-    declared feature types."""
+    declared feature types. The entity rows' time is ``ts_column``, else the one
+    timestamp-typed entity column (features joined before this step are not candidates)."""
     import pyarrow as pa
 
+    from pitstop.offline.entity import timestamp_column
     from pitstop.types import to_arrow
 
     types = {c.name: to_arrow(c.feature.dtype) for v in plan.views for c in v.columns}
@@ -114,8 +116,10 @@ def aggregate_transform(
     def transform(batch: pa.RecordBatch) -> pa.RecordBatch:
         table = pa.Table.from_batches([batch])
         names, arrays = list(batch.schema.names), list(batch.columns)
+        entity = pa.schema([f for f in batch.schema if f.name not in types])
+        ts = timestamp_column(entity, ts_column)
         for join in joins:
-            out = engine.aggregate(table, ts_column, join)
+            out = engine.aggregate(table, ts, join)
             names += out.column_names
             arrays += [
                 col.combine_chunks().cast(types[name])

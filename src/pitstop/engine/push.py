@@ -154,16 +154,15 @@ def _numeric(col: Any) -> Any:
 
 def _cast(col: Any, target: Any, name: str, view: FeatureView, what: str) -> Any:
     import pyarrow as pa
-    import pyarrow.compute as pc
+
+    from pitstop.offline.typemap import UTC_TIMESTAMP, to_utc
 
     try:
-        if pa.types.is_timestamp(target) and pa.types.is_string(col.type):
-            try:  # ISO text with a zone ("Z", "+02:00") first, then zone-less text as UTC
-                return pc.cast(col, target)
-            except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
-                col = pc.cast(col, pa.timestamp("us"))
-        return col.cast(target)  # a zone-less timestamp is taken as UTC
-    except (pa.ArrowInvalid, pa.ArrowNotImplementedError, pa.ArrowTypeError) as exc:
+        if target == UTC_TIMESTAMP:  # every time encoding, by the offline engines' one rule
+            return to_utc(col, f"column {name!r}")
+        return col.cast(target)
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError, pa.ArrowTypeError,
+            RetrievalError) as exc:  # fmt: skip
         raise RetrievalError(
             f"{what}: column {name!r} of feature view {view.name!r} is declared {target} but "
             f"holds {col.type} values that do not convert ({exc})"
@@ -174,10 +173,7 @@ def append_offline(source: FileSource, repo_path: Path, table: pa.Table) -> Path
     """Add ``table`` to the source's data as a new Parquet part file (atomically)."""
     import pyarrow.parquet as pq
 
-    if source.file_format != "parquet":
-        raise RetrievalError(
-            f"offline pushes need a Parquet source; {source.name!r} is {source.file_format}"
-        )
+    _check_appendable(source)
     folder = pushed_folder(source, repo_path)
     folder.mkdir(parents=True, exist_ok=True)
     reverse = {mapped: raw for raw, mapped in source.field_mapping.items()}
@@ -187,6 +183,13 @@ def append_offline(source: FileSource, repo_path: Path, table: pa.Table) -> Path
     pq.write_table(table, tmp)
     os.replace(tmp, folder / name)
     return folder / name
+
+
+def _check_appendable(source: FileSource) -> None:
+    if source.file_format != "parquet":
+        raise RetrievalError(
+            f"offline pushes need a Parquet source; {source.name!r} is {source.file_format}"
+        )
 
 
 def pushed_folder(source: FileSource, repo_path: Path) -> Path:
@@ -281,11 +284,14 @@ def push(
     ):
         return written
     tables = conformed(snapshot, views, data, what)
+    source = snapshot.data_sources[push_source_name]
+    assert isinstance(source, PushSource)
+    offline = to in (PushMode.OFFLINE, PushMode.ONLINE_AND_OFFLINE)
+    if offline:
+        _check_appendable(source.batch_source)  # before anything is written online
     written = 0
     if to in (PushMode.ONLINE, PushMode.ONLINE_AND_OFFLINE):
         written = write_views(online, views, tables)
-    if to in (PushMode.OFFLINE, PushMode.ONLINE_AND_OFFLINE):
-        source = snapshot.data_sources[push_source_name]
-        assert isinstance(source, PushSource)
+    if offline:
         append_offline(source.batch_source, repo_path, tables[0])
     return written

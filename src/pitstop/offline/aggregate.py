@@ -63,7 +63,6 @@ __all__ = ["AggregateJoin", "aggregate_sql", "historical_aggregates"]
 #: DuckDB virtual columns giving a row's file order (the position of its file in the list
 #: read, and, for Parquet, its row within the file): the last tie-break of ``last``.
 FILE_ORDER = {"parquet": ("file_index", "file_row_number"), "csv": ("file_index",)}
-_INTEGERS = frozenset(("TINYINT", "SMALLINT", "INTEGER", "BIGINT", "HUGEINT"))
 _NEG_INF = "'-infinity'::TIMESTAMP"
 _IDS = count()
 
@@ -134,7 +133,7 @@ class AggregateJoin:
 
 
 def _aggregate_expr(
-    join: AggregateJoin, function: str, column: str, types: Mapping[str, str]
+    join: AggregateJoin, function: str, column: str, types: Mapping[str, pa.DataType]
 ) -> str:
     j = join.columns.index(column)
     value = f"s.__f{j}"
@@ -143,9 +142,10 @@ def _aggregate_expr(
     if function == "count_distinct":
         return f"count(DISTINCT {value})"
     if function == "sum":
-        dtype = types.get(column, "")
-        target = "BIGINT" if dtype.removeprefix("U") in _INTEGERS else "DOUBLE"
-        return f"CAST(sum({value}) AS {target})" if dtype else f"sum({value})"
+        dtype = types.get(column)
+        if dtype is None:
+            return f"sum({value})"
+        return f"CAST(sum({value}) AS {'BIGINT' if pa.types.is_integer(dtype) else 'DOUBLE'})"
     if function in ("mean", "avg"):
         return f"CAST(avg({value}) AS DOUBLE)"
     if function in ("min", "max"):
@@ -160,7 +160,7 @@ def _aggregate_expr(
 
 
 def _window_cte(
-    join: AggregateJoin, index: int, window: timedelta, types: Mapping[str, str]
+    join: AggregateJoin, index: int, window: timedelta, types: Mapping[str, pa.DataType]
 ) -> str:
     w = window // timedelta(microseconds=1)
     bucket = max(w // 2, 1)
@@ -191,7 +191,7 @@ def aggregate_sql(
     join: AggregateJoin,
     source_relation: str,
     *,
-    types: Mapping[str, str] | None = None,
+    types: Mapping[str, pa.DataType] | None = None,
 ) -> str:
     """The query computing ``join``'s aggregations for every row of ``entity_relation``.
 
@@ -199,7 +199,7 @@ def aggregate_sql(
     timestamp ``ts_column`` (TIMESTAMP, UTC) and the ``join.entity_keys`` columns.
     ``source_relation`` is a ``SELECT`` in the layout of
     ``duckdb_sql.source_select(join.source_view(), ...)``. ``types`` maps aggregated columns to
-    their DuckDB types (integer sums become BIGINT, other sums DOUBLE; without it sums keep
+    their Arrow types (integer sums become BIGINT, other sums DOUBLE; without it sums keep
     DuckDB's types). The result has ``row_id`` and one column per aggregation output, a row
     per entity row, ordered by ``row_id``.
     """
@@ -233,9 +233,10 @@ def historical_aggregates(
     """``join``'s aggregations for each row of ``entity``: one column per output, one row per
     entity row in input order (append the columns to the frame to join them).
 
-    ``entity`` has the ``join.entity_keys`` columns and the timestamp ``ts_column``
-    (tz-naive = UTC, tz-aware converted, ISO strings parsed). Timestamp outputs are tz-aware
-    UTC. Runs on a new cursor of ``con`` (session time zone UTC); ``con`` is left as it was.
+    ``entity`` has the ``join.entity_keys`` columns and the timestamp ``ts_column`` (or one
+    timestamp-typed column; any encoding of :mod:`pitstop.offline.typemap`). Timestamp
+    outputs are tz-aware UTC. Runs on a new cursor of ``con`` (session time zone UTC);
+    ``con`` is left as it was.
 
     Example::
 

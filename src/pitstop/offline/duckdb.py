@@ -31,15 +31,10 @@ import pyarrow.compute as pc
 from pitstop.errors import DataSourceError, PitstopError, RetrievalError, suggest
 from pitstop.offline import duckdb_sql as dsql
 from pitstop.offline.base import EngineCapabilities, EntityInput, LatestRows
-from pitstop.offline.entity import (
-    ROW_NUMBER,
-    PreparedEntity,
-    prepare_entity,
-    to_arrow_table,
-    type_family,
-)
+from pitstop.offline.entity import ROW_NUMBER, PreparedEntity, prepare_entity, to_arrow_table
 from pitstop.offline.job import RetrievalJob
 from pitstop.offline.pit import PitPlan, SourceRef, ViewJoin
+from pitstop.offline.typemap import type_family
 
 if TYPE_CHECKING:
     import duckdb
@@ -50,24 +45,6 @@ __all__ = ["DuckDBEngine"]
 
 _IDS = count()
 _GLOB_CHARS = frozenset("*?[")
-_DUCK_FAMILIES = {
-    "BOOLEAN": "boolean",
-    "FLOAT": "number",
-    "DOUBLE": "number",
-    "VARCHAR": "string",
-    "BLOB": "binary",
-    "DATE": "date",
-}
-_INTEGERS = ("TINYINT", "SMALLINT", "INTEGER", "BIGINT", "HUGEINT")
-
-
-def _duck_family(dtype: str) -> str:
-    base = dtype.removeprefix("U") if dtype.startswith("U") and dtype != "UUID" else dtype
-    if base in _INTEGERS or dtype.startswith("DECIMAL"):
-        return "number"
-    if dtype.startswith("TIMESTAMP"):
-        return "timestamp"
-    return _DUCK_FAMILIES.get(dtype, dtype)
 
 
 def _utc_naive(value: datetime | None) -> datetime | None:
@@ -522,18 +499,22 @@ def _utc_batches(
 
 
 def scan_source(cur: duckdb.DuckDBPyConnection, view: ViewJoin) -> dsql.ScanInfo:
-    """How to read ``view``'s source and its raw column types; checks the columns exist."""
+    """How to read ``view``'s source and its raw columns' types; checks the columns exist.
+
+    The types are the Arrow types DuckDB gives the columns (the schema of an empty result,
+    read from the files' metadata), so they are compared as types, never by name.
+    """
     source = view.source
     path, many = _resolve_path(source)
     relation = dsql.source_relation(path, source.file_format, many_files=many)
     try:
-        rows = cur.sql(f"DESCRIBE SELECT * FROM {relation}").fetchall()
+        schema = cur.sql(f"SELECT * FROM {relation} LIMIT 0").to_arrow_table().schema
     except Exception as exc:
         raise DataSourceError(
             f"Cannot read source {source.display_name!r} of view {view.name!r} at "
             f"{source.path!r} as {source.file_format}: {exc}"
         ) from exc
-    scan = dsql.ScanInfo(relation, {str(r[0]): str(r[1]) for r in rows})
+    scan = dsql.ScanInfo(relation, {f.name: f.type for f in schema})
     _check_source_columns(view, scan)
     return scan
 
@@ -599,7 +580,7 @@ def _check_key_types(view: ViewJoin, scan: dsql.ScanInfo, entity: PreparedEntity
     for ekey, skey in zip(view.entity_keys, view.source_keys, strict=True):
         etype = entity.output.schema.field(ekey).type
         stype = scan.types[view.source.raw_column(skey)]
-        efam, sfam = type_family(etype), _duck_family(stype)
+        efam, sfam = type_family(etype), type_family(stype)
         if efam not in ("null", sfam):
             raise RetrievalError(
                 f"Join key {ekey!r} of view {view.name!r} is {etype} in the entity frame but "

@@ -39,9 +39,12 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
+import pyarrow as pa
+
 from pitstop.errors import DataSourceError
 from pitstop.offline.entity import ROW_NUMBER, TIMESTAMP, key_column
 from pitstop.offline.pit import ViewJoin
+from pitstop.offline.typemap import TimeKind, time_kind
 
 __all__ = [
     "HASH_MAX_ROWS_PER_KEY",
@@ -55,6 +58,7 @@ __all__ = [
     "quote_str",
     "range_sql",
     "source_relation",
+    "utc_sql",
 ]
 
 #: Keys with more entity rows than this are joined by sorting instead of hashing (default).
@@ -97,31 +101,46 @@ def source_relation(path: str | list[str], file_format: str, *, many_files: bool
 
 @dataclass(frozen=True)
 class ScanInfo:
-    """A source as DuckDB sees it: how to read it and its raw column types."""
+    """A source as DuckDB sees it: how to read it and its raw columns' Arrow types."""
 
     relation: str
-    types: Mapping[str, str]
+    types: Mapping[str, pa.DataType]
 
 
-def _timestamp_expr(raw: str, dtype: str, what: str, view: ViewJoin) -> str:
-    col = quote_ident(raw)
-    if dtype == "TIMESTAMP":
-        return col
-    if dtype == "TIMESTAMP WITH TIME ZONE":
-        return f"make_timestamp(epoch_us({col}))"
-    if dtype in ("TIMESTAMP_NS", "TIMESTAMP_MS", "TIMESTAMP_S", "DATE"):
-        return f"CAST({col} AS TIMESTAMP)"
-    if dtype == "VARCHAR":
-        return f"make_timestamp(epoch_us(CAST({col} AS TIMESTAMPTZ)))"
-    raise DataSourceError(
-        f"The {what} column {raw!r} of source {view.source.display_name!r} (view {view.name!r}) "
-        f"has type {dtype}; it must hold timestamps, dates or ISO 8601 strings."
-    )
+def utc_sql(column: str, dtype: pa.DataType) -> str | None:
+    """DuckDB SQL turning the source column ``column`` (quoted) of Arrow type ``dtype`` into
+    pitstop's time (``TIMESTAMP``: UTC, microseconds) by :mod:`.typemap`'s rule; ``None`` if
+    the type holds no time. A ``TIMESTAMPTZ`` reads as the instant whatever the session's
+    time zone; nanoseconds are truncated like Arrow's cast does."""
+    kind = time_kind(dtype)
+    if kind is None:
+        return None
+    if kind is TimeKind.TEXT:
+        return f"make_timestamp(epoch_us(CAST({column} AS TIMESTAMPTZ)))"
+    if kind is TimeKind.DATE:
+        return f"CAST({column} AS TIMESTAMP)"
+    unit = dtype.value_type.unit if pa.types.is_dictionary(dtype) else dtype.unit
+    if unit == "ns":
+        return f"make_timestamp(epoch_ns({column}) // 1000)"
+    if kind is TimeKind.ZONED:
+        return f"make_timestamp(epoch_us({column}))"
+    return column if unit == "us" else f"CAST({column} AS TIMESTAMP)"
 
 
-def _ts_bound(raw: str, dtype: str, expr: str, op: str, value: datetime) -> str:
+def _timestamp_expr(raw: str, dtype: pa.DataType, what: str, view: ViewJoin) -> str:
+    expr = utc_sql(quote_ident(raw), dtype)
+    if expr is None:
+        raise DataSourceError(
+            f"The {what} column {raw!r} of source {view.source.display_name!r} (view "
+            f"{view.name!r}) has type {dtype}; it must hold timestamps, dates or ISO 8601 "
+            "strings."
+        )
+    return expr
+
+
+def _ts_bound(raw: str, dtype: pa.DataType, expr: str, op: str, value: datetime) -> str:
     """``expr op value``, written on the raw column where DuckDB can prune row groups."""
-    if dtype == "TIMESTAMP WITH TIME ZONE":
+    if pa.types.is_timestamp(dtype) and dtype.tz and dtype.unit == "us":
         return f"{quote_ident(raw)} {op} TIMESTAMPTZ '{value.isoformat(sep=' ')}+00'"
     return f"{expr} {op} {_ts_literal(value)}"
 

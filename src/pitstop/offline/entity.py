@@ -1,15 +1,16 @@
 """Entity frames as Arrow: conversion, validation and UTC timestamps (engine-neutral).
 
 Every engine receives the entity frame through :func:`prepare_entity`: the user's frame with its
-timestamp column normalised to tz-aware UTC (``output``), and a narrow frame with only what a
-join needs (``narrow``: one column per join key, the timestamp as tz-naive UTC microseconds and a
-row number that restores input order).
+timestamp column (``event_timestamp``, else its one timestamp-typed column) normalised to
+tz-aware UTC (``output``), and a narrow frame with only what a join needs (``narrow``: one
+column per join key, the timestamp as tz-naive UTC microseconds and a row number that restores
+input order).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 import pyarrow as pa
@@ -17,6 +18,7 @@ import pyarrow.compute as pc
 
 from pitstop.errors import RetrievalError, suggest
 from pitstop.offline.pit import PitPlan
+from pitstop.offline.typemap import to_utc
 
 __all__ = [
     "ROW_NUMBER",
@@ -24,9 +26,8 @@ __all__ = [
     "PreparedEntity",
     "key_column",
     "prepare_entity",
+    "timestamp_column",
     "to_arrow_table",
-    "to_utc",
-    "type_family",
 ]
 
 #: Names of the narrow frame's own columns; key columns are called ``key_column(i)``.
@@ -89,101 +90,33 @@ def to_arrow_table(entity: Any) -> pa.Table:
     )
 
 
-def type_family(arrow_type: pa.DataType) -> str:
-    """A coarse type family used to check that join keys can match (e.g. ``"number"``).
+def timestamp_column(schema: pa.Schema, name: str = "event_timestamp") -> str:
+    """The entity frame's row-time column: ``name`` if the frame has it, else its one
+    timestamp-typed column whatever it is called (Feast's rule).
 
-    Integers, floats and decimals are one family: pandas turns integer keys with missing
-    values into floats, and DuckDB compares them fine.
+    >>> timestamp_column(pa.schema([("id", pa.int64()), ("asof", pa.timestamp("us"))]))
+    'asof'
     """
-    t = arrow_type.value_type if pa.types.is_dictionary(arrow_type) else arrow_type
-    checks = (
-        (pa.types.is_null, "null"),
-        (pa.types.is_boolean, "boolean"),
-        (pa.types.is_integer, "number"),
-        (pa.types.is_floating, "number"),
-        (pa.types.is_decimal, "number"),
-        (_is_string, "string"),
-        (_is_binary, "binary"),
-        (pa.types.is_timestamp, "timestamp"),
-        (pa.types.is_date, "date"),
-    )
-    for check, family in checks:
-        if check(t):
-            return family
-    return str(t)
-
-
-def _is_string(t: pa.DataType) -> bool:
-    return bool(pa.types.is_string(t) or pa.types.is_large_string(t) or pa.types.is_string_view(t))
-
-
-def _is_binary(t: pa.DataType) -> bool:
-    return bool(pa.types.is_binary(t) or pa.types.is_large_binary(t) or pa.types.is_binary_view(t))
-
-
-def to_utc(column: pa.ChunkedArray | pa.Array, name: str) -> pa.ChunkedArray:
-    """Return ``column`` as tz-aware UTC timestamps.
-
-    tz-naive timestamps are taken as UTC, tz-aware ones converted, dates are midnight UTC and
-    ISO 8601 strings are parsed (with or without an offset).
-    """
-    col = column if isinstance(column, pa.ChunkedArray) else pa.chunked_array([column])
-    t = col.type
-    if pa.types.is_dictionary(t):
-        col = col.cast(t.value_type)
-        t = col.type
-    if pa.types.is_timestamp(t):
-        return col.cast(pa.timestamp(t.unit, "UTC"))
-    if pa.types.is_date(t):
-        return col.cast(pa.timestamp("us")).cast(pa.timestamp("us", "UTC"))
-    if pa.types.is_null(t):
-        return pa.chunked_array([pa.nulls(len(col), pa.timestamp("us", "UTC"))])
-    if _is_string(t):
-        return _parse_iso(col, name)
-    if len(col) == 0:  # an empty pandas column is float64
-        return pa.chunked_array([], pa.timestamp("us", "UTC"))
-    raise RetrievalError(
-        f"Timestamp column {name!r} of the entity frame has type {t}; use timestamps, dates or "
-        "ISO 8601 strings."
-    )
-
-
-def _parse_iso(col: pa.ChunkedArray, name: str) -> pa.ChunkedArray:
-    utc = pa.timestamp("us", "UTC")
-    try:  # all values carry an offset ("Z", "+09:00")
-        return col.cast(utc)
-    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
-        pass
-    try:  # no value carries an offset: UTC wall time
-        return col.cast(pa.timestamp("us")).cast(utc)
-    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
-        pass
-    values: list[datetime | None] = []
-    for text in col.to_pylist():
-        values.append(None if text is None else _parse_one(text, name))
-    return pa.chunked_array([pa.array(values, utc)])
-
-
-def _parse_one(text: str, name: str) -> datetime:
-    try:
-        value = datetime.fromisoformat(text.strip())
-    except ValueError:
+    names = schema.names
+    if name in names:
+        return name
+    found = [f.name for f in schema if pa.types.is_timestamp(f.type)]
+    if len(found) == 1:
+        return found[0]
+    if not found:
         raise RetrievalError(
-            f"Cannot parse {text!r} in timestamp column {name!r} of the entity frame; "
-            "use ISO 8601 such as '2024-05-01T12:00:00Z'."
-        ) from None
-    if value.tzinfo is None:
-        return value.replace(tzinfo=UTC)
-    return value.astimezone(UTC)
+            f"The entity frame has no timestamp column {name!r} and no timestamp-typed column "
+            f"to use instead.{suggest(name, names)} Columns: {names}. Call the column holding "
+            f"each row's time {name!r}, or convert it to timestamps."
+        )
+    raise RetrievalError(
+        f"The entity frame has no timestamp column {name!r} but {len(found)} timestamp-typed "
+        f"columns {found}; rename the one holding each row's time to {name!r}."
+    )
 
 
 def _check_columns(table: pa.Table, plan: PitPlan) -> None:
     names = table.column_names
-    if plan.timestamp_column not in names:
-        raise RetrievalError(
-            f"The entity frame has no timestamp column {plan.timestamp_column!r}."
-            f"{suggest(plan.timestamp_column, names)} Columns: {names}."
-        )
     for view in plan.views:
         for key in view.entity_keys:
             if key not in names:
@@ -216,10 +149,14 @@ def _plain(column: pa.ChunkedArray) -> pa.ChunkedArray:
 
 
 def prepare_entity(table: pa.Table, plan: PitPlan) -> PreparedEntity:
-    """Validate ``table`` against ``plan`` and build the output and narrow frames."""
+    """Validate ``table`` against ``plan`` and build the output and narrow frames.
+
+    The row time is ``plan.timestamp_column``, or the frame's one timestamp-typed column
+    (:func:`timestamp_column`); it keeps its name in ``output``.
+    """
     _check_columns(table, plan)
-    ts_name = plan.timestamp_column
-    ts = to_utc(table.column(ts_name), ts_name)
+    ts_name = timestamp_column(table.schema, plan.timestamp_column)
+    ts = to_utc(table.column(ts_name), f"timestamp column {ts_name!r} of the entity frame")
     output = table.set_column(table.column_names.index(ts_name), ts_name, ts)
     keys = plan.entity_keys
     arrays: dict[str, pa.ChunkedArray | pa.Array] = {

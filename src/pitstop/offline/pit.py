@@ -17,7 +17,10 @@ timestamp ``t`` and each view:
 * exactly one output row per input row, in input order, every entity column passed through,
   duplicates kept; no candidate -> nulls;
 * tz-naive timestamps are UTC, tz-aware ones are converted to UTC, ISO strings in the entity
-  timestamp column are parsed; the output timestamp column is tz-aware UTC.
+  timestamp column are parsed; the output timestamp column is tz-aware UTC
+  (:mod:`pitstop.offline.typemap` holds the rule for every encoding);
+* the entity frame's row time is its ``timestamp_column``, or, when it has no such column, its
+  one timestamp-typed column, which keeps its name in the output.
 """
 
 from __future__ import annotations
