@@ -21,7 +21,7 @@ import pytest
 from pitstop import FeatureStore, FeatureView, KafkaSource, Project
 from pitstop.definitions.feature_logging import FileLoggingDestination, LoggingConfig
 from pitstop.definitions.service import FeatureService
-from pitstop.errors import DataSourceError, DefinitionError, NotFoundError, RepoError
+from pitstop.errors import DefinitionError, NotFoundError, RepoError
 from pitstop.repo import load_repo
 
 REPO = Path(__file__).parent / "data" / "feast_repo"
@@ -182,12 +182,6 @@ def test_loading_leaves_no_feast_module_behind() -> None:
     )
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=DataSourceError,
-    reason="Parquet timestamps of type timestamp[ns, tz=UTC] (pandas' tz-aware default) are "
-    "not read yet",
-)
 def test_training_set_and_online_read_from_pandas_written_parquet(
     feast_repo: Path, now: pd.Timestamp
 ) -> None:
