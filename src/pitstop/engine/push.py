@@ -1,9 +1,12 @@
 """Push and ``write_to_online_store``: check incoming rows against a view, then write them.
 
-Everything is checked before anything is written: a missing column or a value that does not
-fit the declared type is an error naming the column, and nothing reaches either store.
-Offline pushes add one Parquet part file per push, written to a temporary name and renamed
-into place, so readers never see half a file.
+Everything is checked before anything is written: a missing column, a value that does not fit
+the declared type (named with its row), a null entity key or event timestamp is an error
+naming the column, and nothing reaches either store. :func:`conform` is the one place values
+are converted and checked; :mod:`pitstop.engine.exact` only skips it for values it would pass
+unchanged. An offline push also carries exactly the columns of the source's offline data
+(:func:`offline_rows`). Offline pushes add one Parquet part file per push, written to a
+temporary name and renamed into place, so readers never see half a file.
 """
 
 from __future__ import annotations
