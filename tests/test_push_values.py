@@ -279,6 +279,23 @@ def test_allow_missing_columns_writes_them_as_nulls(fs: FeatureStore) -> None:
     assert notes == {1: None, 2: None, 4: 9, 7: None}
 
 
+def test_an_offline_push_to_a_csv_source_fails_before_writing_online(tmp_path: Path) -> None:
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data/clicks.csv").write_text("user_id,clicks,ts\n1,2,2026-01-01T00:00:00Z\n")
+    push = PushSource(name="clicks_push", batch_source=FileSource(
+        path="data/clicks.csv", timestamp_field="ts"))  # fmt: skip
+    view = FeatureView(name="clicks", entities=[user], source=push,
+                       schema=[Field(name="clicks", dtype=Int64)])  # fmt: skip
+    cfg = parse_config({"project": "csv", "online_store": {"type": "sqlite"}}, repo_path=tmp_path)
+    with FeatureStore(config=cfg) as store:
+        store.apply([user, push, view])
+        row = {"user_id": [1], "clicks": [5], "ts": [NOW]}
+        with pytest.raises(RetrievalError, match=r"offline pushes need a Parquet source; "):
+            store.push("clicks_push", row, to="online_and_offline")
+        got = store.get_online_features(["clicks:clicks"], [{"user_id": 1}])
+        assert got.statuses["clicks"] == ["NOT_FOUND"]
+
+
 # --- values that do not decode ----------------------------------------------------------------
 
 
