@@ -253,10 +253,7 @@ def append_offline(source: FileSource, repo_path: Path, table: pa.Table) -> Path
     """Add ``table`` to the source's data as a new Parquet part file (atomically)."""
     import pyarrow.parquet as pq
 
-    if source.file_format != "parquet":
-        raise RetrievalError(
-            f"offline pushes need a Parquet source; {source.name!r} is {source.file_format}"
-        )
+    _require_parquet(source)
     folder = pushed_folder(source, repo_path)
     folder.mkdir(parents=True, exist_ok=True)
     reverse = {mapped: raw for raw, mapped in source.field_mapping.items()}
@@ -277,10 +274,7 @@ def offline_rows(
     ``table``'s columns."""
     import pyarrow as pa
 
-    if source.file_format != "parquet":
-        raise RetrievalError(
-            f"offline pushes need a Parquet source; {source.name!r} is {source.file_format}"
-        )
+    _require_parquet(source)
     schema = source_schema(source, repo_path)
     if schema is None:
         return table
@@ -311,6 +305,13 @@ def offline_rows(
             col = _cast(col, target, f"column {name!r} of {where}", what)
         columns.append(col)
     return pa.table(columns, names=expected)
+
+
+def _require_parquet(source: FileSource) -> None:
+    if source.file_format != "parquet":
+        raise RetrievalError(
+            f"offline pushes need a Parquet source; {source.name!r} is {source.file_format}"
+        )
 
 
 def _is_time(t: Any) -> bool:
