@@ -266,7 +266,8 @@ def test_push_schema_errors_write_nothing(fs: FeatureStore) -> None:
     huge = {"user_id": [2], "clicks": [2**64], "ts": [NOW]}  # beyond any Arrow integer
     with pytest.raises(
         RetrievalError,
-        match=r"^push to 'clicks_push': column 'clicks' cannot be read as Arrow values \(",
+        match=r"^push to 'clicks_push': column 'clicks' cannot be read as Arrow values; the first "
+        r"value that does not convert is in row 0: 18446744073709551616 \(int\)",
     ):
         fs.push("clicks_push", huge, to=PushMode.ONLINE_AND_OFFLINE)
     resp = fs.get_online_features(["clicks:clicks"], [{"user_id": 2}])

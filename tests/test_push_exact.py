@@ -89,6 +89,8 @@ values = st.one_of(
     st.booleans(),
     stamps,
     st.builds(date, st.integers(1970, 2100), st.integers(1, 12), st.integers(1, 28)),
+    st.lists(st.integers(-5, 5), max_size=2),  # a list or a dict where a scalar belongs
+    st.dictionaries(st.sampled_from(["a", "b"]), st.integers(-5, 5), max_size=2),
 )
 
 
@@ -219,3 +221,30 @@ def test_integer_limits_are_the_arrow_paths(feature: str, value: int) -> None:
         assert feature in str(exc) or "user_id" in str(exc)
     else:
         assert fast == reference
+
+
+@pytest.mark.parametrize(
+    ("change", "column"),
+    [
+        ({"user_id": [None]}, "user_id"),  # a row without a key
+        ({"ts": [None]}, "ts"),  # a row without an event time
+        ({"i64": [1.5]}, "i64"),  # a fraction for an integer
+        ({"i64": ["seven"]}, "i64"),  # text that is no number
+        ({"i64": [[1, 2]]}, "i64"),  # a list for a scalar
+        ({"s": [{"a": 1}]}, "s"),  # a dict for a scalar
+        ({"ts": ["not a time"]}, "ts"),
+    ],
+)
+@pytest.mark.parametrize("as_frame", [False, True], ids=["dict", "DataFrame"])
+def test_what_the_arrow_path_rejects_the_shortcut_leaves_to_it(
+    change: dict[str, Any], column: str, as_frame: bool
+) -> None:
+    v = view(["i64", "f32", "s"], [user], created=False)
+    data = {"user_id": [1], "ts": [NOW], "i64": [5], "f32": [0.1], "s": ["a"], **change}
+    given_data: Any = pd.DataFrame({k: pd.Series(c, dtype=object) for k, c in data.items()})
+    given_data = given_data if as_frame else data
+    columns = python_columns(given_data)
+    assert columns is not None
+    assert exact_rows(v, {"user_id": Int64}, columns) is None
+    with pytest.raises(PitstopError, match=rf"column '{column}' .*row 0"):
+        arrow_rows(v, {"user_id": Int64}, given_data)

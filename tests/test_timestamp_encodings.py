@@ -353,7 +353,7 @@ def test_pushed_row_timestamp_encodings(ns_store: FeatureStore, kind: str) -> No
         frame = frame.with_columns(pl.lit(key).alias("user_id"))
     else:
         frame = frame.set_column(0, "user_id", pa.array([key]))
-    ns_store.push("events_push", frame, to=PushMode.ONLINE_AND_OFFLINE)
+    ns_store.push("events_push", frame, to=PushMode.ONLINE_AND_OFFLINE, allow_missing_columns=True)
     ent = entity([key, key], [D3 - pd.Timedelta(microseconds=1), D3])
     out = ns_store.get_historical_features(ent, ["vals:value"]).to_arrow()
     assert column(out, "value") == [None, 40]

@@ -214,13 +214,21 @@ class FeatureStore:
         push_source_name: str,
         df: Any,
         allow_registry_cache: bool = True,
-        to: PushMode = PushMode.ONLINE,
+        to: PushMode | str = PushMode.ONLINE,
+        *,
+        allow_missing_columns: bool = False,
     ) -> int:
-        """Send rows to every view fed by a push source: online, offline or both."""
+        """Send rows to every view fed by a push source: online, offline or both.
+
+        ``to`` is a :class:`PushMode` or its name (``"online_and_offline"``). An offline push
+        carries every column of the source's offline data; ``allow_missing_columns=True``
+        writes the missing ones as nulls: ``store.push("clicks_push", df, to="offline")``.
+        """
         from pitstop.engine.push import push
 
         snap = self.registry.snapshot(fresh=not allow_registry_cache)
-        return push(snap, self.online, self.repo_path, push_source_name, df, to)
+        return push(snap, self.online, self.repo_path, push_source_name, df, to,
+                    allow_missing_columns=allow_missing_columns)  # fmt: skip
 
     def serve(
         self,

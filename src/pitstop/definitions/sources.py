@@ -21,7 +21,7 @@ from pitstop.definitions.base import (
 )
 from pitstop.definitions.field import Field, as_fields
 from pitstop.definitions.formats import StreamFormat, stream_format, stream_format_from_spec
-from pitstop.errors import DefinitionError
+from pitstop.errors import DefinitionError, RetrievalError
 
 FILE_FORMATS = ("parquet", "csv")
 
@@ -32,6 +32,22 @@ class PushMode(enum.Enum):
     ONLINE = 0
     OFFLINE = 1
     ONLINE_AND_OFFLINE = 2
+
+
+def push_mode(value: Any) -> PushMode:
+    """``value`` as a :class:`PushMode`: a member, or its name in any case (``"online"``,
+    ``"offline"``, ``"online_and_offline"``, as the HTTP API takes them)."""
+    if isinstance(value, PushMode):
+        return value
+    if isinstance(value, str):
+        found = PushMode.__members__.get(value.upper())
+        if found is not None:
+            return found
+    allowed = ", ".join(repr(m.name.lower()) for m in PushMode)
+    raise RetrievalError(
+        f"'to': {value!r} is not a push mode; allowed: {allowed} (any case) or a PushMode "
+        "member such as PushMode.ONLINE_AND_OFFLINE"
+    )
 
 
 class DataSource(Definition):

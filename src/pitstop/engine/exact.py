@@ -160,7 +160,7 @@ def exact_rows(
         feat_convert = [_converter(f.dtype) for f in view.features]
         key_cols = [list(map(c, columns[k])) for c, k in zip(key_convert, keys, strict=True)]
         if any(v is None for col in key_cols for v in col):
-            return None  # rows with null keys are dropped: the Arrow path does that
+            return None  # a null key is an error, worded by the Arrow path
         feat_cols = [list(map(c, columns[f])) for c, f in zip(feat_convert, feats, strict=True)]
         events = list(map(_micros, columns[ts]))
         stamps = columns.get(created) if created else None

@@ -7,6 +7,7 @@ read in one store round trip; TTL and statuses are decided here, for every store
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -18,7 +19,7 @@ from pitstop.engine.ondemand import call_udf, input_columns
 from pitstop.engine.request import OnDemandRequest, RequestPlan, build_plan
 from pitstop.engine.streams import layout_of, read_values
 from pitstop.engine.tiles import TileLayout
-from pitstop.errors import RetrievalError
+from pitstop.errors import PitstopError, RetrievalError
 from pitstop.online.encoding import decode_value, entity_key
 from pitstop.types import Array, Bool, Float32, Float64, Int32, Int64, String, UnixTimestamp
 
@@ -26,6 +27,12 @@ if TYPE_CHECKING:
     from pitstop.online.base import OnlineStore, ReadRow
     from pitstop.registry import Registry
     from pitstop.registry.snapshot import Snapshot
+
+logger = logging.getLogger("pitstop.online")
+
+# What decoding a stored row that is not a valid encoding can raise (msgpack's errors are
+# ValueErrors; a wrong structure surfaces as a lookup or type error).
+_UNREADABLE = (PitstopError, ValueError, TypeError, KeyError, IndexError, AttributeError)
 
 PRESENT = "PRESENT"
 NULL_VALUE = "NULL_VALUE"
@@ -147,6 +154,20 @@ class OnlineResponse:
         return f"OnlineResponse({self.to_dict()!r})"
 
 
+def unreadable(reported: set[str], table: str, exc: BaseException) -> None:
+    """Log, once per view (``reported`` holds the views logged), that a stored value could
+    not be decoded; the read serves that entity as ``NOT_FOUND``, every other one as usual."""
+    if table in reported:
+        return
+    reported.add(table)
+    logger.warning(
+        "feature view %r: a stored online value cannot be decoded (%s); such entities are "
+        "served as NOT_FOUND until written again (materialize or push them)",
+        table,
+        str(exc) or type(exc).__name__,
+    )
+
+
 def _datetime(us: int | None) -> Any:
     if us is None:
         return None
@@ -188,6 +209,7 @@ class OnlineRetriever:
         self.store = store
         self.enforce_ttl = enforce_ttl
         self._plans: dict[tuple[Any, ...], CompiledPlan] = {}
+        self._unreadable: set[str] = set()  # views whose undecodable values were logged
 
     def compiled(
         self, snapshot: Snapshot, features: Sequence[str] | FeatureService, full: bool
@@ -253,7 +275,7 @@ class OnlineRetriever:
         cols = [(f, c, values.setdefault(c, []), statuses.setdefault(c, []),
                  stamps.setdefault(c, [])) for f, c in step.features]  # fmt: skip
         if step.layout is not None:
-            _fill_windows(step.layout, step.casts, cols, found, now_us)
+            _fill_windows(step, cols, found, now_us, self._unreadable)
             return
         expire = step.ttl_us if self.enforce_ttl else 0
         for row in found:
@@ -270,7 +292,15 @@ class OnlineRetriever:
                     sts.append(OUTSIDE_MAX_AGE)
                     tss.append(ts)
                 continue
-            decoded = decode_value(row.value)
+            try:
+                decoded = decode_value(row.value)
+            except _UNREADABLE as exc:  # unreadable bytes: served as an unknown entity
+                unreadable(self._unreadable, step.table, exc)
+                for _, _, vals, sts, tss in cols:
+                    vals.append(None)
+                    sts.append(NOT_FOUND)
+                    tss.append(None)
+                continue
             for feature, _, vals, sts, tss in cols:
                 v = decoded.get(feature)
                 vals.append(v)
@@ -279,14 +309,19 @@ class OnlineRetriever:
 
 
 def _fill_windows(
-    layout: TileLayout, casts: tuple[Any, ...], cols: list[Any], found: list[Any], now_us: int
+    step: _ViewStep, cols: list[Any], found: list[Any], now_us: int, reported: set[str]
 ) -> None:
     """Aggregation values at ``now_us`` from tile rows, cast to the declared types; an unknown
-    entity has empty windows."""
+    entity (or one whose stored tiles cannot be decoded) has empty windows."""
+    assert step.layout is not None
     for row in found:
-        result = read_values(layout, row, now_us)
+        try:
+            result = read_values(step.layout, row, now_us)
+        except _UNREADABLE as exc:
+            unreadable(reported, step.table, exc)
+            row, result = None, read_values(step.layout, None, now_us)
         ts = None if row is None else row.event_ts
-        for (feature, _, vals, sts, tss), cast in zip(cols, casts, strict=True):
+        for (feature, _, vals, sts, tss), cast in zip(cols, step.casts, strict=True):
             v = result.get(feature)
             if v is not None and cast is not None:
                 v = cast(v)

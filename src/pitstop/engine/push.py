@@ -1,9 +1,12 @@
 """Push and ``write_to_online_store``: check incoming rows against a view, then write them.
 
-Everything is checked before anything is written: a missing column or a value that does not
-fit the declared type is an error naming the column, and nothing reaches either store.
-Offline pushes add one Parquet part file per push, written to a temporary name and renamed
-into place, so readers never see half a file.
+Everything is checked before anything is written: a missing column, a value that does not fit
+the declared type (named with its row), a null entity key or event timestamp is an error
+naming the column, and nothing reaches either store. :func:`conform` is the one place values
+are converted and checked; :mod:`pitstop.engine.exact` only skips it for values it would pass
+unchanged. An offline push also carries exactly the columns of the source's offline data
+(:func:`offline_rows`). Offline pushes add one Parquet part file per push, written to a
+temporary name and renamed into place, so readers never see half a file.
 """
 
 from __future__ import annotations
@@ -15,13 +18,19 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from pitstop.definitions.feature_view import FeatureView
-from pitstop.definitions.sources import FileSource, PushMode, PushSource, not_ingested
+from pitstop.definitions.sources import (
+    FileSource,
+    PushMode,
+    PushSource,
+    not_ingested,
+    push_mode,
+)
 from pitstop.definitions.stream import StreamFeatureView
 from pitstop.engine.exact import exact_rows, python_columns
 from pitstop.engine.online import key_dtypes
 from pitstop.engine.streams import input_columns, push_events
 from pitstop.engine.write import chunks, encode_rows
-from pitstop.errors import NotFoundError, RetrievalError, suggest
+from pitstop.errors import DataSourceError, NotFoundError, RetrievalError, suggest
 from pitstop.online.base import StoredRow
 from pitstop.types import to_arrow
 
@@ -42,20 +51,58 @@ def as_table(data: Any, what: str) -> pa.Table:
     except (pa.ArrowException, OverflowError, TypeError, ValueError) as exc:
         if isinstance(exc, RetrievalError):
             raise
-        columns = data.items() if isinstance(data, dict) else ()
-        bad = [name for name, values in columns if not _converts(values)]
-        which = f"column {bad[0]!r}" if bad else "the data"
-        raise RetrievalError(f"{what}: {which} cannot be read as Arrow values ({exc})") from exc
+        bad = [(name, values) for name, values in _columns_of(data) if not _converts(values)]
+        if not bad:
+            raise RetrievalError(
+                f"{what}: the data cannot be read as Arrow values ({exc})"
+            ) from exc
+        name, values = bad[0]
+        values = list(values)
+        row = _first_failure(len(values), lambda n: _converts(values[:n]))
+        raise RetrievalError(
+            f"{what}: column {name!r} cannot be read as Arrow values; the first value that "
+            f"does not convert is in row {row}: {_sample(values[row])} "
+            f"({type(values[row]).__name__}) ({exc})"
+        ) from exc
+
+
+def _columns_of(data: Any) -> list[tuple[str, Any]]:
+    """``(name, values)`` of the columns of a dict, DataFrame or list of dicts (error path)."""
+    if isinstance(data, dict) or _is_pandas(data):
+        return list(data.items())
+    if isinstance(data, list) and all(isinstance(r, dict) for r in data):
+        names = dict.fromkeys(k for r in data for k in r)
+        return [(k, [r.get(k) for r in data]) for k in names]
+    return []
+
+
+def _is_pandas(data: Any) -> bool:
+    return type(data).__module__.startswith("pandas") and hasattr(data, "columns")
 
 
 def _converts(values: Any) -> bool:
     import pyarrow as pa
 
     try:
-        pa.array(values)
+        pa.array(values, from_pandas=True)
     except (pa.ArrowException, OverflowError, TypeError, ValueError):
         return False
     return True
+
+
+def _first_failure(n: int, ok: Any) -> int:
+    """The index of the first of ``n`` rows that fails, given ``ok(k)``: whether the first
+    ``k`` rows convert (once a prefix fails, every longer one does). ``O(log n)`` calls."""
+    good, bad = 0, n  # ok(good) holds, ok(bad) does not
+    while bad - good > 1:
+        mid = (good + bad) // 2
+        good, bad = (mid, bad) if ok(mid) else (good, mid)
+    return good
+
+
+def _sample(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
 
 
 def _as_table(data: Any, what: str) -> pa.Table:
@@ -135,9 +182,23 @@ def conform(table: pa.Table, view: FeatureView, key_types: dict[str, Any], what:
         if name in text_inputs and pa.types.is_string(col.type):  # undeclared: numbers as text
             target = _numeric(col)
         if target is not None and col.type != target:
-            col = _cast(col, target, name, view, what)
+            col = _cast(col, target, f"column {name!r} of feature view {view.name!r}", what)
         columns[name] = col
+    for name in [*view.join_keys, ts]:
+        _check_no_nulls(columns[name], name, view, what)
     return pa.table(columns)
+
+
+def _check_no_nulls(col: Any, name: str, view: FeatureView, what: str) -> None:
+    """A row without an entity key or an event timestamp cannot be stored or ordered."""
+    if not col.null_count:
+        return
+    row = col.to_pylist().index(None)
+    needs = "an event timestamp" if name == view.timestamp_field else "every entity key"
+    raise RetrievalError(
+        f"{what}: column {name!r} of feature view {view.name!r} is null in row {row}; every "
+        f"row needs {needs} (drop such rows before pushing)"
+    )
 
 
 def _numeric(col: Any) -> Any:
@@ -152,20 +213,43 @@ def _numeric(col: Any) -> Any:
         return pa.float64()
 
 
-def _cast(col: Any, target: Any, name: str, view: FeatureView, what: str) -> Any:
+def _cast_errors() -> tuple[type[Exception], ...]:
     import pyarrow as pa
 
+    return (pa.ArrowInvalid, pa.ArrowNotImplementedError, pa.ArrowTypeError, RetrievalError)
+
+
+def _convert(col: Any, target: Any, which: str) -> Any:
+    """``col`` as ``target``: times by the offline engines' one rule, anything else by Arrow's
+    safe cast (no truncation, no overflow; text parsed)."""
     from pitstop.offline.typemap import UTC_TIMESTAMP, to_utc
 
+    if target == UTC_TIMESTAMP:
+        return to_utc(col, which)
+    return col.cast(target)
+
+
+def _cast(col: Any, target: Any, which: str, what: str) -> Any:
+    """``col`` converted to ``target``, or an error naming ``which`` column, the first row
+    that does not convert and its value."""
+    errors = _cast_errors()
     try:
-        if target == UTC_TIMESTAMP:  # every time encoding, by the offline engines' one rule
-            return to_utc(col, f"column {name!r}")
-        return col.cast(target)
-    except (pa.ArrowInvalid, pa.ArrowNotImplementedError, pa.ArrowTypeError,
-            RetrievalError) as exc:  # fmt: skip
+        return _convert(col, target, which)
+    except errors as exc:
+        whole = col.combine_chunks() if hasattr(col, "combine_chunks") else col
+
+        def converts(n: int) -> bool:
+            try:
+                _convert(whole.slice(0, n), target, which)
+            except errors:
+                return False
+            return True
+
+        row = _first_failure(len(whole), converts)
+        value = whole[row].as_py()
         raise RetrievalError(
-            f"{what}: column {name!r} of feature view {view.name!r} is declared {target} but "
-            f"holds {col.type} values that do not convert ({exc})"
+            f"{what}: {which} is declared {target} but row {row} holds {_sample(value)} "
+            f"({col.type}), which does not convert ({exc})"
         ) from exc
 
 
@@ -173,7 +257,7 @@ def append_offline(source: FileSource, repo_path: Path, table: pa.Table) -> Path
     """Add ``table`` to the source's data as a new Parquet part file (atomically)."""
     import pyarrow.parquet as pq
 
-    _check_appendable(source)
+    _require_parquet(source)
     folder = pushed_folder(source, repo_path)
     folder.mkdir(parents=True, exist_ok=True)
     reverse = {mapped: raw for raw, mapped in source.field_mapping.items()}
@@ -185,11 +269,82 @@ def append_offline(source: FileSource, repo_path: Path, table: pa.Table) -> Path
     return folder / name
 
 
-def _check_appendable(source: FileSource) -> None:
+def offline_rows(
+    source: FileSource, repo_path: Path, table: pa.Table, what: str, *, allow_missing: bool
+) -> pa.Table:
+    """``table`` as rows of ``source``'s offline data: exactly its columns, in its order and
+    types. A column the data has and ``table`` lacks is an error (or, ``allow_missing``, all
+    nulls); a column the data does not have is an error. A source without data yet takes
+    ``table``'s columns."""
+    import pyarrow as pa
+
+    _require_parquet(source)
+    schema = source_schema(source, repo_path)
+    if schema is None:
+        return table
+    names = {raw: source.field_mapping.get(raw, raw) for raw in schema.names}
+    expected = list(names.values())
+    where = f"the offline data of source {source.name!r} ({source.path})"
+    extra = [c for c in table.column_names if c not in expected]
+    if extra:
+        raise RetrievalError(
+            f"{what}: column(s) {extra} are not in {where}, which has {expected}; drop them "
+            "from the pushed rows"
+        )
+    missing = [c for c in expected if c not in table.column_names]
+    if missing and not allow_missing:
+        raise RetrievalError(
+            f"{what}: column(s) {missing} of {where} are missing from the pushed rows, so "
+            "training sets over this source would get nulls there; add them, or pass "
+            "allow_missing_columns=True to write them as nulls"
+        )
+    columns = []
+    for raw, name in names.items():
+        target = schema.field(raw).type
+        if name not in table.column_names:
+            columns.append(pa.nulls(table.num_rows, target))
+            continue
+        col = table.column(name)
+        if col.type != target and not _is_time(target) and not _is_time(col.type):
+            col = _cast(col, target, f"column {name!r} of {where}", what)
+        columns.append(col)
+    return pa.table(columns, names=expected)
+
+
+def _require_parquet(source: FileSource) -> None:
     if source.file_format != "parquet":
         raise RetrievalError(
             f"offline pushes need a Parquet source; {source.name!r} is {source.file_format}"
         )
+
+
+def _is_time(t: Any) -> bool:
+    import pyarrow as pa
+
+    return bool(pa.types.is_timestamp(t) or pa.types.is_date(t))
+
+
+def source_schema(source: FileSource, repo_path: Path) -> pa.Schema | None:
+    """The Arrow schema of a Parquet source's offline data (a file, a folder of files, or
+    pushed parts), or ``None`` if it has none yet."""
+    import pyarrow.dataset as ds
+    import pyarrow.parquet as pq
+
+    path = Path(source.resolve_path(repo_path))
+    try:
+        if path.is_file():
+            return pq.read_schema(path)
+        folder = pushed_folder(source, repo_path)
+        parts = sorted(folder.glob("*.parquet")) if folder.is_dir() else []
+        if path.is_dir():
+            return (
+                ds.dataset(path, format="parquet").schema if any(path.rglob("*.parquet")) else None
+            )
+        return pq.read_schema(parts[0]) if parts else None
+    except OSError as exc:  # pyarrow's read errors are OSErrors too
+        raise DataSourceError(
+            f"cannot read the schema of source {source.name!r} at {path}: {exc}"
+        ) from exc
 
 
 def pushed_folder(source: FileSource, repo_path: Path) -> Path:
@@ -273,25 +428,58 @@ def write_online(
 
 
 def push(
-    snapshot: Snapshot, online: Any, repo_path: Path, push_source_name: str, data: Any, to: Any
+    snapshot: Snapshot,
+    online: Any,
+    repo_path: Path,
+    push_source_name: str,
+    data: Any,
+    to: Any,
+    *,
+    allow_missing_columns: bool = False,
 ) -> int:
-    """Rows to every view fed by a push source; ``to`` is a :class:`PushMode`."""
+    """Rows to every view fed by a push source; ``to`` is a :class:`PushMode` or its name.
+
+    Everything is checked first — the values against every view, and for an offline push the
+    columns against the source's offline data (:func:`offline_rows`) — then written."""
+    mode = push_mode(to)
     what = f"push to {push_source_name!r}"
     views = push_views(snapshot, push_source_name)
     if (
-        to == PushMode.ONLINE
+        mode is PushMode.ONLINE
         and (written := _write_exact(snapshot, online, views, data)) is not None
     ):
         return written
-    tables = conformed(snapshot, views, data, what)
+    table = as_table(data, what)
+    check_columns(views, table, what)
+    tables = [conform(table, v, key_dtypes(snapshot, v), what) for v in views]
     source = snapshot.data_sources[push_source_name]
     assert isinstance(source, PushSource)
-    offline = to in (PushMode.OFFLINE, PushMode.ONLINE_AND_OFFLINE)
-    if offline:
-        _check_appendable(source.batch_source)  # before anything is written online
-    written = 0
-    if to in (PushMode.ONLINE, PushMode.ONLINE_AND_OFFLINE):
-        written = write_views(online, views, tables)
-    if offline:
-        append_offline(source.batch_source, repo_path, tables[0])
+    offline = None
+    if mode is not PushMode.ONLINE:
+        offline = offline_rows(
+            source.batch_source,
+            repo_path,
+            _as_declared(table, tables),
+            what,
+            allow_missing=allow_missing_columns,
+        )
+    written = 0 if mode is PushMode.OFFLINE else write_views(online, views, tables)
+    if offline is not None:
+        append_offline(source.batch_source, repo_path, offline)
     return written
+
+
+def _as_declared(table: pa.Table, tables: Sequence[pa.Table]) -> pa.Table:
+    """``table`` with each column converted as the first view that declares it converts it
+    (``tables[i]`` is ``table`` conformed to view ``i``)."""
+    import pyarrow as pa
+
+    columns = {}
+    for name in table.column_names:
+        col = table.column(name)
+        for conformed_table in tables:
+            if conformed_table.column(name).type != col.type:
+                col = conformed_table.column(name)
+                break
+        columns[name] = col
+    return pa.table(columns)

@@ -93,14 +93,29 @@ def encode_value(features: dict[str, Any]) -> bytes:
 
 
 def decode_value(data: bytes) -> dict[str, Any]:
-    """Decode a stored value written by :func:`encode_value` or :func:`encode_values`."""
+    """Decode a stored value written by :func:`encode_value` or :func:`encode_values`.
+
+    Bytes of another encoding version, or not a version-1 value at all (corrupt), raise a
+    :class:`~pitstop.errors.PitstopError` saying which."""
     if not data or data[0] != VERSION:
         version = data[0] if data else None
         raise PitstopError(
             f"online value written with encoding version {version}; this pitstop reads version "
             f"{VERSION}. Re-materialize the view with this version of pitstop."
         )
-    return _unpackb(data[1:], raw=False)
+    try:
+        value = _unpackb(data[1:], raw=False)
+    except (ValueError, TypeError, msgpack.UnpackException) as exc:
+        reason = str(exc) or type(exc).__name__
+        raise PitstopError(
+            f"online value is not valid version-{VERSION} msgpack ({reason})"
+        ) from None
+    if type(value) is not dict:
+        raise PitstopError(
+            f"online value is a msgpack {type(value).__name__}, not the map of features of "
+            f"encoding version {VERSION}"
+        )
+    return value
 
 
 # --- whole columns (write path) ------------------------------------------------------------

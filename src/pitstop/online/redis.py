@@ -292,9 +292,10 @@ class RedisOnlineStore:
             self._unavailable(exc)
         unpack = _EVENT_TS.unpack_from
         rows = [
-            None if raw is None else ReadRow(unpack(raw)[0], raw[16:])
+            None if raw is None else ReadRow(unpack(raw)[0], raw[16:]) if len(raw) >= 16
+            else ReadRow(2**63 - 1, b"")  # too short to be a row: a value that cannot decode
             for raw in map(found.__getitem__, names)
-        ]
+        ]  # fmt: skip
         result: list[list[ReadRow | None]] = []
         at = 0
         for _, keys in requests:

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from pitstop.definitions.field import Field
 from pitstop.definitions.service import FeatureService
-from pitstop.definitions.sources import PushMode
+from pitstop.definitions.sources import push_mode
 from pitstop.engine.request import build_plan
 from pitstop.errors import RetrievalError
 from pitstop.server import wire
@@ -28,11 +28,6 @@ if TYPE_CHECKING:
     from pitstop.feature_store import FeatureStore
     from pitstop.registry.snapshot import Snapshot
 
-PUSH_MODES = {
-    "online": PushMode.ONLINE,
-    "offline": PushMode.OFFLINE,
-    "online_and_offline": PushMode.ONLINE_AND_OFFLINE,
-}
 _HEALTH_VIEW = "__pitstop_health__"
 
 
@@ -123,14 +118,14 @@ class Endpoints:
 
     def push(self, body: dict[str, Any]) -> dict[str, Any]:
         name = wire.required(body, "push_source_name", str)
-        to = wire.field(body, "to", str, "online")
-        mode = PUSH_MODES.get(to)
-        if mode is None:
-            allowed = ", ".join(PUSH_MODES)
-            raise RetrievalError(f"'to': {to!r} is not a push mode; allowed: {allowed}")
+        mode = push_mode(wire.field(body, "to", str, "online"))
+        to = mode.name.lower()
         table = _table(wire.columns(body, "df"))
         cache = wire.field(body, "allow_registry_cache", bool, True)
-        rows = self.store.push(name, table, allow_registry_cache=cache, to=mode)
+        fill = wire.field(body, "allow_missing_columns", bool, False)
+        rows = self.store.push(
+            name, table, allow_registry_cache=cache, to=mode, allow_missing_columns=fill
+        )
         self.metrics.pushed(name, to, rows)
         return {"push_source_name": name, "to": to, "rows": table.num_rows, "written": rows}
 
@@ -170,14 +165,11 @@ class Endpoints:
 
 def _table(df: dict[str, list[Any]]) -> pa.Table:
     """The ``df`` columns as an Arrow table; values Arrow cannot hold are a 400."""
-    import pyarrow as pa
+    from pitstop.engine.push import as_table
 
     if not df:
         raise RetrievalError("'df' has no columns; send {\"column\": [values, ...], ...}")
-    try:
-        return pa.table(df)
-    except (pa.ArrowException, TypeError, ValueError, OverflowError) as exc:
-        raise RetrievalError(f"'df' is not a table of columns of one type each: {exc}") from None
+    return as_table(df, "'df'")
 
 
 def _materialized(results: list[Any]) -> dict[str, Any]:

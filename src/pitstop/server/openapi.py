@@ -63,6 +63,7 @@ SCHEMAS: dict[str, Any] = {
             "to": {"type": "string", "enum": ["online", "offline", "online_and_offline"],
                    "default": "online"},
             "allow_registry_cache": {"type": "boolean", "default": True},
+            "allow_missing_columns": {"type": "boolean", "default": False},
         },
     },
     "WriteToOnlineStoreRequest": {

@@ -110,4 +110,7 @@ def generate_data(folder: Path, *, users: int, seed: int = 7, days: int = 30) ->
         ]
     )
     pq.write_table(pa.table(snap, schema=snap_schema), folder / "user_features.parquet")
-    pq.write_table(pa.table(tx, schema=tx_schema), folder / "transactions.parquet")
+    transactions = pa.table(tx, schema=tx_schema)
+    pq.write_table(transactions, folder / "transactions.parquet")
+    events = ["user_id", "transaction_amount", "transaction_timestamp"]  # what apps push
+    pq.write_table(transactions.select(events), folder / "transaction_events.parquet")

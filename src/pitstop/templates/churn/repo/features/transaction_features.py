@@ -29,8 +29,14 @@ transaction_features = FeatureView(
     online=True,
 )
 
-# Applications push new transactions here; they are kept offline in transaction_source
-push_source = PushSource(name="transaction_push_source", batch_source=transaction_source)
+# Applications push raw transaction events here (store.push, POST /push, `pitstop ingest`).
+# Offline they are kept in their own file, whose columns every offline push carries, so the
+# training data of transaction_features never changes under a push.
+transaction_events = FileSource(
+    path="data/transaction_events.parquet",
+    timestamp_field="transaction_timestamp",
+)
+push_source = PushSource(name="transaction_push_source", batch_source=transaction_events)
 
 # Windowed aggregations over the last hour
 streaming_features = StreamFeatureView(
