@@ -186,6 +186,39 @@ def test_materialize_backfills_tiles_from_the_batch_source(fs: FeatureStore) -> 
     assert report.ok, report.mismatches
 
 
+def test_materialize_with_an_end_after_now_keeps_the_current_windows(fs: FeatureStore) -> None:
+    now = datetime.now(UTC)
+    events = _events([1, 1, 2, 2, 2], [1.5, 2.5, 10.0, 1.0, 4.0],
+                     [now - timedelta(minutes=m) for m in (50, 20, 30, 5, 90)])  # fmt: skip
+    append_offline(transactions, fs.repo_path, events)
+    fs.materialize(now - timedelta(days=1), now + timedelta(days=1), [seed_view.name])
+    refs = [f"{seed_view.name}:{f.name}" for f in seed_view.features]
+    resp = fs.get_online_features(refs, {"user_id": [1, 2]}).to_dict()
+    assert resp["transaction_count_1h"] == [2, 2]
+    assert resp["total_amount_1h"] == [4.0, 11.0]
+    report = verify(fs, seed_view.name, sample=10)
+    assert report.ok, report.mismatches
+    fs.materialize_incremental(now + timedelta(days=2), [seed_view.name])
+    assert fs.get_online_features(refs, {"user_id": [1, 2]}).to_dict() == resp
+
+
+def test_materialize_with_an_end_in_the_past_holds_the_events_up_to_end(
+    fs: FeatureStore,
+) -> None:
+    now = datetime.now(UTC)
+    events = _events([1, 1, 1], [1.0, 2.0, 4.0],
+                     [now - timedelta(minutes=m) for m in (50, 40, 10)])  # fmt: skip
+    append_offline(transactions, fs.repo_path, events)
+    fs.materialize(None, now - timedelta(minutes=30), [seed_view.name])
+    refs = [f"{seed_view.name}:{f.name}" for f in seed_view.features]
+    resp = fs.get_online_features(refs, {"user_id": [1]}).to_dict()
+    assert resp["transaction_count_1h"] == [2]  # the event after end is not materialized
+    assert resp["total_amount_1h"] == [3.0]
+    push_events(fs.online, seed_view, events.slice(2))  # ...until the stream brings it
+    report = verify(fs, seed_view.name, sample=10)
+    assert report.ok, report.mismatches
+
+
 def test_verify_reports_mismatches(fs: FeatureStore) -> None:
     now = datetime.now(UTC)
     append_offline(transactions, fs.repo_path, _events([1], [1.0], [now - timedelta(minutes=5)]))

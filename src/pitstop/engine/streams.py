@@ -169,13 +169,23 @@ def push_events(
     return sum(len(e) for e in events)
 
 
-def backfill(online: OnlineStore, view: StreamFeatureView, table: pa.Table, end_us: int) -> int:
+def backfill(
+    online: OnlineStore,
+    view: StreamFeatureView,
+    table: pa.Table,
+    end_us: int,
+    now_us: int | None = None,
+) -> int:
     """Rebuild the tiles up to ``end_us`` from offline events (``table``): tiles ending at or
-    before ``tile_end(end_us)`` are replaced, newer tiles (from pushes) are kept."""
+    before ``tile_end(end_us)`` are replaced, newer tiles (from pushes) are kept.
+
+    Only the tiles a read at ``now_us`` (default: the current time) or later can use are
+    stored, whether ``end_us`` lies before or after ``now_us``: see :func:`backfill_since`.
+    """
     layout = layout_of(view)
     keys, events = _group(view, table)
     cut = tile_end(end_us, layout.size_us)
-    horizon = cut - layout.max_window_us
+    horizon = backfill_since(layout, time.time_ns() // 1000 if now_us is None else now_us)
 
     def change(rows: list[ReadRow | None]) -> list[StoredRow | None]:
         out: list[StoredRow | None] = []
@@ -194,6 +204,13 @@ def backfill(online: OnlineStore, view: StreamFeatureView, table: pa.Table, end_
     if keys:
         online.modify(view.name, keys, change)
     return len(keys)
+
+
+def backfill_since(layout: TileLayout, now_us: int) -> int:
+    """The end of the newest tile no read at ``now_us`` or later can use: tiles (and events)
+    at or before it are not needed online. Reads are at the current time, so this depends on
+    ``now_us`` only, not on how far a materialization reaches."""
+    return tile_end(now_us, layout.size_us) - layout.max_window_us
 
 
 def input_columns(view: StreamFeatureView) -> Sequence[str]:
