@@ -184,7 +184,9 @@ def append_offline(
     folder = pushed_folder(source, repo_path)
     folder.mkdir(parents=True, exist_ok=True)
     reverse = {mapped: raw for raw, mapped in source.field_mapping.items()}
+    metadata = table.schema.metadata
     table = table.rename_columns([reverse.get(c, c) for c in table.column_names])
+    table = table.replace_schema_metadata(metadata)
     name = name or f"part-{uuid.uuid4().hex}.parquet"
     tmp = folder / f".{name}.tmp"
     pq.write_table(table, tmp)

@@ -47,9 +47,9 @@ class StreamParts:
             held = self.held(ids)
             if held:
                 keep = [k for k, i in enumerate(ids) if i not in held]
+                if not keep:
+                    return 0
                 table, ids = table.take(keep), [ids[k] for k in keep]
-            if not ids:
-                return 0
             ranges = [[i, i] for i in ids]
             first, last = min(ids, key=_sid), max(ids, key=_sid)
         else:
