@@ -158,6 +158,9 @@ class RedisStreamSource:
         self._cursor = reply[0]
         if self._cursor == "0-0":  # went through every pending entry: rest a while
             self._claim_at = time.monotonic() + self.claim_idle_ms / 2000
+        gone = [i for i, fields in reply[1] if not fields]  # deleted (Redis before 7.0)
+        if gone:
+            self._client.xack(self.name, self.group, *gone)
         return [(i, fields) for i, fields in reply[1] if fields]
 
     def settled(self) -> str | None:
