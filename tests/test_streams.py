@@ -26,7 +26,7 @@ from pitstop import (
 from pitstop.aggregation import Aggregation
 from pitstop.config import parse_config
 from pitstop.engine.push import append_offline
-from pitstop.engine.streams import layout_of, push_events, read_values
+from pitstop.engine.streams import Delivery, decode_row, layout_of, push_events, read_values
 from pitstop.engine.tiles import tile_end
 from pitstop.engine.verify import verify
 from pitstop.online.encoding import entity_key
@@ -164,13 +164,32 @@ def test_events_outside_every_window_are_ignored_and_old_tiles_dropped(fs: Featu
 def test_redelivered_stream_events_are_applied_once(fs: FeatureStore) -> None:
     now = datetime.now(UTC)
     batch = _events([4, 4, 5], [1.0, 2.0, 3.0], [now - timedelta(minutes=m) for m in (3, 2, 1)])
-    ids = [[1000, 0], [1000, 1], [1001, 0]]
+    ids = [(1000, 0), (1000, 1), (1001, 0)]
     for _ in range(3):
-        push_events(fs.online, seed_view, batch, stream="s", ids=ids)
-    push_events(fs.online, seed_view, batch.slice(1, 2), stream="s", ids=ids[1:])
+        push_events(fs.online, seed_view, batch, delivery=Delivery("s", ids, (ids[0], ids[-1])))
+    push_events(fs.online, seed_view, batch.slice(1, 2), delivery=Delivery("s", ids[1:]))
     resp = fs.get_online_features(["transaction_streaming_features:transaction_count_1h"],
                                   {"user_id": [4, 5]})  # fmt: skip
     assert resp.values["transaction_count_1h"] == [2, 1]
+
+
+def test_stream_events_delivered_out_of_order_are_applied_once(fs: FeatureStore) -> None:
+    """A consumer dies holding ids 1-3; another handles 4-6, then takes over 1-3 (twice)."""
+    now = datetime.now(UTC)
+    table = _events([4] * 6, [1.0, 2.0, 4.0, 8.0, 16.0, 32.0],
+                    [now - timedelta(minutes=m) for m in range(6, 0, -1)])  # fmt: skip
+    ids = [(1000, n) for n in range(6)]
+    early, late = table.slice(0, 3), table.slice(3)
+    push_events(fs.online, seed_view, late, delivery=Delivery("s", ids[3:], (ids[3], ids[5])))
+    push_events(fs.online, seed_view, early.slice(0, 2), delivery=Delivery("s", ids[:2]))
+    push_events(fs.online, seed_view, early, delivery=Delivery("s", ids[:3], settled=ids[0]))
+    push_events(fs.online, seed_view, table, delivery=Delivery("s", ids, settled=(1000, 6)))
+    push_events(fs.online, seed_view, early, delivery=Delivery("s", ids[:3]))
+    refs = [f"{seed_view.name}:{f.name}" for f in seed_view.features]
+    resp = fs.get_online_features(refs, {"user_id": [4]}).to_dict()
+    assert resp["transaction_count_1h"] == [6] and resp["total_amount_1h"] == [63.0]
+    row = fs.online.read([(seed_view.name, [entity_key(("user_id",), (4,))])])[0][0]
+    assert decode_row(row.value)[1]["s"] == {"below": [1000, 6], "done": []}  # all settled
 
 
 def test_materialize_backfills_tiles_from_the_batch_source(fs: FeatureStore) -> None:
@@ -183,6 +202,39 @@ def test_materialize_backfills_tiles_from_the_batch_source(fs: FeatureStore) -> 
                                   {"user_id": [1, 2]})  # fmt: skip
     assert resp.values["total_amount_1h"] == [2.5, 11.0]
     report = verify(fs, "transaction_streaming_features", sample=10)
+    assert report.ok, report.mismatches
+
+
+def test_materialize_with_an_end_after_now_keeps_the_current_windows(fs: FeatureStore) -> None:
+    now = datetime.now(UTC)
+    events = _events([1, 1, 2, 2, 2], [1.5, 2.5, 10.0, 1.0, 4.0],
+                     [now - timedelta(minutes=m) for m in (50, 20, 30, 5, 90)])  # fmt: skip
+    append_offline(transactions, fs.repo_path, events)
+    fs.materialize(now - timedelta(days=1), now + timedelta(days=1), [seed_view.name])
+    refs = [f"{seed_view.name}:{f.name}" for f in seed_view.features]
+    resp = fs.get_online_features(refs, {"user_id": [1, 2]}).to_dict()
+    assert resp["transaction_count_1h"] == [2, 2]
+    assert resp["total_amount_1h"] == [4.0, 11.0]
+    report = verify(fs, seed_view.name, sample=10)
+    assert report.ok, report.mismatches
+    fs.materialize_incremental(now + timedelta(days=2), [seed_view.name])
+    assert fs.get_online_features(refs, {"user_id": [1, 2]}).to_dict() == resp
+
+
+def test_materialize_with_an_end_in_the_past_holds_the_events_up_to_end(
+    fs: FeatureStore,
+) -> None:
+    now = datetime.now(UTC)
+    events = _events([1, 1, 1], [1.0, 2.0, 4.0],
+                     [now - timedelta(minutes=m) for m in (50, 40, 10)])  # fmt: skip
+    append_offline(transactions, fs.repo_path, events)
+    fs.materialize(None, now - timedelta(minutes=30), [seed_view.name])
+    refs = [f"{seed_view.name}:{f.name}" for f in seed_view.features]
+    resp = fs.get_online_features(refs, {"user_id": [1]}).to_dict()
+    assert resp["transaction_count_1h"] == [2]  # the event after end is not materialized
+    assert resp["total_amount_1h"] == [3.0]
+    push_events(fs.online, seed_view, events.slice(2))  # ...until the stream brings it
+    report = verify(fs, seed_view.name, sample=10)
     assert report.ok, report.mismatches
 
 

@@ -181,19 +181,26 @@ def verify(ctx: Context, view_name: str, sample: int) -> None:
 @click.option("--redis-url", help="Redis holding the stream (default: the online store's "
               "Redis, else redis://127.0.0.1:6379/0).")  # fmt: skip
 @click.option("--batch", default=50_000, show_default=True, help="Most entries per batch.")
+@click.option("--consumer", help="Consumer name in the group; keep it across restarts "
+              "(default: HOST:PUSH_SOURCE).")  # fmt: skip
+@click.option("--claim-idle-ms", default=30_000, show_default=True, type=click.IntRange(min=1),
+              help="Take over other consumers' entries unacknowledged for this long.")  # fmt: skip
 @click.option("--no-offline", is_flag=True, help="Do not append events to the offline source.")
 @pass_ctx
 def ingest(ctx: Context, push_source: str, stream: str, group: str, redis_url: str | None,
-           batch: int, no_offline: bool) -> None:  # fmt: skip
+           batch: int, consumer: str | None, claim_idle_ms: int,
+           no_offline: bool) -> None:  # fmt: skip
     """Consume a Redis stream into a push source's views until SIGINT/SIGTERM."""
-    from pitstop.engine.ingest import RedisStreamSource, StreamIngestor
+    from pitstop.engine.ingest import RedisStreamSource, StreamIngestor, default_consumer
 
     store = ctx.store
     store.registry.snapshot().get("data_source", push_source)  # fail early on a wrong name
     url = redis_url or _online_redis_url(store) or "redis://127.0.0.1:6379/0"
-    source = RedisStreamSource(url, stream, group)
+    name = consumer or default_consumer(push_source)
+    source = RedisStreamSource(url, stream, group, name, claim_idle_ms=claim_idle_ms)
     worker = StreamIngestor(store, push_source, source, batch=batch, offline=not no_offline)
-    click.echo(f"Consuming {stream!r} (group {group!r}) into {push_source!r}; Ctrl-C stops.")
+    click.echo(f"Consuming {stream!r} (group {group!r}, consumer {name!r}) into "
+               f"{push_source!r}; Ctrl-C stops.")  # fmt: skip
     stats = worker.run(
         lambda s: click.echo(
             f"  {s.events:,} events, {s.dead:,} dead-lettered, {s.rate:,.0f} events/s", err=True

@@ -1,13 +1,25 @@
 """Stream ingestion: a Redis Streams consumer that keeps a push source's views fresh.
 
-``pitstop ingest --push-source NAME --redis-stream KEY [--group G]`` reads the stream with a
-consumer group — at-least-once: an entry is acknowledged (``XACK``) only after its rows are
-written online — and batches the writes. On start it first re-reads the entries it had received
-but not acknowledged (after a crash). Redelivery is harmless: windowed views remember, per
-entity, the last stream id they applied and skip older ones; plain views are event-time
-ordered, so rewriting a row changes nothing. Offline copies are appended as one Parquet part
-file per batch (a crash between that append and the acknowledgement can duplicate a batch
-offline).
+``pitstop ingest --push-source NAME --redis-stream KEY [--group G] [--consumer C]`` reads the
+stream with a consumer group -- at-least-once: an entry is acknowledged (``XACK``) only after
+its rows are written online and offline -- and batches the writes. A killed worker loses
+nothing and counts nothing twice:
+
+* **Stable consumer names.** The default name comes from the host and the push source, not
+  the process, so a restarted worker finds its own unacknowledged entries and handles them
+  first (``XREADGROUP`` from id 0).
+* **Reclaim.** Entries another consumer received and left unacknowledged for ``claim_idle_ms``
+  (a dead worker's) are taken over with ``XAUTOCLAIM``, at start-up and then every half of
+  that time.
+* **Online, exactly once.** Windowed views keep, per entity, the stream ids they applied
+  (:class:`~pitstop.engine.streams.Delivery`), so a redelivered event is skipped whatever the
+  order of delivery; plain views are event-time ordered, so rewriting a row changes nothing.
+* **Offline, exactly once.** Each batch is appended as one Parquet part named after the stream
+  and its first and last ids, recording in its metadata (``pitstop.ids``) the ids it holds; a
+  batch of redelivered entries leaves out those an earlier part already holds.
+
+A worker that takes longer than ``claim_idle_ms`` over a batch may see it taken over while it
+still writes; keep that time well above a batch's duration.
 
 **Entry format.** Either one field ``json`` holding a JSON object of the event, or one field
 per column (strings; cast to the declared types). Timestamps are ISO 8601 strings or numbers
@@ -18,14 +30,13 @@ of seconds since the epoch (UTC).
 worker keeps going. SIGINT/SIGTERM stop it after the batch in flight.
 
 **Other brokers.** :class:`StreamIngestor` reads through a small ``Source`` (``read``/``ack``/
-``dead_letter``); a Kafka source (confluent-kafka) would implement the same three methods.
+``settled``/``dead_letter``); a Kafka source (confluent-kafka) would implement the same.
 """
 
 from __future__ import annotations
 
 import gc
 import json
-import os
 import signal
 import socket
 import threading
@@ -36,13 +47,26 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Protocol
 
 from pitstop.definitions.sources import PushSource
-from pitstop.engine.push import append_offline, conformed, push_views, write_views
-from pitstop.errors import BackendUnavailableError, PitstopError, require
+from pitstop.engine.push import conformed, push_views, write_views
+from pitstop.engine.stream_parts import StreamParts
+from pitstop.engine.streams import Delivery
+from pitstop.engine.streams import stream_id as _stream_id
+from pitstop.errors import BackendUnavailableError, ConfigError, PitstopError, require
 
 if TYPE_CHECKING:
     from pitstop.feature_store import FeatureStore
 
 Entry = tuple[str, dict[str, Any]]  # (id, fields)
+CLAIM_IDLE_MS = 30_000
+
+
+@dataclass(frozen=True)
+class Batch:
+    """Entries read at once; ``redelivered``: delivered before (after a crash), so they need
+    not be every entry between the first and the last id."""
+
+    entries: list[Entry]
+    redelivered: bool = False
 
 
 class Source(Protocol):
@@ -50,25 +74,42 @@ class Source(Protocol):
 
     name: str
 
-    def read(self, count: int, block_ms: int) -> list[Entry]: ...
+    def read(self, count: int, block_ms: int) -> Batch: ...
 
     def ack(self, ids: Sequence[str]) -> None: ...
 
+    def settled(self) -> str | None:
+        """An id such that every entry below it is acknowledged (``None``: unknown)."""
+        ...
+
     def dead_letter(self, bad: Sequence[tuple[str, str, dict[str, Any]]]) -> None: ...
+
+
+def default_consumer(push_source: str) -> str:
+    """The consumer name of a worker: the same after a restart on the same host."""
+    return f"{socket.gethostname()}:{push_source}"
 
 
 class RedisStreamSource:
     """A Redis stream read through a consumer group (created if missing)."""
 
-    def __init__(self, url: str, stream: str, group: str, consumer: str | None = None) -> None:
+    def __init__(
+        self, url: str, stream: str, group: str, consumer: str | None = None, *,
+        claim_idle_ms: int = CLAIM_IDLE_MS,
+    ) -> None:  # fmt: skip
         redis = require("redis", "redis")
+        if claim_idle_ms <= 0:
+            raise ConfigError(f"claim_idle_ms must be positive, got {claim_idle_ms}")
         self.name = stream
         self.group = group
-        self.consumer = consumer or f"{socket.gethostname()}-{os.getpid()}"
+        self.consumer = consumer or socket.gethostname()
+        self.claim_idle_ms = claim_idle_ms
         self._where = url.rpartition("@")[2]
         self._client = redis.Redis.from_url(url, decode_responses=True)  # type: ignore[attr-defined]
         self._errors = (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError)  # type: ignore[attr-defined]
         self._pending = True  # first deliver what this consumer received but never acked
+        self._claim_at = 0.0  # then take over what dead consumers left (and again later)
+        self._cursor = "0-0"
         try:
             self._client.xgroup_create(stream, group, id="0", mkstream=True)
         except redis.exceptions.ResponseError as exc:  # type: ignore[attr-defined]
@@ -79,20 +120,52 @@ class RedisStreamSource:
                 f"Redis at {self._where} is not available ({exc}); check --redis-url"
             ) from None
 
-    def read(self, count: int, block_ms: int) -> list[Entry]:
-        start = "0" if self._pending else ">"
+    def read(self, count: int, block_ms: int) -> Batch:
         try:
+            if self._pending:
+                entries = self._own_pending(count)
+                if entries:
+                    return Batch(entries, redelivered=True)
+                self._pending = False
+            if time.monotonic() >= self._claim_at:
+                entries = self._claim(count)
+                if entries:
+                    return Batch(entries, redelivered=True)
             reply = self._client.xreadgroup(
-                self.group, self.consumer, {self.name: start}, count=count,
-                block=None if self._pending else block_ms,
-            )  # fmt: skip
+                self.group, self.consumer, {self.name: ">"}, count=count, block=block_ms
+            )
         except self._errors as exc:
             raise BackendUnavailableError(f"Redis at {self._where} went away ({exc})") from None
-        entries = [(i, fields) for _, items in reply or [] for i, fields in items if fields]
-        if self._pending and not entries:  # nothing left from before: read new entries
-            self._pending = False
-            return self.read(count, block_ms)
+        return Batch([(i, fields) for _, items in reply or [] for i, fields in items])
+
+    def _own_pending(self, count: int) -> list[Entry]:
+        """Entries this consumer received and never acknowledged (in id order)."""
+        reply = self._client.xreadgroup(self.group, self.consumer, {self.name: "0"}, count=count)
+        items = [item for _, part in reply or [] for item in part]
+        gone = [i for i, fields in items if not fields]  # deleted from the stream meanwhile
+        if gone:
+            self._client.xack(self.name, self.group, *gone)
+        entries = [(i, fields) for i, fields in items if fields]
+        if gone and not entries and len(items) == count:
+            return self._own_pending(count)
         return entries
+
+    def _claim(self, count: int) -> list[Entry]:
+        """Take over entries idle for ``claim_idle_ms`` in other consumers' hands."""
+        reply = self._client.xautoclaim(
+            self.name, self.group, self.consumer, self.claim_idle_ms, self._cursor, count=count
+        )
+        self._cursor = reply[0]
+        if self._cursor == "0-0":  # went through every pending entry: rest a while
+            self._claim_at = time.monotonic() + self.claim_idle_ms / 2000
+        gone = [i for i, fields in reply[1] if not fields]  # deleted (Redis before 7.0)
+        if gone:
+            self._client.xack(self.name, self.group, *gone)
+        return [(i, fields) for i, fields in reply[1] if fields]
+
+    def settled(self) -> str | None:
+        summary = self._client.xpending(self.name, self.group)
+        return str(summary["min"]) if summary["pending"] else None
 
     def ack(self, ids: Sequence[str]) -> None:
         if ids:
@@ -119,11 +192,6 @@ class IngestStats:
     @property
     def rate(self) -> float:
         return self.events / self.seconds if self.seconds else 0.0
-
-
-def _stream_id(entry_id: str) -> list[int]:
-    ms, _, seq = entry_id.partition("-")
-    return [int(ms), int(seq or 0)]
 
 
 def _parse(fields: dict[str, Any], ts_fields: set[str]) -> dict[str, Any]:
@@ -176,18 +244,19 @@ class StreamIngestor:
 
     def step(self) -> int:
         """Read, write and acknowledge one batch; returns the entries handled."""
-        entries = self.source.read(self.batch, self.block_ms)
-        if not entries:
+        batch = self.source.read(self.batch, self.block_ms)
+        if not batch.entries:
             return 0
         collecting = gc.isenabled()
         gc.disable()  # a batch allocates many short-lived objects; collect once afterwards
         try:
-            return self._handle(entries)
+            return self._handle(batch)
         finally:
             if collecting:
                 gc.enable()
 
-    def _handle(self, entries: list[Entry]) -> int:
+    def _handle(self, batch: Batch) -> int:
+        entries = batch.entries
         snap = self.store.registry.snapshot()
         views = push_views(snap, self.push_source)
         ts_fields = {v.timestamp_field for v in views}
@@ -200,12 +269,19 @@ class StreamIngestor:
                 bad.append((entry_id, str(exc), fields))
         good, tables = self._check(snap, views, good, bad)
         if good:
-            ids = [_stream_id(i) for i, _ in good]
-            write_views(self.store.online, views, tables, stream=self.source.name, ids=ids)
+            settled = self.source.settled()
+            span = None if batch.redelivered else (entries[0][0], entries[-1][0])
+            delivery = Delivery(
+                self.source.name, [_stream_id(i) for i, _ in good],
+                (_stream_id(span[0]), _stream_id(span[1])) if span else None,
+                _stream_id(settled) if settled else None,
+            )  # fmt: skip
+            write_views(self.store.online, views, tables, delivery=delivery)
             if self.offline:
                 source = snap.data_sources[self.push_source]
                 assert isinstance(source, PushSource)
-                append_offline(source.batch_source, self.store.repo_path, tables[0])
+                parts = StreamParts(source.batch_source, self.store.repo_path, self.source.name)
+                parts.append(tables[0], [i for i, _ in good], span)
         if bad:
             self.source.dead_letter(bad)
         self.source.ack([i for i, _ in good] + [b[0] for b in bad])

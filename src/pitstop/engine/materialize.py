@@ -170,17 +170,21 @@ def _backfill_tiles(
     offline: OfflineEngine,
     online: OnlineStore,
 ) -> int:
-    """Rebuild a windowed view's tiles from the events of its longest window before ``end``."""
+    """Rebuild a windowed view's tiles from the events up to ``end`` that a read now or later
+    can still see (``end`` may lie before or after now)."""
     from dataclasses import replace
 
-    from pitstop.engine.streams import backfill, input_columns, layout_of
+    from pitstop.engine.streams import backfill, backfill_since, input_columns, layout_of
 
-    layout = layout_of(view)
-    start = end - timedelta(microseconds=layout.max_window_us)
+    now_us = time.time_ns() // 1000
+    since_us = backfill_since(layout_of(view), now_us)
+    start = datetime(1970, 1, 1, tzinfo=UTC) + timedelta(microseconds=since_us)
+    if start > end:  # every event up to end is out of every window now: empty tiles
+        start = end
     cols = [c for c in input_columns(view) if c not in (*view.join_keys, view.timestamp_field)]
     events = offline.range(replace(join, columns=tuple((c, c) for c in cols)), start, end)
     end_us = int(end.timestamp() * 1_000_000)
-    return backfill(online, view, events.to_arrow(), end_us)
+    return backfill(online, view, events.to_arrow(), end_us, now_us)
 
 
 def _has_rows(path: str, pushed: str | None) -> bool:

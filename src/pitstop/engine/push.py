@@ -37,6 +37,7 @@ from pitstop.types import to_arrow
 if TYPE_CHECKING:
     import pyarrow as pa
 
+    from pitstop.engine.streams import Delivery
     from pitstop.registry.snapshot import Snapshot
 
 PUSHED_SUFFIX = ".pushed"
@@ -253,16 +254,21 @@ def _cast(col: Any, target: Any, which: str, what: str) -> Any:
         ) from exc
 
 
-def append_offline(source: FileSource, repo_path: Path, table: pa.Table) -> Path:
-    """Add ``table`` to the source's data as a new Parquet part file (atomically)."""
+def append_offline(
+    source: FileSource, repo_path: Path, table: pa.Table, name: str | None = None
+) -> Path:
+    """Add ``table`` to the source's data as a new Parquet part file (atomically); ``name``
+    (default: a random one) replaces a part of that name."""
     import pyarrow.parquet as pq
 
     _require_parquet(source)
     folder = pushed_folder(source, repo_path)
     folder.mkdir(parents=True, exist_ok=True)
     reverse = {mapped: raw for raw, mapped in source.field_mapping.items()}
+    metadata = table.schema.metadata
     table = table.rename_columns([reverse.get(c, c) for c in table.column_names])
-    name = f"part-{uuid.uuid4().hex}.parquet"
+    table = table.replace_schema_metadata(metadata)
+    name = name or f"part-{uuid.uuid4().hex}.parquet"
     tmp = folder / f".{name}.tmp"
     pq.write_table(table, tmp)
     os.replace(tmp, folder / name)
@@ -374,17 +380,16 @@ def write_views(
     views: Sequence[FeatureView],
     tables: Sequence[pa.Table],
     *,
-    stream: str | None = None,
-    ids: Sequence[Any] | None = None,
+    delivery: Delivery | None = None,
 ) -> int:
     """Write checked rows (``tables[i]`` for ``views[i]``) online; windowed views fold the rows
-    into tiles (idempotently per ``stream`` event id when given)."""
+    into tiles (idempotently per stream event id with a ``delivery``)."""
     written = 0
     for view, table in zip(views, tables, strict=True):
         if not view.online:
             continue
         if isinstance(view, StreamFeatureView) and view.aggregations:
-            written += push_events(online, view, table, stream=stream, ids=ids)
+            written += push_events(online, view, table, delivery=delivery)
             continue
         created = view.batch_source.created_timestamp_column
         created = created if created and created in table.column_names else ""

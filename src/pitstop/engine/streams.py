@@ -2,19 +2,27 @@
 
 Each entity of an aggregating stream view has one online row holding its live tiles
 (:mod:`pitstop.engine.tiles`): the value is the version byte ``0x01`` followed by a msgpack map
-``{"tiles": {tile_end_us: tile_state_bytes}, "marks": {stream: last_event_id}}``; the row's
-event time is the newest event seen. ``marks`` make stream ingestion idempotent: an event
-whose id is not above its stream's mark for this entity was applied before and is skipped
-(ids must grow within a stream, as Redis stream ids do). Pushes
-update rows with the store's atomic :meth:`~pitstop.online.base.OnlineStore.modify`, so
-concurrent writers never lose an event; tiles older than the longest window are dropped on
-every write, and events too old to be in any window at arrival are ignored.
+``{"tiles": {tile_end_us: tile_state_bytes}, "marks": {stream: mark}}``; the row's event time
+is the newest event seen. Pushes update rows with the store's atomic
+:meth:`~pitstop.online.base.OnlineStore.modify`, so concurrent writers never lose an event;
+tiles older than the longest window are dropped on every write, and events too old to be in
+any window at arrival are ignored.
+
+**Marks** make stream ingestion exact under redelivery, in any order and with several
+consumers: a stream id is ``(ms, seq)`` and an entity's mark records which ids of a stream it
+has applied, as ``{"below": id, "done": [[lo_ms, lo_seq, hi_ms, hi_seq], ...]}``: every id
+below ``below`` and every id in a ``done`` range. A :class:`Delivery` says which ids a batch
+covers (a range when it holds every entry between its first and last id, else its ids one by
+one) and which id every entry below is settled (acknowledged, so never delivered again), which
+moves ``below`` up and prunes ``done``. An event whose id the mark covers is skipped. (An older
+mark ``[ms, seq]`` means every id up to it.)
 """
 
 from __future__ import annotations
 
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass
 from functools import lru_cache
 from typing import TYPE_CHECKING, Any
 
@@ -117,23 +125,68 @@ def _group(
     return list(by_key), list(by_key.values())
 
 
+StreamId = tuple[int, int]  # (milliseconds, sequence) of a Redis stream entry
+
+
+def stream_id(text: str) -> StreamId:
+    """``"1700000000000-3"`` as ``(1700000000000, 3)``, which compare in stream order."""
+    ms, _, seq = text.partition("-")
+    return int(ms), int(seq or 0)
+
+
+@dataclass(frozen=True)
+class Delivery:
+    """Where a batch of events comes from: ``stream``, one growing id per row (``ids``),
+    ``span`` (first, last id) when the batch holds every entry between them (a fresh read),
+    and ``settled``: every id below it was handled and will not be delivered again."""
+
+    stream: str
+    ids: Sequence[StreamId]
+    span: tuple[StreamId, StreamId] | None = None
+    settled: StreamId | None = None
+
+
+def _mark(raw: Any) -> tuple[StreamId, list[tuple[StreamId, StreamId]]]:
+    """``(below, done ranges)`` of a stored mark (none: nothing applied)."""
+    if not raw:
+        return (0, 0), []
+    if isinstance(raw, list):  # an older mark: the greatest id applied
+        return (raw[0], raw[1] + 1), []
+    below = tuple(raw["below"])
+    return (below[0], below[1]), [((r[0], r[1]), (r[2], r[3])) for r in raw["done"]]
+
+
+def _unseen(delivery: Delivery, raw: Any, evs: list[Any]) -> tuple[list[Any], dict[str, Any]]:
+    """The events of ``evs`` the mark ``raw`` does not cover, and the mark covering them too."""
+    below, done = _mark(raw)
+    if done:
+        fresh = [e for e in evs if e[2] >= below and not any(a <= e[2] <= b for a, b in done)]
+    else:
+        fresh = [e for e in evs if e[2] >= below]
+    done.extend([delivery.span] if delivery.span else [(e[2], e[2]) for e in evs])
+    if delivery.settled is not None and delivery.settled > below:
+        below = delivery.settled
+    done = [r for r in done if r[1] >= below]
+    return fresh, {"below": below, "done": [(*a, *b) for a, b in done]}
+
+
 def push_events(
     online: OnlineStore,
     view: StreamFeatureView,
     table: pa.Table,
     now_us: int | None = None,
     *,
-    stream: str | None = None,
-    ids: Sequence[Any] | None = None,
+    delivery: Delivery | None = None,
 ) -> int:
     """Fold the events of ``table`` into the view's online tiles; returns events offered.
 
-    With ``stream`` and ``ids`` (one growing id per row, e.g. ``(ms, seq)`` of a Redis stream
-    entry), events already applied for an entity are skipped: redelivery is harmless.
+    With a ``delivery`` (stream ids of the rows), events an entity already applied are
+    skipped: redelivery is harmless.
     """
     layout = layout_of(view)
     now = time.time_ns() // 1000 if now_us is None else now_us
-    keys, events = _group(view, table, [tuple(i) for i in ids] if stream and ids else None)
+    ids = [tuple(i) for i in delivery.ids] if delivery is not None else None
+    keys, events = _group(view, table, ids)
     if not keys:
         return 0
     horizon = now - layout.max_window_us  # tiles ending at or before this are out of every window
@@ -145,14 +198,12 @@ def push_events(
         out: list[StoredRow | None] = []
         for key, row, evs in zip(keys, rows, events, strict=True):
             tiles, marks = decode_row(row.value, distinct) if row is not None else ({}, {})
-            fresh = [e for e in evs if e[0] > cutoff]
-            if stream is not None:
-                mark = tuple(marks.get(stream) or ())
-                if mark:
-                    fresh = [e for e in fresh if e[2] > mark]
-                marks[stream] = max(mark, *(e[2] for e in evs))
+            fresh = evs
+            if delivery is not None:  # the mark covers the too old events as well
+                fresh, marks[delivery.stream] = _unseen(delivery, marks.get(delivery.stream), evs)
+            fresh = [e for e in fresh if e[0] > cutoff]
             if not fresh:  # nothing to add; only a moved stream mark is worth a write
-                keep = stream is not None and row is not None
+                keep = delivery is not None and row is not None
                 out.append(StoredRow(key, row.event_ts, 0, encode_tiles(tiles, marks))
                            if keep and row is not None else None)  # fmt: skip
                 continue
@@ -169,13 +220,23 @@ def push_events(
     return sum(len(e) for e in events)
 
 
-def backfill(online: OnlineStore, view: StreamFeatureView, table: pa.Table, end_us: int) -> int:
+def backfill(
+    online: OnlineStore,
+    view: StreamFeatureView,
+    table: pa.Table,
+    end_us: int,
+    now_us: int | None = None,
+) -> int:
     """Rebuild the tiles up to ``end_us`` from offline events (``table``): tiles ending at or
-    before ``tile_end(end_us)`` are replaced, newer tiles (from pushes) are kept."""
+    before ``tile_end(end_us)`` are replaced, newer tiles (from pushes) are kept.
+
+    Only the tiles a read at ``now_us`` (default: the current time) or later can use are
+    stored, whether ``end_us`` lies before or after ``now_us``: see :func:`backfill_since`.
+    """
     layout = layout_of(view)
     keys, events = _group(view, table)
     cut = tile_end(end_us, layout.size_us)
-    horizon = cut - layout.max_window_us
+    horizon = backfill_since(layout, time.time_ns() // 1000 if now_us is None else now_us)
 
     def change(rows: list[ReadRow | None]) -> list[StoredRow | None]:
         out: list[StoredRow | None] = []
@@ -194,6 +255,13 @@ def backfill(online: OnlineStore, view: StreamFeatureView, table: pa.Table, end_
     if keys:
         online.modify(view.name, keys, change)
     return len(keys)
+
+
+def backfill_since(layout: TileLayout, now_us: int) -> int:
+    """The end of the newest tile no read at ``now_us`` or later can use: tiles (and events)
+    at or before it are not needed online. Reads are at the current time, so this depends on
+    ``now_us`` only, not on how far a materialization reaches."""
+    return tile_end(now_us, layout.size_us) - layout.max_window_us
 
 
 def input_columns(view: StreamFeatureView) -> Sequence[str]:
