@@ -22,6 +22,7 @@ from pitstop.engine.online import key_dtypes
 from pitstop.engine.streams import input_columns, push_events
 from pitstop.engine.write import chunks, encode_rows
 from pitstop.errors import NotFoundError, RetrievalError, suggest
+from pitstop.offline.files import pushed_folder
 from pitstop.online.base import StoredRow
 from pitstop.types import to_arrow
 
@@ -29,8 +30,6 @@ if TYPE_CHECKING:
     import pyarrow as pa
 
     from pitstop.registry.snapshot import Snapshot
-
-PUSHED_SUFFIX = ".pushed"
 
 
 def as_table(data: Any, what: str) -> pa.Table:
@@ -186,12 +185,6 @@ def append_offline(source: FileSource, repo_path: Path, table: pa.Table) -> Path
     pq.write_table(table, tmp)
     os.replace(tmp, folder / name)
     return folder / name
-
-
-def pushed_folder(source: FileSource, repo_path: Path) -> Path:
-    """Where offline pushes to ``source`` go: the folder itself, or ``<file>.pushed/``."""
-    path = Path(source.resolve_path(repo_path))
-    return path if path.is_dir() else path.with_name(path.name + PUSHED_SUFFIX)
 
 
 def check_columns(views: Sequence[FeatureView], table: pa.Table, what: str) -> None:
