@@ -271,27 +271,26 @@ class FeatureStore:
         """
         if isinstance(objects, Definition):
             objects = [objects]
-        return self.registry.apply(
-            _flatten(objects),
-            objects_to_delete or (),
-            prune=not partial,
-            author=author,
-            check=None if skip_source_validation else self._check_sources,
-            before_write=self._update_online_tables,
-        )
+        from pitstop.registry.plan import online_tables
+
+        objs, deletes, prune = _flatten(objects), list(objects_to_delete or ()), not partial
+        # check first, and create the tables the changes need: a bad repo or a failing online
+        # store leaves the registry untouched
+        check = None if skip_source_validation else self._check_sources
+        early, _ = online_tables(self.registry.plan(objs, deletes, prune=prune, check=check)[0])
+        if early:
+            self.online.update(early, [])
+        changes = self.registry.apply(objs, deletes, prune=prune, author=author)
+        keep, drop = online_tables(changes)  # what was committed, maybe after another apply
+        late = [name for name in keep if name not in early]
+        if late or drop:
+            self.online.update(late, drop)
+        return changes
 
     def _check_sources(self, objects: Sequence[Definition]) -> None:
         from pitstop.engine.sources import check_sources
 
         check_sources(objects, self.repo_path)
-
-    def _update_online_tables(self, changes: list[Change]) -> None:
-        """Create and drop the online tables an apply's changes need (before it commits)."""
-        from pitstop.registry.plan import online_tables
-
-        keep, drop = online_tables(changes)
-        if keep or drop:
-            self.online.update(keep, drop)
 
     def teardown(self) -> None:
         """Remove this project's registry objects and online tables."""

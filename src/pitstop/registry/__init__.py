@@ -83,21 +83,16 @@ class Registry:
         prune: bool = False,
         author: str | None = None,
         check: Check | None = None,
-        before_write: Callable[[list[Change]], None] | None = None,
     ) -> list[Change]:
         """Write ``objects`` (and remove ``deletes``, or everything else with ``prune``).
 
         Planning and writing are one transaction: concurrent applies run one after the other,
         and the changes returned are those this apply made to the state it replaced.
-        ``before_write(changes)`` runs inside the transaction, before the write; raising
-        there writes nothing.
         """
         objects, deletes = list(objects), list(deletes)
 
         def decide(live: Live) -> tuple[Puts, Deletes, list[Change]]:
             changes, _ = _changes(objects, deletes, live, prune, check)
-            if before_write is not None:
-                before_write(changes)
             puts = [(c.kind, c.name, c.spec) for c in changes if c.action in ("create", "update")]
             dels = [(c.kind, c.name) for c in changes if c.action == "delete"]
             return puts, dels, changes  # type: ignore[return-value]
