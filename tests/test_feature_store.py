@@ -221,3 +221,18 @@ def test_concurrent_applies_lose_nothing(
     with make_store(tmp_path, registry_url, project_name) as s:
         names = {v.name for v in s.list_feature_views(allow_cache=False)}
     assert names == {f"w{w}_v{i}" for w in range(4) for i in range(5)}
+
+
+def test_online_store_may_share_the_registry_file(tmp_path: Path) -> None:
+    write_users(tmp_path)
+    same = {"path": "data/registry.db"}
+    config = parse_config(
+        {"project": "p", "registry": same, "online_store": {"type": "sqlite", **same}},
+        repo_path=tmp_path,
+    )
+    with FeatureStore(config=config) as s:
+        started = time.monotonic()
+        s.apply([user, view()])
+        s.apply([user, view(name="other")], partial=False)  # drops 'users' online
+        assert time.monotonic() - started < 10  # no apply waits on its own registry lock
+        assert [v.name for v in s.list_feature_views()] == ["other"]
