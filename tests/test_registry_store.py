@@ -166,6 +166,30 @@ def test_apply_failing_midway_rolls_back(
 # -- diff and rollback -------------------------------------------------------------------------
 
 
+def test_apply_planned_decides_on_the_state_it_replaces(store: RegistryStore) -> None:
+    store.apply([(FV, "a", spec())])
+    seen: list[list[str]] = []
+
+    def decide(live: dict[str, dict[str, VersionRecord]]) -> tuple[Any, Any, str]:
+        seen.append(sorted(live.get(FV, {})))
+        return [(FV, "b", spec())], [(FV, "a")], "planned"
+
+    note, result = store.apply_planned(decide)
+    assert note == "planned" and seen == [["a"]]
+    assert [r.name for r in result.created] == ["b"]
+    assert [r.name for r in result.deleted] == ["a"]
+    assert sorted(store.live()[FV]) == ["b"]
+
+
+def test_apply_planned_that_fails_writes_nothing(store: RegistryStore) -> None:
+    def decide(live: dict[str, dict[str, VersionRecord]]) -> tuple[Any, Any, None]:
+        raise RegistryError("refused")
+
+    with pytest.raises(RegistryError, match="refused"):
+        store.apply_planned(decide)
+    assert store.serial() == 0 and store.live() == {}
+
+
 def test_diff_is_structural(store: RegistryStore) -> None:
     old = {
         "ttl_seconds": 3600,

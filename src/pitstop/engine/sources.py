@@ -175,7 +175,7 @@ def _schema(file: str, source: FileSource) -> dict[str, pa.DataType]:
                 schema = reader.schema
         else:
             schema = _parquet_schema(file)
-    except (OSError, pa.ArrowException) as exc:
+    except (OSError, ValueError, pa.ArrowException) as exc:
         detail = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise DataSourceError(
             f"cannot read the schema of {file} (source {source.name!r}) as "
