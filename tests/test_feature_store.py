@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import multiprocessing
 import time
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 
 from pitstop import (
@@ -48,8 +50,24 @@ def view(ttl_days: int = 1, name: str = "users") -> FeatureView:
     )
 
 
+def write_users(repo: Path) -> None:
+    """The rows ``source`` points to (apply reads their schema)."""
+    (repo / "data").mkdir(exist_ok=True)
+    table = pa.table(
+        {
+            "user_id": pa.array([1], pa.int64()),
+            "ts": pa.array([datetime(2026, 1, 1, tzinfo=UTC)], pa.timestamp("us", "UTC")),
+            "age": pa.array([30], pa.int64()),
+            "score": pa.array([0.5], pa.float64()),
+            "x": pa.array([1], pa.int64()),
+        }
+    )
+    pq.write_table(table, repo / "data" / "users.parquet")
+
+
 @pytest.fixture
 def store(tmp_path: Path, registry_url: str, project_name: str) -> FeatureStore:
+    write_users(tmp_path)
     with make_store(tmp_path, registry_url, project_name) as s:
         yield s
 
@@ -146,6 +164,7 @@ def test_list_filters_by_tags(store: FeatureStore) -> None:
 
 
 def test_readers_cache_until_ttl(tmp_path: Path, registry_url: str, project_name: str) -> None:
+    write_users(tmp_path)
     writer = make_store(tmp_path, registry_url, project_name)
     reader = make_store(tmp_path, registry_url, project_name, ttl=1)
     try:
@@ -188,6 +207,7 @@ def _apply_views(registry_url: str, root: str, project: str, worker: int) -> Non
 def test_concurrent_applies_lose_nothing(
     tmp_path: Path, registry_url: str, project_name: str
 ) -> None:
+    write_users(tmp_path)
     ctx = multiprocessing.get_context("spawn")
     procs = [
         ctx.Process(target=_apply_views, args=(registry_url, str(tmp_path), project_name, w))
@@ -201,3 +221,18 @@ def test_concurrent_applies_lose_nothing(
     with make_store(tmp_path, registry_url, project_name) as s:
         names = {v.name for v in s.list_feature_views(allow_cache=False)}
     assert names == {f"w{w}_v{i}" for w in range(4) for i in range(5)}
+
+
+def test_online_store_may_share_the_registry_file(tmp_path: Path) -> None:
+    write_users(tmp_path)
+    same = {"path": "data/registry.db"}
+    config = parse_config(
+        {"project": "p", "registry": same, "online_store": {"type": "sqlite", **same}},
+        repo_path=tmp_path,
+    )
+    with FeatureStore(config=config) as s:
+        started = time.monotonic()
+        s.apply([user, view()])
+        s.apply([user, view(name="other")], partial=False)  # drops 'users' online
+        assert time.monotonic() - started < 10  # no apply waits on its own registry lock
+        assert [v.name for v in s.list_feature_views()] == ["other"]

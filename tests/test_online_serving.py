@@ -298,6 +298,7 @@ def test_write_to_online_store(fs: FeatureStore) -> None:
 
 
 def test_unreachable_redis_fails_before_the_registry_changes(tmp_path: Path) -> None:
+    _data(tmp_path)
     store = make_store(tmp_path, {"type": "redis", "connection_string": "127.0.0.1:1"})
     with pytest.raises(BackendUnavailableError, match=r"127\.0\.0\.1:1"):
         store.apply([user, users])

@@ -166,6 +166,30 @@ def test_apply_failing_midway_rolls_back(
 # -- diff and rollback -------------------------------------------------------------------------
 
 
+def test_apply_planned_decides_on_the_state_it_replaces(store: RegistryStore) -> None:
+    store.apply([(FV, "a", spec())])
+    seen: list[list[str]] = []
+
+    def decide(live: dict[str, dict[str, VersionRecord]]) -> tuple[Any, Any, str]:
+        seen.append(sorted(live.get(FV, {})))
+        return [(FV, "b", spec())], [(FV, "a")], "planned"
+
+    note, result = store.apply_planned(decide)
+    assert note == "planned" and seen == [["a"]]
+    assert [r.name for r in result.created] == ["b"]
+    assert [r.name for r in result.deleted] == ["a"]
+    assert sorted(store.live()[FV]) == ["b"]
+
+
+def test_apply_planned_that_fails_writes_nothing(store: RegistryStore) -> None:
+    def decide(live: dict[str, dict[str, VersionRecord]]) -> tuple[Any, Any, None]:
+        raise RegistryError("refused")
+
+    with pytest.raises(RegistryError, match="refused"):
+        store.apply_planned(decide)
+    assert store.serial() == 0 and store.live() == {}
+
+
 def test_diff_is_structural(store: RegistryStore) -> None:
     old = {
         "ttl_seconds": 3600,
@@ -447,3 +471,162 @@ def test_readers_never_see_half_an_apply(registry_url: str, project_name: str) -
         sizes.add(len(store.live()["entity"]))
     assert all(n % 5 == 0 for n in sizes), sorted(sizes)
     assert max(sizes) == 150
+
+
+# -- concurrent `pitstop apply` of different repos (the CLI, in separate processes) -------------
+
+_REPO_CODE = """
+from datetime import timedelta
+from pitstop import Entity, FeatureView, Field, FileSource
+from pitstop.types import Int64
+
+user = Entity(name="user", join_keys=["user_id"])
+events = FileSource(name="events", path="data/events.parquet", timestamp_field="ts")
+
+
+def view(name, hours):
+    return FeatureView(name=name, entities=[user], ttl=timedelta(hours=hours), source=events,
+                       schema=[Field(name="x", dtype=Int64)])
+
+
+shared = view("shared", {hours})
+mine = view("only_w{worker}", 1)
+this_round = view("w{worker}_r{round}", 1)
+"""
+
+
+def _repo_tag(worker: int, rnd: int) -> str:
+    return f"w{worker}r{rnd}"
+
+
+def _repo_objects(worker: int, rnd: int) -> set[tuple[str, str]]:
+    """The objects of repo (worker, round): one shared by all (whose TTL tells the repos
+    apart), one per worker, one per worker and round, and their entity and source."""
+    views = {"shared", f"only_w{worker}", f"w{worker}_r{rnd}"}
+    return {("entity", "user"), ("data_source", "events")} | {(FV, v) for v in views}
+
+
+def _write_repo(root: Path, registry_url: str, project: str, worker: int, rnd: int) -> Path:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+    import yaml
+
+    repo = root / _repo_tag(worker, rnd)
+    (repo / "data").mkdir(parents=True)
+    registry: dict[str, Any] = (
+        {"registry_type": "sql", "path": registry_url}
+        if registry_url.startswith("postgresql")
+        else {"path": registry_url.removeprefix("sqlite://")}
+    )
+    config = {
+        "project": project,
+        "registry": registry,
+        "online_store": {"type": "sqlite", "path": str(root / "online.db")},
+    }
+    (repo / "feature_store.yaml").write_text(yaml.safe_dump(config))
+    hours = 100 + 10 * worker + rnd
+    code = _REPO_CODE.format(hours=hours, worker=worker, round=rnd)
+    (repo / "features.py").write_text(code)
+    ts = pa.array([datetime(2026, 1, 1, tzinfo=UTC)], pa.timestamp("us", "UTC"))
+    pq.write_table(pa.table({"user_id": [1], "ts": ts, "x": [1]}), repo / "data/events.parquet")
+    return repo
+
+
+def _apply_rounds(root: str, worker: int, rounds: int, start: Any, end: Any) -> None:
+    """Run `pitstop apply` on this worker's repo of each round, all workers at once; the
+    changes it prints go to ``<repo>.out`` and the versions it writes carry the repo's tag."""
+    import os
+    from contextlib import redirect_stdout
+
+    from pitstop.cli.main import main
+
+    for rnd in range(rounds):
+        repo = Path(root) / _repo_tag(worker, rnd)
+        start.wait(timeout=120)
+        os.environ["LOGNAME"] = _repo_tag(worker, rnd)  # the author of this apply's versions
+        with open(f"{repo}.out", "w") as out, redirect_stdout(out):
+            code = main(["-c", str(repo), "apply"])
+        end.wait(timeout=120)
+        if code != 0:
+            raise SystemExit(code)
+
+
+def _printed(path: Path) -> set[tuple[str, str, str]]:
+    """(action, label, name) of each change `apply` printed."""
+    verbs = {"Created": "create", "Updated": "update", "Deleted": "delete"}
+    labels = {"entity": "entity", "data source": "data_source", "feature view": FV}
+    found = set()
+    for line in path.read_text().splitlines():
+        verb, _, rest = line.partition(" ")
+        if verb in verbs:
+            label, _, name = rest.rpartition(" ")
+            found.add((verbs[verb], labels[label], name))
+    return found
+
+
+def _commit_order(store: RegistryStore, tags: list[str]) -> list[str]:
+    """The tags of the applies that wrote versions, in the order their transactions ran."""
+    names = {(FV, "shared"), ("entity", "user"), ("data_source", "events")}
+    names |= {(FV, f"only_w{t[1]}") for t in tags} | {(FV, f"{t[:2]}_r{t[3:]}") for t in tags}
+    when: dict[str, datetime] = {}
+    for kind, name in names:
+        for rec in store.history(name, kind):
+            when[rec.author] = rec.applied_at
+    return sorted((t for t in tags if t in when), key=when.__getitem__)
+
+
+@pytest.mark.slow
+def test_concurrent_applies_of_different_repos_leave_exactly_the_last(
+    registry_url: str, project_name: str, tmp_path: Path
+) -> None:
+    workers, rounds = 4, 3
+    for w in range(workers):
+        for r in range(rounds):
+            _write_repo(tmp_path, registry_url, project_name, w, r)
+    ctx = multiprocessing.get_context("spawn")
+    start, end = ctx.Barrier(workers + 1), ctx.Barrier(workers + 1)
+    procs = [
+        ctx.Process(target=_apply_rounds, args=(str(tmp_path), w, rounds, start, end))
+        for w in range(workers)
+    ]
+    for p in procs:
+        p.start()
+    try:
+        _check_rounds(registry_url, project_name, tmp_path, workers, rounds, start, end)
+    except BaseException:
+        start.abort()  # release the workers, then report the first failure
+        end.abort()
+        for p in procs:
+            p.join(timeout=30)
+            p.kill()
+        raise
+    _join(procs)
+
+
+def _check_rounds(
+    registry_url: str, project: str, root: Path, workers: int, rounds: int, start: Any, end: Any
+) -> None:
+    state: set[tuple[str, str]] = set()
+    done: list[str] = []
+    with RegistryStore.open(registry_url, project) as store:
+        for rnd in range(rounds):
+            start.wait(timeout=120)
+            end.wait(timeout=120)
+            tags = [_repo_tag(w, rnd) for w in range(workers)]
+            order = _commit_order(store, tags)
+            assert order and set(order) == set(tags), f"round {rnd}: {order} committed"
+            for tag in order:  # replay: each apply saw the state the previous one left
+                worker = int(tag[1])
+                repo = _repo_objects(worker, rnd)
+                expected = {("create", k, n) for k, n in repo - state}
+                expected |= {("delete", k, n) for k, n in state - repo}
+                if (FV, "shared") in state:
+                    expected.add(("update", FV, "shared"))
+                assert _printed(root / f"{tag}.out") == expected, f"apply of {tag}"
+                state = repo
+            live = store.live()
+            assert {(k, n) for k, by in live.items() for n in by} == state, f"round {rnd}"
+            shared = live[FV]["shared"].spec or {}
+            assert shared["ttl_seconds"] == (100 + 10 * int(order[-1][1]) + rnd) * 3600
+            done += order
+        assert store.serial() == len(done)

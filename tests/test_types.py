@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pyarrow as pa
 import pytest
 
@@ -15,12 +17,17 @@ from pitstop.types import (
     Float64,
     Int32,
     Int64,
+    Json,
+    Map,
     PrimitiveType,
     String,
+    Struct,
     UnixTimestamp,
     ValueType,
+    can_hold,
     from_arrow,
     from_value_type,
+    holds_timestamps,
     parse_dtype,
     to_arrow,
 )
@@ -144,3 +151,58 @@ def test_from_arrow_rejects_nested_lists() -> None:
 def test_from_arrow_rejects_types_without_dtype() -> None:
     with pytest.raises(DefinitionError, match=r"decimal128\(10, 2\) has no feature dtype"):
         from_arrow(pa.decimal128(10, 2))
+
+
+# -- which stored columns a declared dtype can read ---------------------------------------------
+
+HOLDS = [
+    (Int32, pa.int8(), True),
+    (Int32, pa.uint16(), True),
+    (Int32, pa.int32(), True),
+    (Int32, pa.int64(), False),  # narrowing
+    (Int32, pa.uint32(), False),
+    (Int32, pa.float32(), False),  # float -> integer
+    (Int64, pa.int32(), True),
+    (Int64, pa.uint32(), True),
+    (Int64, pa.uint64(), False),
+    (Int64, pa.float64(), False),
+    (Int64, pa.string(), False),
+    (Float32, pa.float64(), True),
+    (Float64, pa.int64(), True),
+    (Float64, pa.decimal128(10, 2), True),
+    (Float64, pa.string(), False),
+    (String, pa.string(), True),
+    (String, pa.large_string(), True),
+    (String, pa.dictionary(pa.int32(), pa.string()), True),
+    (String, pa.int64(), False),
+    (String, pa.binary(), False),
+    (Bytes, pa.binary(), True),
+    (Bytes, pa.string(), False),
+    (Bool, pa.bool_(), True),
+    (Bool, pa.int8(), False),
+    (UnixTimestamp, pa.timestamp("ns"), True),
+    (UnixTimestamp, pa.date32(), True),
+    (UnixTimestamp, pa.int64(), False),
+    (Array(Int64), pa.list_(pa.int16()), True),
+    (Array(Int64), pa.large_list(pa.float64()), False),
+    (Array(String), pa.string(), False),
+    (Int64, pa.null(), True),  # an all-null column holds nothing that could not fit
+    (Map, pa.map_(pa.string(), pa.string()), True),
+    (Map, pa.string(), False),
+    (Json, pa.string(), True),
+    (Json, pa.int64(), False),
+    (Struct({"a": Int64}), pa.struct([("a", pa.int32()), ("b", pa.string())]), True),
+    (Struct({"a": Int64}), pa.struct([("a", pa.float64())]), False),
+    (Struct({"a": Int64}), pa.struct([("b", pa.int64())]), False),
+]
+
+
+@pytest.mark.parametrize(("dtype", "arrow_type", "ok"), HOLDS)
+def test_can_hold(dtype: Any, arrow_type: pa.DataType, ok: bool) -> None:
+    assert can_hold(dtype, arrow_type) is ok
+
+
+def test_holds_timestamps() -> None:
+    fits = [pa.timestamp("us", "UTC"), pa.date32(), pa.string(), pa.timestamp("s")]
+    assert all(holds_timestamps(t) for t in fits)
+    assert not any(holds_timestamps(t) for t in [pa.int64(), pa.float64(), pa.bool_()])

@@ -246,9 +246,19 @@ class FeatureStore:
 
     # --- definitions -------------------------------------------------------------------------
 
-    def plan(self, objects: Iterable[Definition], *, prune: bool = True) -> list[Change]:
-        """What :meth:`apply` would change, without writing anything."""
-        changes, _ = self.registry.plan(_flatten(objects), prune=prune)
+    def plan(
+        self,
+        objects: Iterable[Definition],
+        *,
+        prune: bool = True,
+        skip_source_validation: bool = False,
+    ) -> list[Change]:
+        """What :meth:`apply` would change, without writing anything.
+
+        File sources are checked as in :meth:`apply` unless ``skip_source_validation``.
+        """
+        check = None if skip_source_validation else self._check_sources
+        changes, _ = self.registry.plan(_flatten(objects), prune=prune, check=check)
         return changes
 
     def apply(
@@ -258,23 +268,37 @@ class FeatureStore:
         partial: bool = True,
         *,
         author: str | None = None,
+        skip_source_validation: bool = False,
     ) -> list[Change]:
         """Register definitions (one transaction); changed ones get a new version.
 
         With ``partial=False`` everything not in ``objects`` is removed (a whole-repo apply).
+        The schemas of the views' file sources are read first (not their rows), and every
+        missing file, column or unfit type is reported in one ``DataSourceError``;
+        ``skip_source_validation=True`` skips that, e.g. for data not reachable from here.
         """
         if isinstance(objects, Definition):
             objects = [objects]
-        changes, _ = self.registry.plan(
-            _flatten(objects), objects_to_delete or (), prune=not partial
-        )
-        keep, drop = _online_tables(changes)
-        if keep:  # create tables first: a failing store leaves the registry untouched
-            self.online.update(keep, [])
-        self.registry.write(changes, author=author)
-        if drop:
-            self.online.update([], drop)
+        from pitstop.registry.plan import online_tables
+
+        objs, deletes, prune = _flatten(objects), list(objects_to_delete or ()), not partial
+        # check first, and create the tables the changes need: a bad repo or a failing online
+        # store leaves the registry untouched
+        check = None if skip_source_validation else self._check_sources
+        early, _ = online_tables(self.registry.plan(objs, deletes, prune=prune, check=check)[0])
+        if early:
+            self.online.update(early, [])
+        changes = self.registry.apply(objs, deletes, prune=prune, author=author)
+        keep, drop = online_tables(changes)  # what was committed, maybe after another apply
+        late = [name for name in keep if name not in early]
+        if late or drop:
+            self.online.update(late, drop)
         return changes
+
+    def _check_sources(self, objects: Sequence[Definition]) -> None:
+        from pitstop.engine.sources import check_sources
+
+        check_sources(objects, self.repo_path)
 
     def teardown(self) -> None:
         """Remove this project's registry objects and online tables."""
@@ -367,20 +391,6 @@ class FeatureStore:
 
     def __repr__(self) -> str:
         return f"FeatureStore(project={self.project!r}, repo_path={str(self.repo_path)!r})"
-
-
-def _online_tables(changes: Iterable[Change]) -> tuple[list[str], list[str]]:
-    """Online tables an apply creates (new or changed online views) and drops."""
-    keep: list[str] = []
-    drop: list[str] = []
-    for c in changes:
-        if c.kind not in ("feature_view", "stream_feature_view") or not c.changed:
-            continue
-        if c.spec is not None and c.spec.get("online", True):
-            keep.append(c.name)
-        elif c.action == "delete" or (c.old or {}).get("online", True):
-            drop.append(c.name)
-    return keep, drop
 
 
 def _flatten(objects: Iterable[Any]) -> Sequence[Definition]:

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import enum
 import json
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import TYPE_CHECKING, Any, Union
@@ -43,8 +43,10 @@ __all__ = [
     "Struct",
     "UnixTimestamp",
     "ValueType",
+    "can_hold",
     "from_arrow",
     "from_value_type",
+    "holds_timestamps",
     "parse_dtype",
     "to_arrow",
 ]
@@ -318,3 +320,81 @@ def from_arrow(arrow_type: Any) -> FeastType:
         if check(t):
             return dtype
     raise DefinitionError(f"Arrow type {arrow_type} has no feature dtype")
+
+
+# -- which stored columns a declared dtype can read --------------------------------------------
+#
+# A column can back a feature when every value it can hold keeps its meaning in the declared
+# type. Integers widen (int8 -> Int32, int32/uint32 -> Int64) and become floats; floats never
+# become integers (Float64 data declared Int64 is refused), but float64 data declared Float32 is
+# accepted (precision, not meaning, is lost; pandas writes float64 by default). Only string
+# columns back String, only binary ones Bytes, only booleans Bool. Timestamps and dates back
+# UnixTimestamp. Dictionary columns count as their values; an all-null column backs any dtype.
+
+
+@lru_cache(maxsize=1)
+def _holders() -> dict[str, Callable[[pa.DataType], bool]]:
+    import pyarrow as pa
+
+    t = pa.types
+
+    def integers(bits: int) -> Callable[[pa.DataType], bool]:
+        return lambda x: (
+            (t.is_signed_integer(x) and x.bit_width <= bits)
+            or (t.is_unsigned_integer(x) and x.bit_width < bits)
+        )
+
+    def numbers(x: pa.DataType) -> bool:
+        return bool(t.is_floating(x) or t.is_integer(x) or t.is_decimal(x))
+
+    return {
+        "Int32": integers(32),
+        "Int64": integers(64),
+        "Float32": numbers,
+        "Float64": numbers,
+        "String": lambda x: t.is_string(x) or t.is_large_string(x) or t.is_string_view(x),
+        "Bytes": lambda x: any(
+            f(x) for f in (t.is_binary, t.is_large_binary, t.is_fixed_size_binary, t.is_binary_view)
+        ),
+        "Bool": t.is_boolean,
+        "UnixTimestamp": lambda x: t.is_timestamp(x) or t.is_date(x),
+        "Map": t.is_map,
+        "Json": lambda x: t.is_string(x) or t.is_large_string(x) or t.is_string_view(x),
+    }
+
+
+def can_hold(dtype: FeastType, arrow_type: pa.DataType) -> bool:
+    """Whether a stored column of ``arrow_type`` can be read as features of ``dtype``.
+
+    >>> import pyarrow as pa
+    >>> can_hold(Int64, pa.int32()), can_hold(Int32, pa.float64()), can_hold(String, pa.int64())
+    (True, False, False)
+    """
+    import pyarrow as pa
+
+    t = arrow_type
+    if pa.types.is_dictionary(t):
+        t = t.value_type
+    if pa.types.is_null(t):
+        return True
+    if isinstance(dtype, Array):
+        lists = (pa.types.is_list, pa.types.is_large_list, pa.types.is_fixed_size_list,
+                 pa.types.is_list_view, pa.types.is_large_list_view)  # fmt: skip
+        return any(f(t) for f in lists) and can_hold(dtype.base_type, t.value_type)
+    if isinstance(dtype, Struct):
+        if not pa.types.is_struct(t):
+            return False
+        stored = {t.field(i).name: t.field(i).type for i in range(t.num_fields)}
+        return all(k in stored and can_hold(v, stored[k]) for k, v in dtype.fields)
+    return _holders()[dtype.name](t)
+
+
+def holds_timestamps(arrow_type: pa.DataType) -> bool:
+    """Whether a column of ``arrow_type`` can serve as an event or created timestamp:
+    timestamps, dates, or text in ISO 8601 (parsed when read), by the offline engines' one
+    rule (:func:`pitstop.offline.typemap.time_kind`); an all-null column too."""
+    import pyarrow as pa
+
+    from pitstop.offline.typemap import time_kind
+
+    return time_kind(arrow_type) is not None or pa.types.is_null(arrow_type)

@@ -67,23 +67,38 @@ def _repo_objects(ctx: Context) -> list[Any]:
     return list(load_repo(ctx.store.repo_path, project=ctx.store.project).all())
 
 
+_skip_sources = click.option(
+    "--skip-source-validation",
+    is_flag=True,
+    help="Do not read the file sources' schemas (e.g. data not reachable from here).",
+)
+
+
 @cli.command()
+@_skip_sources
 @pass_ctx
-def plan(ctx: Context) -> None:
+def plan(ctx: Context, skip_source_validation: bool) -> None:
     """Show what `apply` would change, without changing anything."""
     from pitstop.cli.output import print_changes
 
-    print_changes(ctx.store.plan(_repo_objects(ctx)), dry_run=True)
+    objects = _repo_objects(ctx)
+    changes = ctx.store.plan(objects, skip_source_validation=skip_source_validation)
+    print_changes(changes, dry_run=True)
 
 
 @cli.command()
+@_skip_sources
 @pass_ctx
-def apply(ctx: Context) -> None:
-    """Register the repo's definitions; objects removed from the repo are removed."""
+def apply(ctx: Context, skip_source_validation: bool) -> None:
+    """Register the repo's definitions; objects removed from the repo are removed.
+
+    Planning and writing are one transaction: the changes printed are those this apply made.
+    """
     from pitstop.cli.output import print_changes
 
     objects = _repo_objects(ctx)
-    print_changes(ctx.store.apply(objects, partial=False), dry_run=False)
+    changes = ctx.store.apply(objects, partial=False, skip_source_validation=skip_source_validation)
+    print_changes(changes, dry_run=False)
 
 
 @cli.command()

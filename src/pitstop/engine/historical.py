@@ -31,7 +31,7 @@ if TYPE_CHECKING:
 
 def source_ref(source: FileSource, repo_path: Path) -> SourceRef:
     """Where a file source's rows are, with relative paths resolved against the repo root."""
-    from pitstop.engine.push import pushed_folder
+    from pitstop.offline.files import pushed_folder
     from pitstop.offline.pit import SourceRef
 
     return SourceRef(

@@ -24,6 +24,7 @@ from pitstop.definitions.stream import StreamFeatureView
 from pitstop.engine.historical import view_join
 from pitstop.engine.write import chunks, encode_rows
 from pitstop.errors import RetrievalError
+from pitstop.offline.files import has_data
 
 if TYPE_CHECKING:
     from pitstop.offline.base import OfflineEngine
@@ -91,7 +92,7 @@ def materialize_view(
     began = time.perf_counter()
     join = view_join(view, repo_path)
     source = join.source
-    if isinstance(view.source, PushSource) and not _has_rows(source.path, source.pushed):
+    if isinstance(view.source, PushSource) and not has_data(source.path, source.pushed):
         meta.set_meta(WATERMARK + view.name, end.isoformat())  # nothing pushed offline yet
         return MaterializeResult(view.name, start, end, 0, time.perf_counter() - began)
     if isinstance(view, StreamFeatureView) and view.aggregations:
@@ -185,16 +186,6 @@ def _backfill_tiles(
     events = offline.range(replace(join, columns=tuple((c, c) for c in cols)), start, end)
     end_us = int(end.timestamp() * 1_000_000)
     return backfill(online, view, events.to_arrow(), end_us, now_us)
-
-
-def _has_rows(path: str, pushed: str | None) -> bool:
-    """Whether a push-fed source has any offline data yet (its file, or pushed parts)."""
-    import glob
-    import os
-
-    if os.path.exists(path) or glob.has_magic(path):
-        return True
-    return bool(pushed and glob.glob(os.path.join(pushed, "*.parquet")))
 
 
 class Progress:

@@ -30,7 +30,8 @@ from pitstop.engine.exact import exact_rows, python_columns
 from pitstop.engine.online import key_dtypes
 from pitstop.engine.streams import input_columns, push_events
 from pitstop.engine.write import chunks, encode_rows
-from pitstop.errors import DataSourceError, NotFoundError, RetrievalError, suggest
+from pitstop.errors import NotFoundError, RetrievalError, suggest
+from pitstop.offline.files import has_data, pushed_folder
 from pitstop.online.base import StoredRow
 from pitstop.types import to_arrow
 
@@ -39,8 +40,6 @@ if TYPE_CHECKING:
 
     from pitstop.engine.streams import Delivery
     from pitstop.registry.snapshot import Snapshot
-
-PUSHED_SUFFIX = ".pushed"
 
 
 def as_table(data: Any, what: str) -> pa.Table:
@@ -288,7 +287,7 @@ def offline_rows(
     schema = source_schema(source, repo_path)
     if schema is None:
         return table
-    names = {raw: source.field_mapping.get(raw, raw) for raw in schema.names}
+    names = {raw: source.field_mapping.get(raw, raw) for raw in schema}
     expected = list(names.values())
     where = f"the offline data of source {source.name!r} ({source.path})"
     extra = [c for c in table.column_names if c not in expected]
@@ -306,7 +305,7 @@ def offline_rows(
         )
     columns = []
     for raw, name in names.items():
-        target = schema.field(raw).type
+        target = schema[raw]
         if name not in table.column_names:
             columns.append(pa.nulls(table.num_rows, target))
             continue
@@ -330,33 +329,14 @@ def _is_time(t: Any) -> bool:
     return bool(pa.types.is_timestamp(t) or pa.types.is_date(t))
 
 
-def source_schema(source: FileSource, repo_path: Path) -> pa.Schema | None:
-    """The Arrow schema of a Parquet source's offline data (a file, a folder of files, or
-    pushed parts), or ``None`` if it has none yet."""
-    import pyarrow.dataset as ds
-    import pyarrow.parquet as pq
+def source_schema(source: FileSource, repo_path: Path) -> dict[str, pa.DataType] | None:
+    """The columns (and Arrow types) of a Parquet source's offline data, read from its files'
+    footers as ``apply`` reads them, or ``None`` if it has no data yet."""
+    from pitstop.engine.sources import source_columns
 
-    path = Path(source.resolve_path(repo_path))
-    try:
-        if path.is_file():
-            return pq.read_schema(path)
-        folder = pushed_folder(source, repo_path)
-        parts = sorted(folder.glob("*.parquet")) if folder.is_dir() else []
-        if path.is_dir():
-            return (
-                ds.dataset(path, format="parquet").schema if any(path.rglob("*.parquet")) else None
-            )
-        return pq.read_schema(parts[0]) if parts else None
-    except OSError as exc:  # pyarrow's read errors are OSErrors too
-        raise DataSourceError(
-            f"cannot read the schema of source {source.name!r} at {path}: {exc}"
-        ) from exc
-
-
-def pushed_folder(source: FileSource, repo_path: Path) -> Path:
-    """Where offline pushes to ``source`` go: the folder itself, or ``<file>.pushed/``."""
-    path = Path(source.resolve_path(repo_path))
-    return path if path.is_dir() else path.with_name(path.name + PUSHED_SUFFIX)
+    if not has_data(source.resolve_path(repo_path), str(pushed_folder(source, repo_path))):
+        return None
+    return source_columns(source, repo_path).types
 
 
 def check_columns(views: Sequence[FeatureView], table: pa.Table, what: str) -> None:

@@ -19,8 +19,9 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from pitstop.engine.push import append_offline, pushed_folder
+from pitstop.engine.push import append_offline
 from pitstop.engine.streams import stream_id as _sid
+from pitstop.offline.files import pushed_folder
 
 if TYPE_CHECKING:
     import pyarrow as pa

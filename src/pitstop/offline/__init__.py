@@ -1,8 +1,9 @@
 """Offline retrieval: the point-in-time plan and the engines that execute it.
 
 :mod:`.pit` holds the one plan every engine executes, :mod:`.base` the engine protocol,
-:mod:`.job` the lazy result and :mod:`.duckdb` the default engine. Importing this package does
-not import DuckDB or pandas; they load when a query runs or a frame is converted.
+:mod:`.job` the lazy result and :mod:`.duckdb` the default engine. Importing this package loads
+nothing heavy: the names below load on first use, DuckDB and pandas when a query runs or a frame
+is converted.
 
 Example::
 
@@ -14,10 +15,16 @@ Example::
     table = DuckDBEngine().historical(entity_table, PitPlan((view,))).to_arrow()
 """
 
-from pitstop.offline.base import EngineCapabilities, EntityInput, OfflineEngine
-from pitstop.offline.duckdb import DuckDBEngine
-from pitstop.offline.job import BatchTransform, RetrievalJob
-from pitstop.offline.pit import PitPlan, SourceRef, ViewJoin
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from pitstop.offline.base import EngineCapabilities, EntityInput, OfflineEngine
+    from pitstop.offline.duckdb import DuckDBEngine
+    from pitstop.offline.job import BatchTransform, RetrievalJob
+    from pitstop.offline.pit import PitPlan, SourceRef, ViewJoin
 
 __all__ = [
     "BatchTransform",
@@ -30,3 +37,23 @@ __all__ = [
     "SourceRef",
     "ViewJoin",
 ]
+
+# Names load on first use, so importing a light submodule (``offline.files``) stays light.
+_HOMES = {
+    "BatchTransform": "job",
+    "DuckDBEngine": "duckdb",
+    "EngineCapabilities": "base",
+    "EntityInput": "base",
+    "OfflineEngine": "base",
+    "PitPlan": "pit",
+    "RetrievalJob": "job",
+    "SourceRef": "pit",
+    "ViewJoin": "pit",
+}
+
+
+def __getattr__(name: str) -> Any:
+    home = _HOMES.get(name)
+    if home is None:
+        raise AttributeError(f"module 'pitstop.offline' has no attribute {name!r}")
+    return getattr(importlib.import_module(f"pitstop.offline.{home}"), name)

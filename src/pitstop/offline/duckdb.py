@@ -12,7 +12,6 @@ Example::
 
 from __future__ import annotations
 
-import glob
 import os
 import shutil
 import stat
@@ -32,8 +31,9 @@ from pitstop.errors import DataSourceError, PitstopError, RetrievalError, sugges
 from pitstop.offline import duckdb_sql as dsql
 from pitstop.offline.base import EngineCapabilities, EntityInput, LatestRows
 from pitstop.offline.entity import ROW_NUMBER, PreparedEntity, prepare_entity, to_arrow_table
+from pitstop.offline.files import resolve_path as _resolve_path
 from pitstop.offline.job import RetrievalJob
-from pitstop.offline.pit import PitPlan, SourceRef, ViewJoin
+from pitstop.offline.pit import PitPlan, ViewJoin
 from pitstop.offline.typemap import type_family
 
 if TYPE_CHECKING:
@@ -44,7 +44,6 @@ if TYPE_CHECKING:
 __all__ = ["DuckDBEngine"]
 
 _IDS = count()
-_GLOB_CHARS = frozenset("*?[")
 
 
 def _utc_naive(value: datetime | None) -> datetime | None:
@@ -517,46 +516,6 @@ def scan_source(cur: duckdb.DuckDBPyConnection, view: ViewJoin) -> dsql.ScanInfo
     scan = dsql.ScanInfo(relation, {f.name: f.type for f in schema})
     _check_source_columns(view, scan)
     return scan
-
-
-def _resolve_path(source: SourceRef) -> tuple[str | list[str], bool]:
-    """Check the source's data exists; return what to read and whether it spans many files."""
-    pushed = source.pushed
-    parts = glob.glob(os.path.join(pushed, "*.parquet")) if pushed else []
-    if not parts:
-        return _resolve_main(source)
-    pattern = os.path.join(pushed or "", "*.parquet")
-    if not os.path.exists(source.path) and not (_GLOB_CHARS & set(source.path)):
-        return pattern, True
-    main, _ = _resolve_main(source)
-    return [*([main] if isinstance(main, str) else main), pattern], True
-
-
-def _resolve_main(source: SourceRef) -> tuple[str, bool]:
-    """Check ``source.path`` exists; return the path to read and whether it spans many files."""
-    path = source.path
-    if "://" in path:
-        return path, bool(_GLOB_CHARS & set(path))
-    if _GLOB_CHARS & set(path):
-        if not glob.glob(path, recursive=True):
-            raise DataSourceError(
-                f"No files match {path!r} (source {source.display_name!r}); check the path."
-            )
-        return path, True
-    if os.path.isdir(path):
-        suffix = "csv" if source.file_format == "csv" else "parquet"
-        pattern = os.path.join(path, "**", f"*.{suffix}")
-        if not glob.glob(pattern, recursive=True):
-            raise DataSourceError(
-                f"Directory {path!r} of source {source.display_name!r} holds no *.{suffix} files."
-            )
-        return pattern, True
-    if not os.path.exists(path):
-        raise DataSourceError(
-            f"Source {source.display_name!r} points to {path!r}, which does not exist; fix the "
-            "source's path or create the file."
-        )
-    return path, False
 
 
 def _check_source_columns(view: ViewJoin, scan: dsql.ScanInfo) -> None:

@@ -2,23 +2,26 @@
 
 :class:`Registry` wraps the storage (:mod:`pitstop.registry.store`) with definition objects:
 ``snapshot()`` returns decoded live objects, cached for ``cache_ttl_seconds`` and reloaded only
-when another writer changed something; ``apply()`` checks references and writes in one
-transaction.
+when another writer changed something; ``apply()`` checks references, computes the changes
+against the state inside its write transaction and writes them there.
 """
 
 from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Sequence
 
 from pitstop.definitions.base import Definition
 from pitstop.definitions.serde import kind_of
 from pitstop.registry.plan import Change, Objects, plan, resolve
 from pitstop.registry.snapshot import LABELS, Snapshot
-from pitstop.registry.store import RegistryStore, VersionRecord
+from pitstop.registry.store import Deletes, Live, Puts, RegistryStore, VersionRecord
 
-__all__ = ["LABELS", "Change", "Registry", "Snapshot", "VersionRecord"]
+__all__ = ["LABELS", "Change", "Check", "Registry", "Snapshot", "VersionRecord"]
+
+#: Called with the resolved definitions an apply or plan was given; raises to reject them.
+Check = Callable[[Sequence[Definition]], None]
 
 
 class Registry:
@@ -58,29 +61,19 @@ class Registry:
         return self.snapshot(fresh=True)
 
     def plan(
-        self, objects: Iterable[Definition], deletes: Iterable[Definition] = (), *, prune: bool
+        self,
+        objects: Iterable[Definition],
+        deletes: Iterable[Definition] = (),
+        *,
+        prune: bool,
+        check: Check | None = None,
     ) -> tuple[list[Change], Objects]:
-        """What applying ``objects`` would change, and the checked objects to write."""
-        live = self.store.live()
-        desired: Objects = {}
-        if not prune:
-            current = self.snapshot(fresh=True)
-            desired = {k: dict(v) for k, v in current.objects.items()}
-        for obj in objects:
-            desired.setdefault(kind_of(obj), {})[obj.name] = obj
-        for obj in deletes:
-            desired.get(kind_of(obj), {}).pop(obj.name, None)
-        resolved = resolve(desired)
-        changes = plan(resolved, live, prune=prune)
-        if not prune:
-            gone = {(kind_of(o), o.name) for o in deletes}
-            changes += [
-                Change(k, n, "delete", None, r.spec)
-                for k, by in live.items()
-                for n, r in by.items()
-                if (k, n) in gone
-            ]
-        return changes, resolved
+        """What applying ``objects`` would change now, and the checked objects to write.
+
+        ``check`` receives the resolved versions of ``objects`` (join keys filled in) and may
+        raise to reject them.
+        """
+        return _changes(list(objects), list(deletes), self.store.live(), prune, check)
 
     def apply(
         self,
@@ -89,21 +82,61 @@ class Registry:
         *,
         prune: bool = False,
         author: str | None = None,
+        check: Check | None = None,
     ) -> list[Change]:
-        """Write ``objects`` (and remove ``deletes``, or everything else with ``prune``)."""
-        changes, _ = self.plan(objects, deletes, prune=prune)
-        return self.write(changes, author=author)
+        """Write ``objects`` (and remove ``deletes``, or everything else with ``prune``).
 
-    def write(self, changes: list[Change], *, author: str | None = None) -> list[Change]:
-        """Write the changes a :meth:`plan` computed, in one transaction."""
-        puts = [(c.kind, c.name, c.spec) for c in changes if c.action in ("create", "update")]
-        dels = [(c.kind, c.name) for c in changes if c.action == "delete"]
-        if puts or dels:
-            self.store.apply(puts, dels, author=author)  # type: ignore[arg-type]
-        self._snapshot = None
+        Planning and writing are one transaction: concurrent applies run one after the other,
+        and the changes returned are those this apply made to the state it replaced.
+        """
+        objects, deletes = list(objects), list(deletes)
+
+        def decide(live: Live) -> tuple[Puts, Deletes, list[Change]]:
+            changes, _ = _changes(objects, deletes, live, prune, check)
+            puts = [(c.kind, c.name, c.spec) for c in changes if c.action in ("create", "update")]
+            dels = [(c.kind, c.name) for c in changes if c.action == "delete"]
+            return puts, dels, changes  # type: ignore[return-value]
+
+        try:
+            changes, _ = self.store.apply_planned(decide, author=author)
+        finally:
+            self._snapshot = None
         return changes
 
     def close(self) -> None:
         if self._store is not None:
             self._store.close()
             self._store = None
+
+
+def _changes(
+    objects: list[Definition],
+    deletes: list[Definition],
+    live: Live,
+    prune: bool,
+    check: Check | None,
+) -> tuple[list[Change], Objects]:
+    """The changes turning ``live`` into ``objects`` (the whole repo with ``prune``, else added
+    to the live objects, less ``deletes``)."""
+    desired: Objects = {}
+    if not prune:
+        specs = {k: {n: r.spec for n, r in by.items()} for k, by in live.items()}
+        current = Snapshot.from_specs(specs, 0)  # type: ignore[arg-type]
+        desired = {k: dict(v) for k, v in current.objects.items()}
+    for obj in objects:
+        desired.setdefault(kind_of(obj), {})[obj.name] = obj
+    for obj in deletes:
+        desired.get(kind_of(obj), {}).pop(obj.name, None)
+    resolved = resolve(desired)
+    if check is not None:
+        check([resolved[kind_of(o)][o.name] for o in objects])
+    changes = plan(resolved, live, prune=prune)
+    if not prune:
+        gone = {(kind_of(o), o.name) for o in deletes}
+        changes += [
+            Change(k, n, "delete", None, r.spec)
+            for k, by in live.items()
+            for n, r in by.items()
+            if (k, n) in gone
+        ]
+    return changes, resolved

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -10,7 +10,7 @@ from pitstop.definitions.base import Definition
 from pitstop.definitions.entity import Entity
 from pitstop.definitions.feature_view import FeatureView, Projectable, Projection
 from pitstop.definitions.on_demand import OnDemandFeatureView
-from pitstop.definitions.serde import KINDS, VIEW_KINDS
+from pitstop.definitions.serde import KINDS, VIEW_KINDS, kind_of
 from pitstop.definitions.service import FeatureService
 from pitstop.errors import DefinitionError, suggest
 from pitstop.registry.store import VersionRecord, canonical_hash
@@ -50,6 +50,7 @@ def resolve(objects: Objects) -> Objects:
         for name, view in out[kind].items():
             assert isinstance(view, FeatureView)
             out[kind][name] = view.resolve_entities(entities)
+            _check_feature_names(out[kind][name])  # type: ignore[arg-type]
     views: dict[str, Projectable] = {
         n: v for k in VIEW_KINDS for n, v in out[k].items() if isinstance(v, Projectable)
     }
@@ -62,6 +63,22 @@ def resolve(objects: Objects) -> Objects:
         for p in svc.projections:
             _check_projection(p, views, f"feature service {svc.name!r}")
     return out
+
+
+def _check_feature_names(view: FeatureView) -> None:
+    """A feature may not take the name of a column the view reads for another role."""
+    roles = {key: "a join key" for key in view.join_keys}
+    roles[view.batch_source.created_timestamp_column] = "the created timestamp column"
+    roles[view.timestamp_field] = "the timestamp field"
+    for feature in view.features:
+        role = roles.get(feature.name)
+        if role:
+            label = kind_of(view).replace("_", " ")
+            raise DefinitionError(
+                f"{label} {view.name!r}: feature {feature.name!r} has the name of {role} of the "
+                f"view; rename the feature (a source column can be renamed with the source's "
+                "field_mapping)"
+            )
 
 
 def _check_projection(p: Projection, views: Mapping[str, Projectable], what: str) -> None:
@@ -105,3 +122,17 @@ def plan(
                 if n not in wanted
             )
     return changes
+
+
+def online_tables(changes: Iterable[Change]) -> tuple[list[str], list[str]]:
+    """Online tables an apply creates (new or changed online views) and drops."""
+    keep: list[str] = []
+    drop: list[str] = []
+    for c in changes:
+        if c.kind not in ("feature_view", "stream_feature_view") or not c.changed:
+            continue
+        if c.spec is not None and c.spec.get("online", True):
+            keep.append(c.name)
+        elif c.action == "delete" or (c.old or {}).get("online", True):
+            drop.append(c.name)
+    return keep, drop

@@ -170,6 +170,24 @@ def _prepare(kind: str, name: str, spec: object) -> _Put:
     return _Put(kind, name, text, spec_hash)
 
 
+Live = dict[str, dict[str, VersionRecord]]
+Puts = Sequence[tuple[str, str, dict[str, Any]]]
+Deletes = Sequence[tuple[str, str]]
+
+
+def _prepare_all(puts: Puts, deletes: Deletes) -> list[_Put]:
+    prepared = [_prepare(kind, name, spec) for kind, name, spec in puts]
+    seen: set[tuple[str, str]] = set()
+    for key in [(p.kind, p.name) for p in prepared] + [(k, n) for k, n in deletes]:
+        if key in seen:
+            raise RegistryError(
+                f"{key[0]} {key[1]!r} appears more than once in one apply; "
+                "put or delete each object once."
+            )
+        seen.add(key)
+    return prepared
+
+
 @dataclass(frozen=True)
 class _Head:
     version: int
@@ -273,8 +291,8 @@ class RegistryStore:
 
     def apply(
         self,
-        puts: Sequence[tuple[str, str, dict[str, Any]]],
-        deletes: Sequence[tuple[str, str]] = (),
+        puts: Puts,
+        deletes: Deletes = (),
         *,
         author: str | None = None,
     ) -> ApplyResult:
@@ -283,17 +301,32 @@ class RegistryStore:
         An object whose latest version is live with the same canonical hash is unchanged.
         Deleting an unknown or already deleted object is a no-op.
         """
-        prepared = [_prepare(kind, name, spec) for kind, name, spec in puts]
-        seen: set[tuple[str, str]] = set()
-        for key in [(p.kind, p.name) for p in prepared] + [(k, n) for k, n in deletes]:
-            if key in seen:
-                raise RegistryError(
-                    f"{key[0]} {key[1]!r} appears more than once in one apply; "
-                    "put or delete each object once."
-                )
-            seen.add(key)
+        prepared = _prepare_all(puts, deletes)
         who = author or default_author()
         return self._write(lambda: self._apply(prepared, list(deletes), who))
+
+    def apply_planned(
+        self,
+        decide: Callable[[Live], tuple[Puts, Deletes, T]],
+        *,
+        author: str | None = None,
+    ) -> tuple[T, ApplyResult]:
+        """Read the live objects, let ``decide`` choose what to write, and write it: all in one
+        write transaction, so concurrent callers run one after the other and each decides on
+        the state its own write replaces.
+
+        ``decide(live)`` returns ``(puts, deletes, anything)``; the last item is handed back with
+        the :class:`ApplyResult`. It may run more than once (when the database is busy), and an
+        error it raises rolls the transaction back with nothing written.
+        """
+        who = author or default_author()
+
+        def work() -> tuple[T, ApplyResult]:
+            puts, deletes, extra = decide(self._live())
+            prepared = _prepare_all(puts, deletes)
+            return extra, self._apply(prepared, list(deletes), who)
+
+        return self._write(work)
 
     def _apply(self, puts: list[_Put], deletes: list[tuple[str, str]], author: str) -> ApplyResult:
         now = datetime.now(UTC)
@@ -393,9 +426,12 @@ class RegistryStore:
 
     # -- reads -------------------------------------------------------------------------------
 
-    def live(self) -> dict[str, dict[str, VersionRecord]]:
+    def live(self) -> Live:
         """``kind -> name -> latest version`` of every non-deleted object (one consistent read)."""
-        rows = self._query(
+        return self._run(self._live)
+
+    def _live(self) -> Live:
+        rows = self._db.query(
             f"SELECT {_COLUMNS} FROM pitstop_versions v"
             f" WHERE v.project = ? AND v.deleted = ? AND {_LATEST} ORDER BY kind, name",
             (self.project, False),
