@@ -121,6 +121,7 @@ SCHEMAS: dict[str, Any] = {
     },
     "MaterializeIncrementalRequest": {
         "type": "object",
+        "description": "end_ts must not be before a view's last materialized end.",
         "required": ["end_ts"],
         "properties": {"end_ts": _TIMESTAMP, "feature_views": _NAMES},
     },
