@@ -2,7 +2,8 @@
 
 The hot path of inference. It runs in plain Python over lists (no pandas, no Arrow per request):
 the request plan is resolved once per feature list and cached; every view of the request is
-read in one store round trip; TTL and statuses are decided here, for every store alike.
+read in one store round trip; TTL and statuses are decided here, for every store alike
+(on-demand outputs take theirs from their inputs: :func:`on_demand_status`).
 """
 
 from __future__ import annotations
@@ -145,7 +146,8 @@ class OnlineResponse:
         return list(self.values)
 
     def to_dict(self, include_event_timestamps: bool = False) -> dict[str, list[Any]]:
-        """Entity columns then features, each a list with one value per entity row."""
+        """The join key columns, then the features, each a list with one value per entity
+        row (request data and other columns of the entity rows are not returned)."""
         out: dict[str, list[Any]] = {**self.entities}
         for name, vals in self.values.items():
             out[name] = _to_python(vals, self.dtypes.get(name))
