@@ -65,7 +65,9 @@ SCHEMAS: dict[str, Any] = {
                 "type": "array",
                 "description": "One entry per name in metadata.feature_names (the join key "
                 "columns first, then the features), each with one value per entity row. Request "
-                "data is not returned.",
+                "data is not returned. NOT_FOUND: the entity is unknown (an on-demand output: "
+                "none of the views it reads has the entity); OUTSIDE_MAX_AGE: older than the "
+                "view's TTL, served as null.",
                 "items": {
                     "type": "object",
                     "required": ["values", "statuses", "event_timestamps"],
