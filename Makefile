@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 EXTRAS := dev,server,demo
 STAMP  := $(VENV)/.installed
 
-.PHONY: install demo test lint format bench clean
+.PHONY: install demo test lint format bench fuzz clean
 
 install: $(STAMP)
 
@@ -33,6 +33,12 @@ format: install
 
 bench: install
 	$(BIN)/python benchmarks/run.py
+
+# The feature server against its OpenAPI document (Schemathesis), many examples per endpoint
+FUZZ_EXAMPLES ?= 300
+fuzz: install
+	PITSTOP_FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) $(BIN)/python -m pytest -q \
+		tests/test_server_schema.py tests/test_server_fuzz.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache build dist

@@ -304,3 +304,81 @@ def test_unreachable_redis_fails_before_the_registry_changes(tmp_path: Path) -> 
         store.apply([user, users])
     assert store.list_feature_views() == []
     store.close()
+
+
+@on_demand_feature_view(sources=[req], schema=[Field(name="doubled", dtype=Float64)],
+                        mode="python")  # fmt: skip
+def doubled(inputs: dict[str, list[Any]]) -> dict[str, list[Any]]:
+    return {"doubled": [None if b is None else 2 * b for b in inputs["bonus"]]}
+
+
+def test_response_returns_join_keys_not_request_data(fs: FeatureStore) -> None:
+    """Like Feast: the join keys come back (those of every registered entity); request data
+    and columns that are neither do not."""
+    resp = materialized(fs).get_online_features(
+        ["users:age", "boosted_py:boosted"],
+        {"bonus": [1.0], "user_id": [1], "shop_id": ["x"], "label": [0]},
+    )
+    assert list(resp.to_dict()) == ["user_id", "shop_id", "age", "boosted"]
+    assert resp.to_arrow().column_names == ["user_id", "shop_id", "age", "boosted"]
+    rows = [{"user_id": 2, "bonus": 1.0}]
+    assert fs.get_online_features(["boosted_pd:boosted"], rows).to_dict() == {
+        "user_id": [2], "boosted": [2.5 * 40 + 1.0]}  # fmt: skip
+
+
+def test_on_demand_outputs_of_an_unknown_entity_are_not_found(fs: FeatureStore) -> None:
+    fs.apply([doubled])
+    rows = {"user_id": [1, 99, 3, 4], "bonus": [1.0, 2.0, 3.0, 4.0]}  # 3 expired, 4 no age
+    for view in ("boosted_py", "boosted_pd"):
+        resp = materialized(fs).get_online_features([f"{view}:boosted", "doubled:doubled"], rows)
+        assert resp.statuses["boosted"] == ["PRESENT", "NOT_FOUND", "OUTSIDE_MAX_AGE",
+                                            "NULL_VALUE"]  # fmt: skip
+        assert resp.values["boosted"] == [pytest.approx(1.5 * 31 + 1.0), None, None, None]
+        assert resp.statuses["doubled"] == ["PRESENT"] * 4  # request data only: always computed
+        assert resp.values["doubled"] == [2.0, 4.0, 6.0, 8.0]
+
+
+@pytest.mark.parametrize(
+    ("inputs", "expected"),
+    [
+        (["NOT_FOUND"], "NOT_FOUND"),
+        (["NOT_FOUND", "NOT_FOUND"], "NOT_FOUND"),
+        (["OUTSIDE_MAX_AGE"], "OUTSIDE_MAX_AGE"),
+        (["NOT_FOUND", "OUTSIDE_MAX_AGE"], "OUTSIDE_MAX_AGE"),
+        (["NOT_FOUND", "PRESENT"], None),  # one view has the entity: computed
+        (["OUTSIDE_MAX_AGE", "NULL_VALUE"], None),
+        ([], None),  # request data only
+    ],
+)
+def test_on_demand_status_rule(inputs: list[str], expected: str | None) -> None:
+    from pitstop.engine.online import on_demand_status
+
+    assert on_demand_status(inputs) == expected
+
+
+def test_out_of_range_keys_name_the_declared_type(tmp_path: Path) -> None:
+    shop = Entity(name="shop32", join_keys=["shop_id"], value_type=ValueType.INT32)
+    shops = FeatureView(name="shops", entities=[shop], ttl=None,
+                        source=FileSource(path="data/shops.parquet", timestamp_field="ts"),
+                        schema=[Field(name="n", dtype=Int64)])  # fmt: skip
+    store = make_store(tmp_path, {"type": "memory"})
+    store.apply([user, users, shop, shops])
+    cases = [
+        (["shops:n"], {"shop_id": [7, 2**31]}, "shop_id", "shops", "Int32", 2**31),
+        (["shops:n"], {"shop_id": [-(2**31) - 1]}, "shop_id", "shops", "Int32", -(2**31) - 1),
+        (["shops:n"], {"shop_id": [2**70]}, "shop_id", "shops", "Int32", 2**70),
+        (["users:age"], {"user_id": [2**63]}, "user_id", "users", "Int64", 2**63),
+        (["users:age"], {"user_id": [2**70]}, "user_id", "users", "Int64", 2**70),
+        (["users:age"], {"user_id": [float(2**70)]}, "user_id", "users", "Int64", 2.0**70),
+    ]
+    for refs, rows, key, view, dtype, value in cases:
+        low, high = (-(2**31), 2**31 - 1) if dtype == "Int32" else (-(2**63), 2**63 - 1)
+        with pytest.raises(RetrievalError) as err:
+            store.get_online_features(refs, rows)
+        assert str(err.value) == (f"join key {key!r} of feature view {view!r} is {dtype}: "
+                                  f"{value!r} is out of its range ({low} to {high})")  # fmt: skip
+    assert store.get_online_features(["shops:n"], {"shop_id": [2**31 - 1]}).statuses == {
+        "n": ["NOT_FOUND"]}  # fmt: skip
+    with pytest.raises(RetrievalError, match=r"takes int values, got 1\.5 \(float\)"):
+        store.get_online_features(["users:age"], {"user_id": [1.5]})
+    store.close()

@@ -144,7 +144,11 @@ def wait_healthy(
     raise AssertionError(f"no healthy server at {url}")
 
 
-def start_cli(repo: Path, *args: str) -> tuple[subprocess.Popen[bytes], str]:
+def start_cli(
+    repo: Path, *args: str, log: Any = subprocess.PIPE
+) -> tuple[subprocess.Popen[bytes], str]:
+    """``pitstop serve`` in a subprocess; its stderr goes to ``log`` (a pipe by default: read
+    by :func:`stop`, so a server that logs more than the pipe holds needs a file instead)."""
     port = free_port()
     cmd = [
         sys.executable,
@@ -157,7 +161,7 @@ def start_cli(repo: Path, *args: str) -> tuple[subprocess.Popen[bytes], str]:
         str(port),
         *args,
     ]
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=log)
     url = f"http://127.0.0.1:{port}"
     try:
         wait_healthy(url, proc)
@@ -176,7 +180,7 @@ def stop(proc: subprocess.Popen[bytes]) -> str:
     except subprocess.TimeoutExpired:
         proc.kill()
         _, err = proc.communicate()
-    return err.decode()
+    return (err or b"").decode()
 
 
 @contextlib.contextmanager
@@ -291,6 +295,48 @@ def test_feature_service_full_names_and_request_data(server: str) -> None:
     assert list(got) == ["user_id", "users__age", "users__tier", "boosted__boosted"]  # no bonus
     assert got["boosted__boosted"]["values"] == [1.5 * 31 + 1.0, 2.5 * 40 + 0.5]
     assert got["boosted__boosted"]["event_timestamps"] == [EPOCH, EPOCH]
+
+
+def test_http_and_in_process_answers_agree_without_request_data(
+    server: str, repo: tuple[Path, Any]
+) -> None:
+    body = {"features": ["users:age", "boosted:boosted"],
+            "entities": {"bonus": [1.0, 2.0], "user_id": [1, 99], "label": [1, 0]}}  # fmt: skip
+    got = columns(post(server, "/get-online-features", body))
+    assert list(got) == ["user_id", "age", "boosted"]
+    expected = repo[1].get_online_features(body["features"], body["entities"])
+    assert {k: v["values"] for k, v in got.items()} == expected.to_dict()
+    assert got["boosted"]["statuses"] == ["PRESENT", "NOT_FOUND"] == expected.statuses["boosted"]
+    assert got["boosted"]["values"] == [1.5 * 31 + 1.0, None]
+
+
+def test_features_and_feature_service_together_are_refused(server: str) -> None:
+    body = {"features": ["users:age"], "feature_service": "user_service",
+            "entities": {"user_id": [1]}}  # fmt: skip
+    r = post(server, "/get-online-features", body)
+    assert r.status_code == 400
+    assert r.json()["error"] == {
+        "type": "RetrievalError",
+        "message": "the request body has both 'features' and 'feature_service'; send one of them",
+    }
+    body["features"] = None  # null counts as absent, as in Feast
+    body["entities"] = {"user_id": [1], "bonus": [0.0]}
+    assert columns(post(server, "/get-online-features", body))["age"]["values"] == [31]
+
+
+@pytest.mark.parametrize(
+    ("value", "shown"),
+    [(2**70, "1.1805916207174113e+21"), (2**64 - 1, str(2**64 - 1)), (-(2**63) - 1, None)],
+)
+def test_out_of_range_key_names_its_type(server: str, value: int, shown: str | None) -> None:
+    body = {"features": ["users:age"], "entities": {"user_id": [1, value]}}
+    r = post(server, "/get-online-features", body)
+    assert r.status_code == 400
+    shown = shown or repr(float(value))  # JSON integers beyond 64 bits are read as floats
+    assert r.json()["error"]["message"] == (
+        f"join key 'user_id' of feature view 'users' is Int64: {shown} is out of its range "
+        f"({-(2**63)} to {2**63 - 1})"
+    )
 
 
 # --- writes -----------------------------------------------------------------------------------

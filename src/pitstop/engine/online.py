@@ -2,7 +2,8 @@
 
 The hot path of inference. It runs in plain Python over lists (no pandas, no Arrow per request):
 the request plan is resolved once per feature list and cached; every view of the request is
-read in one store round trip; TTL and statuses are decided here, for every store alike.
+read in one store round trip; TTL and statuses are decided here, for every store alike
+(on-demand outputs take theirs from their inputs: :func:`on_demand_status`).
 """
 
 from __future__ import annotations
@@ -50,6 +51,7 @@ class _ViewStep:
     ttl_us: int  # 0: never expires
     features: tuple[tuple[str, str], ...]  # (feature name, output/hidden column)
     key_types: tuple[Any, ...]  # the Python type each key value must have (None: any)
+    key_dtypes: tuple[Any, ...]  # each key's declared dtype (None: not declared)
     layout: TileLayout | None = None  # windowed aggregations: the row holds tiles
     casts: tuple[Any, ...] = ()  # per feature: the declared type's Python constructor
 
@@ -59,9 +61,13 @@ class CompiledPlan:
     plan: RequestPlan
     steps: tuple[_ViewStep, ...]
     dtypes: dict[str, Any]
+    echoed: frozenset[str]  # entity-row columns returned with the features: the join keys
+    od_inputs: tuple[tuple[str, ...], ...]  # per on-demand view: one column per source view
 
 
 _KEY_TYPES: dict[Any, Any] = {Int32: int, Int64: int, String: str}
+_KEY_RANGES: dict[Any, tuple[int, int]] = {Int32: (-(2**31), 2**31 - 1),
+                                           Int64: (-(2**63), 2**63 - 1)}  # fmt: skip
 
 
 def key_dtypes(snapshot: Snapshot, view: Any) -> dict[str, Any]:
@@ -90,13 +96,36 @@ def compile_plan(plan: RequestPlan, snapshot: Snapshot) -> CompiledPlan:
                 ttl_us=int(ttl.total_seconds() * 1_000_000) if ttl else 0,
                 features=tuple((c.feature.name, c.name) for c in v.columns),
                 key_types=tuple(_KEY_TYPES.get(dtypes.get(n)) for n in names),
+                key_dtypes=tuple(dtypes.get(n) for n in names),
                 layout=layout_of(v.view)
                 if isinstance(v.view, StreamFeatureView) and v.view.aggregations
                 else None,
                 casts=tuple(_CASTS.get(c.feature.dtype) for c in v.columns),
             )
         )
-    return CompiledPlan(plan, tuple(steps), _dtypes(plan))
+    return CompiledPlan(
+        plan, tuple(steps), _dtypes(plan), _echoed(plan, snapshot), _od_inputs(plan)
+    )
+
+
+def _echoed(plan: RequestPlan, snapshot: Snapshot) -> frozenset[str]:
+    """The entity-row columns a response returns, as Feast's does: the join keys of the
+    request's views and of every registered entity; never request data or other columns."""
+    keys = set(plan.entity_keys)
+    for entity in snapshot.entities.values():
+        keys.update(entity.join_keys)
+    return frozenset(keys - {f.name for f in plan.request_fields})
+
+
+def _od_inputs(plan: RequestPlan) -> tuple[tuple[str, ...], ...]:
+    """Per on-demand view, one column of each feature view it reads: a view's columns share
+    its per-row NOT_FOUND and OUTSIDE_MAX_AGE, so one column tells whether it has the row."""
+    views = {v.projection.name_to_use: v for v in plan.views}
+    return tuple(
+        tuple(views[s.name_to_use].columns[0].name for s in od.view.sources
+              if views[s.name_to_use].columns)
+        for od in plan.on_demand
+    )  # fmt: skip
 
 
 class OnlineResponse:
@@ -124,7 +153,8 @@ class OnlineResponse:
         return list(self.values)
 
     def to_dict(self, include_event_timestamps: bool = False) -> dict[str, list[Any]]:
-        """Entity columns then features, each a list with one value per entity row."""
+        """The join key columns, then the features, each a list with one value per entity
+        row (request data and other columns of the entity rows are not returned)."""
         out: dict[str, list[Any]] = {**self.entities}
         for name, vals in self.values.items():
             out[name] = _to_python(vals, self.dtypes.get(name))
@@ -247,16 +277,19 @@ class OnlineRetriever:
         for step, found in zip(steps, rows, strict=True):
             self._fill(step, found, now_us, values, statuses, stamps)
         plan = compiled.plan
-        for od in plan.on_demand:
+        for od, inputs in zip(plan.on_demand, compiled.od_inputs, strict=True):
             _run_on_demand(plan, od, columns, n, values, statuses, stamps)
+            if inputs:
+                _unavailable_inputs(od, [statuses[c] for c in inputs], values, statuses)
         hidden = plan.hidden_columns
         for name in hidden:
             values.pop(name, None)
             statuses.pop(name, None)
             stamps.pop(name, None)
         order = plan.output_names
+        echoed = compiled.echoed
         return OnlineResponse(
-            columns,
+            {k: v for k, v in columns.items() if k in echoed},
             {k: values[k] for k in order},
             {k: statuses[k] for k in order},
             {k: stamps[k] for k in order},
@@ -372,22 +405,69 @@ def _keys(step: _ViewStep, columns: Mapping[str, list[Any]], n: int) -> list[byt
             f"{step.table!r}; given: {sorted(columns)}"
         ) from None
     names = step.key_names
-    for name, col, want in zip(names, key_cols, step.key_types, strict=True):
-        if want is None:
-            continue
-        for v in col:
-            if type(v) is not want and not (
-                want is int and hasattr(v, "__index__") and not isinstance(v, bool)
-            ):
-                raise RetrievalError(
-                    f"join key {name!r} of feature view {step.table!r} takes "
-                    f"{want.__name__} values, got {v!r} ({type(v).__name__})"
-                )
+    for name, col, want, dtype in zip(names, key_cols, step.key_types, step.key_dtypes,
+                                      strict=True):  # fmt: skip
+        if want is not None:
+            _check_key(step.table, name, col, want, dtype)
     if len(key_cols) == 1:
         (col,) = key_cols
         name = names[0]
         return [entity_key((name,), (v,)) for v in col]
     return [entity_key(names, vals) for vals in zip(*key_cols, strict=True)]
+
+
+_UNAVAILABLE = frozenset((NOT_FOUND, OUTSIDE_MAX_AGE))
+
+
+def on_demand_status(inputs: Sequence[str]) -> str | None:
+    """The status of an on-demand view's outputs in one row, from the statuses of the feature
+    views it reads in that row (one per view): ``NOT_FOUND`` when none of them has the entity,
+    ``OUTSIDE_MAX_AGE`` when none has a fresh row but one has an expired one; ``None`` when
+    any of them has the row: the outputs are computed, ``PRESENT`` or ``NULL_VALUE`` by value.
+    A view reading only request data is always computed (``inputs`` empty)."""
+    if not inputs or any(s not in _UNAVAILABLE for s in inputs):
+        return None
+    return OUTSIDE_MAX_AGE if OUTSIDE_MAX_AGE in inputs else NOT_FOUND
+
+
+def _unavailable_inputs(
+    od: OnDemandRequest,
+    inputs: list[list[str]],
+    values: dict[str, list[Any]],
+    statuses: dict[str, list[str]],
+) -> None:
+    """Null the outputs of rows whose inputs are all missing, with :func:`on_demand_status`."""
+    for i, row in enumerate(zip(*inputs, strict=True)):
+        if row[0] in _UNAVAILABLE:
+            status = on_demand_status(row)
+            if status is not None:
+                for c in od.columns:
+                    values[c.name][i] = None
+                    statuses[c.name][i] = status
+
+
+def _check_key(view: str, name: str, col: list[Any], want: type, dtype: Any) -> None:
+    """Each value of a join key column has the key's type and fits its declared dtype."""
+    bounds = _KEY_RANGES.get(dtype)
+    for v in col:
+        if type(v) is want or (want is int and hasattr(v, "__index__") and type(v) is not bool):
+            if not _outside(v, bounds):
+                continue
+        elif not (bounds and isinstance(v, float) and v.is_integer() and abs(v) >= 2**63):
+            # (JSON parsers read an integer beyond 64 bits as a float: a range error below)
+            raise RetrievalError(
+                f"join key {name!r} of feature view {view!r} takes {want.__name__} values, "
+                f"got {v!r} ({type(v).__name__})"
+            )
+        low, high = bounds or (None, None)
+        raise RetrievalError(
+            f"join key {name!r} of feature view {view!r} is {dtype}: {v!r} is out of its "
+            f"range ({low} to {high})"
+        )
+
+
+def _outside(v: Any, bounds: tuple[int, int] | None) -> bool:
+    return bounds is not None and not bounds[0] <= v <= bounds[1]
 
 
 def _run_on_demand(

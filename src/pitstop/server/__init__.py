@@ -6,8 +6,9 @@ speaks Feast's JSON shapes, so Feast clients work unchanged:
 - ``POST /get-online-features`` — ``{"features": [...] | "feature_service": "...",
   "entities": {"user_id": [...], <request data>: [...]}, "full_feature_names": false}`` ->
   ``{"metadata": {"feature_names": [...]}, "results": [{"values": [...], "statuses": [...],
-  "event_timestamps": [...]}, ...]}``: one result per name, entity key columns first, each
+  "event_timestamps": [...]}, ...]}``: one result per name, the join key columns first, each
   with one value per entity row (column-major, like Feast); request data is not echoed.
+  ``features`` and ``feature_service`` together are a 400.
 - ``POST /push`` — ``{"push_source_name", "df": {column: [...]}, "to": "online" | "offline" |
   "online_and_offline"}``; ``POST /write-to-online-store`` — ``{"feature_view_name", "df"}``.
 - ``POST /materialize`` — ``{"start_ts", "end_ts", "feature_views"?}`` (ISO 8601, naive is

@@ -36,7 +36,6 @@ class _Shape:
     """What the server needs to know about one feature list, cached per registry serial."""
 
     serial: int
-    keys: frozenset[str]  # entity-row columns that are join keys: echoed first, like Feast
     request_fields: tuple[Field, ...]  # request data on-demand views need (type-checked)
     convert: dict[str, Callable[[list[Any]], list[Any]]]  # columns needing JSON conversion
 
@@ -51,7 +50,7 @@ def _shape(snapshot: Snapshot, features: list[str] | FeatureService, full: bool)
         fn = wire.converter(column.feature.dtype)
         if fn is not None and column.visible:
             convert[column.name] = fn
-    return _Shape(snapshot.serial, frozenset(plan.entity_keys), plan.request_fields, convert)
+    return _Shape(snapshot.serial, plan.request_fields, convert)
 
 
 class Endpoints:
@@ -66,10 +65,20 @@ class Endpoints:
 
     def get_online_features(self, body: dict[str, Any]) -> dict[str, Any]:
         entities = wire.columns(body, "entities")
+        if not entities:
+            raise RetrievalError(
+                "'entities' has no columns; send the join keys, e.g. {\"user_id\": [1001]}"
+            )
         full = wire.field(body, "full_feature_names", bool, False)
         snapshot = self.store.registry.snapshot()
         service = wire.field(body, "feature_service", str, None)
         features: list[str] | FeatureService
+        if service is not None and body.get("features") is not None:
+            raise RetrievalError(
+                "the request body has both 'features' and 'feature_service'; send one of them"
+            )
+        if service == "":
+            raise RetrievalError("'feature_service' is empty; name a feature service")
         if service is not None:
             features = snapshot.get("feature_service", service)  # type: ignore[assignment]
             key: tuple[Any, ...] = (service, full, True)
@@ -93,10 +102,10 @@ class Endpoints:
         return self._feast_shape(response, shape)
 
     def _feast_shape(self, response: OnlineResponse, shape: _Shape) -> dict[str, Any]:
-        """Feast's column-major JSON: entity key columns first, then the features."""
+        """Feast's column-major JSON: the join key columns first, then the features."""
         columns = response.entities
-        names = [k for k in columns if k in shape.keys]
-        n = len(next(iter(columns.values()), ()))
+        names = list(columns)
+        n = len(next(iter(response.values.values()), ()))
         self.metrics.entity_rows += n
         present, epoch = ["PRESENT"] * n, [wire.EPOCH] * n
         results: list[dict[str, list[Any]]] = [

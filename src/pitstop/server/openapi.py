@@ -10,24 +10,47 @@ import json
 from typing import Any
 
 _REF = "#/components/schemas/"
+_NAME = {"type": "string", "minLength": 1}
+_NAMES = {
+    "type": ["array", "null"],
+    "items": _NAME,
+    "description": "Feature view names; absent or null: every view.",
+}
 _COLUMNS = {
     "type": "object",
-    "description": "Columns: each key maps to a list with one value per row.",
+    "minProperties": 1,
+    "description": "Columns by name, each a list with one value per row; every list has the "
+    "same length.",
     "additionalProperties": {"type": "array", "items": {}},
 }
-_NAMES = {"type": ["array", "null"], "items": {"type": "string"}}
+_TIMESTAMP = {
+    "type": "string",
+    "format": "date-time",
+    "description": "ISO 8601; without a zone it is UTC.",
+}
+_COUNT = {"type": "integer", "minimum": 0}
+_STATUS = {"type": "string", "enum": ["PRESENT", "NULL_VALUE", "NOT_FOUND", "OUTSIDE_MAX_AGE"]}
 SCHEMAS: dict[str, Any] = {
     "GetOnlineFeaturesRequest": {
         "type": "object",
+        "description": "Exactly one of features and feature_service (a null counts as absent).",
         "required": ["entities"],
         "properties": {
-            "features": {"type": "array", "items": {"type": "string"}, "minItems": 1,
+            "features": {"type": ["array", "null"], "minItems": 1, "uniqueItems": True,
+                         "items": {"type": "string", "pattern": "^[^:]+:[^:]+$"},
                          "description": "Feature references 'view:feature'."},
-            "feature_service": {"type": "string", "description": "Used instead of features."},
-            "entities": {**_COLUMNS, "description": "Join key columns, plus request data "
-                         "columns for on-demand feature views."},
+            "feature_service": {**_NAME, "type": ["string", "null"]},
+            "entities": {**_COLUMNS, "description": "The join key columns, plus the request "
+                         "data columns on-demand feature views need; every list has the same "
+                         "length (the number of entity rows). Key values are integers or strings "
+                         "as the entity declares."},
             "full_feature_names": {"type": "boolean", "default": False},
         },
+        "oneOf": [
+            {"required": ["features"], "properties": {"features": {"type": "array"}}},
+            {"required": ["feature_service"],
+             "properties": {"feature_service": {"type": "string"}}},
+        ],
     },
     "GetOnlineFeaturesResponse": {
         "type": "object",
@@ -35,18 +58,22 @@ SCHEMAS: dict[str, Any] = {
         "properties": {
             "metadata": {
                 "type": "object",
+                "required": ["feature_names"],
                 "properties": {"feature_names": {"type": "array", "items": {"type": "string"}}},
             },
             "results": {
                 "type": "array",
-                "description": "One entry per name in metadata.feature_names (entity key "
-                "columns first), each with one value per entity row.",
+                "description": "One entry per name in metadata.feature_names (the join key "
+                "columns first, then the features), each with one value per entity row. Request "
+                "data is not returned. NOT_FOUND: the entity is unknown (an on-demand output: "
+                "none of the views it reads has the entity); OUTSIDE_MAX_AGE: older than the "
+                "view's TTL, served as null.",
                 "items": {
                     "type": "object",
+                    "required": ["values", "statuses", "event_timestamps"],
                     "properties": {
                         "values": {"type": "array", "items": {}},
-                        "statuses": {"type": "array", "items": {"type": "string", "enum": [
-                            "PRESENT", "NULL_VALUE", "NOT_FOUND", "OUTSIDE_MAX_AGE"]}},
+                        "statuses": {"type": "array", "items": _STATUS},
                         "event_timestamps": {"type": "array",
                                              "items": {"type": "string", "format": "date-time"}},
                     },
@@ -58,50 +85,83 @@ SCHEMAS: dict[str, Any] = {
         "type": "object",
         "required": ["push_source_name", "df"],
         "properties": {
-            "push_source_name": {"type": "string"},
-            "df": _COLUMNS,
+            "push_source_name": _NAME,
+            "df": {**_COLUMNS, "description": "Rows to push, by column: the join keys, the "
+                   "timestamp field and the features of every view the source feeds."},
             "to": {"type": "string", "enum": ["online", "offline", "online_and_offline"],
                    "default": "online"},
             "allow_registry_cache": {"type": "boolean", "default": True},
             "allow_missing_columns": {"type": "boolean", "default": False},
         },
     },
+    "PushResponse": {
+        "type": "object",
+        "required": ["push_source_name", "to", "rows", "written"],
+        "properties": {"push_source_name": {"type": "string"}, "to": {"type": "string"},
+                       "rows": _COUNT, "written": _COUNT},
+    },
     "WriteToOnlineStoreRequest": {
         "type": "object",
         "required": ["feature_view_name", "df"],
         "properties": {
-            "feature_view_name": {"type": "string"},
-            "df": _COLUMNS,
+            "feature_view_name": _NAME,
+            "df": {**_COLUMNS, "description": "Rows to write, by column: the view's join keys, "
+                   "timestamp field and features."},
             "allow_registry_cache": {"type": "boolean", "default": True},
         },
     },
+    "WriteToOnlineStoreResponse": {
+        "type": "object",
+        "required": ["feature_view_name", "rows", "written"],
+        "properties": {"feature_view_name": {"type": "string"}, "rows": _COUNT,
+                       "written": _COUNT},
+    },
     "MaterializeRequest": {
         "type": "object",
+        "description": "start_ts must not be after end_ts.",
         "required": ["start_ts", "end_ts"],
-        "properties": {
-            "start_ts": {"type": "string", "format": "date-time"},
-            "end_ts": {"type": "string", "format": "date-time"},
-            "feature_views": _NAMES,
-        },
+        "properties": {"start_ts": _TIMESTAMP, "end_ts": _TIMESTAMP, "feature_views": _NAMES},
     },
     "MaterializeIncrementalRequest": {
         "type": "object",
+        "description": "end_ts must not be before a view's last materialized end.",
         "required": ["end_ts"],
+        "properties": {"end_ts": _TIMESTAMP, "feature_views": _NAMES},
+    },
+    "MaterializeResponse": {
+        "type": "object",
+        "required": ["materialized"],
+        "properties": {"materialized": {"type": "array", "items": {
+            "type": "object",
+            "required": ["feature_view", "start", "end", "rows", "seconds"],
+            "properties": {
+                "feature_view": {"type": "string"},
+                "start": {"type": ["string", "null"], "format": "date-time"},
+                "end": {"type": "string", "format": "date-time"},
+                "rows": _COUNT,
+                "seconds": {"type": "number", "minimum": 0},
+            },
+        }}},
+    },
+    "Health": {
+        "type": "object",
+        "required": ["status"],
         "properties": {
-            "end_ts": {"type": "string", "format": "date-time"},
-            "feature_views": _NAMES,
+            "status": {"type": "string", "enum": ["ok", "unavailable"]},
+            "registry_serial": {"type": "integer"},
+            "online_store_ms": {"type": "number"},
+            "error": {"$ref": _REF + "ErrorDetail"},
         },
+    },
+    "ErrorDetail": {
+        "type": "object",
+        "required": ["type", "message"],
+        "properties": {"type": {"type": "string"}, "message": {"type": "string"}},
     },
     "Error": {
         "type": "object",
         "required": ["error"],
-        "properties": {
-            "error": {
-                "type": "object",
-                "required": ["type", "message"],
-                "properties": {"type": {"type": "string"}, "message": {"type": "string"}},
-            }
-        },
+        "properties": {"error": {"$ref": _REF + "ErrorDetail"}},
     },
 }  # fmt: skip
 
@@ -110,35 +170,46 @@ _ERRORS = {
     "401": "Missing or invalid API key (when auth is configured).",
     "403": "A read-only API key called a write endpoint.",
     "404": "Unknown feature view, feature, feature service or push source.",
+    "413": "The request body is larger than 64 MiB.",
     "422": "The named object cannot do this, or its source data is unreadable.",
     "503": "The online store or the registry does not answer.",
 }
+# The names of the repo `pitstop init` creates.
 _EXAMPLES = {
     "/get-online-features": {
-        "features": ["driver_hourly_stats:conv_rate", "driver_hourly_stats:acc_rate"],
-        "entities": {"driver_id": [1001, 1002]},
+        "features": ["user_features:total_purchases", "user_features:avg_purchase_amount",
+                     "user_derived_features:purchase_frequency"],
+        "entities": {"user_id": [1001, 1002]},
     },
     "/push": {
-        "push_source_name": "driver_stats_push_source",
-        "df": {"driver_id": [1001], "event_timestamp": ["2024-05-13 10:59:42"], "conv_rate": [1.0]},
+        "push_source_name": "transaction_push_source",
+        "df": {"user_id": [1001], "transaction_amount": [12.5],
+               "transaction_timestamp": ["2026-11-26T10:00:00Z"]},
         "to": "online",
     },
     "/write-to-online-store": {
-        "feature_view_name": "driver_hourly_stats",
-        "df": {"driver_id": [1001], "event_timestamp": ["2024-05-13 10:59:42"], "conv_rate": [1.0]},
+        "feature_view_name": "user_features",
+        "df": {"user_id": [1001], "total_purchases": [46], "avg_purchase_amount": [52.5],
+               "days_since_last_purchase": [0], "customer_segment": ["regular"],
+               "tenure_months": [14], "event_timestamp": ["2026-11-26T10:00:00Z"],
+               "created_timestamp": ["2026-11-26T10:00:00Z"]},
     },
-    "/materialize": {"start_ts": "2024-05-01T00:00:00Z", "end_ts": "2024-05-13T00:00:00Z"},
-    "/materialize-incremental": {"end_ts": "2024-05-13T00:00:00Z"},
-}
+    "/materialize": {"start_ts": "2026-11-01T00:00:00Z", "end_ts": "2026-11-26T00:00:00Z",
+                     "feature_views": ["user_features"]},
+    "/materialize-incremental": {"end_ts": "2026-11-26T00:00:00Z"},
+}  # fmt: skip
+_SERVICE_EXAMPLE = {"feature_service": "churn_model_v1", "entities": {"user_id": [1001]}}
 _POSTS = {
-    "/get-online-features": ("GetOnlineFeaturesRequest", "Latest feature values with statuses "
-                             "and event timestamps, in Feast's column-major shape.", "read"),
-    "/push": ("PushRequest", "Write rows to every feature view fed by a push source.", "write"),
-    "/write-to-online-store": ("WriteToOnlineStoreRequest",
+    "/get-online-features": ("GetOnlineFeaturesRequest", "GetOnlineFeaturesResponse",
+                             "Latest feature values with statuses and event timestamps, in "
+                             "Feast's column-major shape.", "read"),
+    "/push": ("PushRequest", "PushResponse",
+              "Write rows to every feature view fed by a push source.", "write"),
+    "/write-to-online-store": ("WriteToOnlineStoreRequest", "WriteToOnlineStoreResponse",
                                "Write rows to one feature view's online table.", "write"),
-    "/materialize": ("MaterializeRequest",
+    "/materialize": ("MaterializeRequest", "MaterializeResponse",
                      "Load each view's latest rows in [start_ts, end_ts] online.", "write"),
-    "/materialize-incremental": ("MaterializeIncrementalRequest",
+    "/materialize-incremental": ("MaterializeIncrementalRequest", "MaterializeResponse",
                                  "Continue each view from its last materialization.", "write"),
 }  # fmt: skip
 
@@ -147,15 +218,16 @@ def _json(schema: dict[str, Any]) -> dict[str, Any]:
     return {"content": {"application/json": {"schema": schema}}}
 
 
-def _post(path: str, request: str, summary: str, access: str) -> dict[str, Any]:
-    ok = {"$ref": _REF + "GetOnlineFeaturesResponse"} if request.startswith("Get") else {
-        "type": "object"}  # fmt: skip
-    responses: dict[str, Any] = {"200": {"description": "OK", **_json(ok)}}
+def _post(path: str, request: str, answer: str, summary: str, access: str) -> dict[str, Any]:
+    responses: dict[str, Any] = {"200": {"description": "OK", **_json({"$ref": _REF + answer})}}
     for code, text in _ERRORS.items():
         if code != "403" or access == "write":
             responses[code] = {"description": text, **_json({"$ref": _REF + "Error"})}
+    examples = {"features": {"value": _EXAMPLES[path]}}
+    if path == "/get-online-features":
+        examples["feature_service"] = {"value": _SERVICE_EXAMPLE}
     body = {"required": True, "content": {"application/json": {
-        "schema": {"$ref": _REF + request}, "example": _EXAMPLES[path]}}}  # fmt: skip
+        "schema": {"$ref": _REF + request}, "examples": examples}}}  # fmt: skip
     return {"post": {"summary": summary, "operationId": path.strip("/").replace("-", "_"),
                      "requestBody": body, "responses": responses,
                      "security": [{}, {"bearerAuth": []}]}}  # fmt: skip
@@ -171,8 +243,8 @@ def document() -> dict[str, Any]:
             "summary": "200 when the registry and the online store answer, else 503 and why.",
             "operationId": "health",
             "responses": {
-                "200": {"description": "Healthy", **_json({"type": "object"})},
-                "503": {"description": "Unhealthy", **_json({"type": "object"})},
+                "200": {"description": "Healthy", **_json({"$ref": _REF + "Health"})},
+                "503": {"description": "Unhealthy", **_json({"$ref": _REF + "Health"})},
             },
         }
     }
@@ -185,7 +257,8 @@ def document() -> dict[str, Any]:
                 "200": {
                     "description": "Metrics",
                     "content": {"text/plain": {"schema": {"type": "string"}}},
-                }
+                },
+                "401": {"description": _ERRORS["401"], **_json({"$ref": _REF + "Error"})},
             },
         }
     }
@@ -222,9 +295,10 @@ def docs_html(doc: dict[str, Any]) -> str:
             if content:
                 name = content["schema"]["$ref"].rsplit("/", 1)[-1]
                 schema = json.dumps(doc["components"]["schemas"][name], indent=2)
-                example = json.dumps(content["example"], indent=2)
                 parts.append(f"<p>Request body <code>{name}</code>:</p><pre>{esc(schema)}</pre>")
-                parts.append(f"<p>Example:</p><pre>{esc(example)}</pre>")
+                for example in content["examples"].values():
+                    text = json.dumps(example["value"], indent=2)
+                    parts.append(f"<p>Example:</p><pre>{esc(text)}</pre>")
             codes = ", ".join(f"{c} {esc(r['description'])}" for c, r in op["responses"].items())
             parts.append(f"<p>Responses: {codes}</p>")
     parts.append("</body></html>")
