@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 EXTRAS := dev,server,demo
 STAMP  := $(VENV)/.installed
 
-.PHONY: install demo test test-min lint format bench clean
+.PHONY: install demo test test-min test-install lint format bench clean
 
 install: $(STAMP)
 
@@ -53,6 +53,10 @@ test-min: $(MIN_STAMP)
 	$(MIN_VENV)/bin/python -m pip list --format=freeze --disable-pip-version-check \
 		| grep -iE '^(pyarrow|duckdb|pandas|numpy|pydantic|redis|psycopg)='
 	$(MIN_VENV)/bin/python -m pytest -q $(MIN_TESTS)
+
+# A fresh venv with `pip install .` and no extras runs init, apply, a listing and a training set.
+test-install: install
+	$(BIN)/python -m pytest -q -m install tests/test_install.py
 
 bench: install
 	$(BIN)/python benchmarks/run.py
