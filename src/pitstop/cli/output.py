@@ -2,7 +2,7 @@
 
 Tables are for people: on a terminal they fit its width; when the output goes to a pipe or a
 file nothing is wrapped or cut, whatever the width. ``-o json`` and ``-o yaml`` print plain
-data whose keys are the objects' specs (the same as ``registry-dump``), durations in seconds.
+data: the objects' specs as ``registry-dump`` prints them, durations in seconds.
 """
 
 from __future__ import annotations
@@ -82,7 +82,7 @@ def print_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> None:
         table.add_row(*(Text(cell) for cell in row))  # Text: names are not read as markup
     width = None
     if not is_terminal():
-        widths = [max(cell_len(line) for c in col for line in c.split("\n") or [""])
+        widths = [max(cell_len(line) for c in col for line in c.split("\n"))
                   for col in zip(header, *rows, strict=True)]  # fmt: skip
         width = sum(widths) + 3 * len(widths) + 1  # padding and rules around every cell
     console(width).print(table)
