@@ -355,3 +355,12 @@ def test_dash_h_is_help_everywhere(capsys: pytest.CaptureFixture[str]) -> None:
             assert capsys.readouterr().out.startswith("Usage: pitstop"), (path, flag)
     main(["serve", "--help"])
     assert "-H, --host TEXT" in capsys.readouterr().out
+
+
+def test_describe_is_a_table_on_a_terminal_and_json_when_piped(repo: Path) -> None:
+    pitstop("apply", cwd=repo)
+    code, seen = _on_a_terminal(["feature-views", "describe", "user_features"], repo, b"")
+    assert code == 0
+    assert re.search(r"ttl +│ 1d ", seen) and re.search(r"source\.path +│ data/user_", seen)
+    piped = pitstop("feature-views", "describe", "user_features", cwd=repo).stdout
+    assert json.loads(piped)["ttl_seconds"] == 86400
