@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 EXTRAS := dev,server,demo
 STAMP  := $(VENV)/.installed
 
-.PHONY: install demo test lint format bench fuzz clean
+.PHONY: install demo test test-min test-install lint format bench fuzz clean
 
 install: $(STAMP)
 
@@ -31,6 +31,33 @@ format: install
 	$(BIN)/ruff check --fix src tests benchmarks examples
 	$(BIN)/ruff format src tests benchmarks examples
 
+# The same code against the LOWEST versions pyproject.toml allows for its direct dependencies,
+# in a venv of its own (uv resolves them; pip cannot).
+MIN_VENV   := .venv-min
+MIN_STAMP  := $(MIN_VENV)/.installed
+MIN_EXTRAS := dev,server
+MIN_TESTS  := tests/test_offline_pit.py tests/test_offline_job.py tests/test_aggregate_offline.py \
+              tests/test_online_stores.py tests/test_online_serving.py tests/test_push_exact.py \
+              tests/test_registry_store.py tests/test_feature_store.py tests/test_types.py \
+              tests/test_encoding.py tests/test_server.py tests/test_cli.py
+
+$(MIN_STAMP): pyproject.toml
+	rm -rf $(MIN_VENV)
+	$(PYTHON) -m venv $(MIN_VENV)
+	$(MIN_VENV)/bin/python -m pip install --quiet --disable-pip-version-check uv
+	$(MIN_VENV)/bin/uv pip install --quiet --python $(MIN_VENV)/bin/python \
+		--resolution lowest-direct -e '.[$(MIN_EXTRAS)]'
+	touch $(MIN_STAMP)
+
+test-min: $(MIN_STAMP)
+	$(MIN_VENV)/bin/python -m pip list --format=freeze --disable-pip-version-check \
+		| grep -iE '^(pyarrow|duckdb|pandas|numpy|pydantic|redis|psycopg)='
+	$(MIN_VENV)/bin/python -m pytest -q $(MIN_TESTS)
+
+# A fresh venv with `pip install .` and no extras runs init, apply, a listing and a training set.
+test-install: install
+	$(BIN)/python -m pytest -q -m install tests/test_install.py
+
 bench: install
 	$(BIN)/python benchmarks/run.py
 
@@ -41,4 +68,4 @@ fuzz: install
 		tests/test_server_schema.py tests/test_server_fuzz.py
 
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache build dist
+	rm -rf $(VENV) $(MIN_VENV) .pytest_cache .mypy_cache .ruff_cache build dist

@@ -8,15 +8,19 @@ import re
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 PITSTOP = str(Path(sys.executable).with_name("pitstop"))
 
 
-def pitstop(*args: str, cwd: Path, ok: bool = True) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "COLUMNS": "200"}
-    proc = subprocess.run([PITSTOP, *args], cwd=cwd, capture_output=True, text=True, env=env)
+def pitstop(
+    *args: str, cwd: Path, ok: bool = True, columns: str = "200"
+) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "COLUMNS": columns}
+    proc = subprocess.run([PITSTOP, *args], cwd=cwd, capture_output=True, text=True, env=env,
+                          stdin=subprocess.DEVNULL)  # fmt: skip
     if ok:
         assert proc.returncode == 0, proc.stderr
     return proc
@@ -155,7 +159,48 @@ def test_teardown_removes_everything(tmp_path: Path) -> None:
     pitstop("init", "r", "--users", "5", cwd=tmp_path)
     repo = tmp_path / "r"
     pitstop("apply", cwd=repo)
+    refused = pitstop("teardown", cwd=repo, ok=False)  # stdin is not a terminal: no prompt
+    assert refused.returncode == 1
+    assert "no terminal to confirm on, so pass --yes" in refused.stderr
+    assert "'churn_prediction'" in refused.stderr
+    assert "user_features" in pitstop("feature-views", "list", cwd=repo).stdout
     assert "torn down" in pitstop("teardown", "--yes", cwd=repo).stdout
+    assert "No feature views registered" in pitstop("feature-views", "list", cwd=repo).stdout
+    pitstop("apply", cwd=repo)
+    assert "torn down" in pitstop("teardown", "-y", cwd=repo).stdout
+
+
+def _on_a_terminal(args: list[str], cwd: Path, answer: bytes) -> tuple[int, str]:
+    """Run the CLI with a pseudo-terminal as stdin and stdout, type ``answer``."""
+    import pty
+
+    main, child = pty.openpty()
+    proc = subprocess.Popen([PITSTOP, *args], cwd=cwd, stdin=child, stdout=child, stderr=child)
+    os.close(child)
+    os.write(main, answer)
+    seen = b""
+    while True:
+        try:
+            chunk = os.read(main, 4096)
+        except OSError:  # the child closed the terminal
+            break
+        if not chunk:
+            break
+        seen += chunk
+    os.close(main)
+    return proc.wait(timeout=60), seen.decode(errors="replace")
+
+
+def test_teardown_asks_on_a_terminal(tmp_path: Path) -> None:
+    pitstop("init", "r", "--users", "5", cwd=tmp_path)
+    repo = tmp_path / "r"
+    pitstop("apply", cwd=repo)
+    code, seen = _on_a_terminal(["teardown"], repo, b"n\n")
+    assert code == 1
+    assert "Remove everything of project 'churn_prediction'?" in seen and "Aborted" in seen
+    assert "user_features" in pitstop("feature-views", "list", cwd=repo).stdout
+    code, seen = _on_a_terminal(["teardown"], repo, b"y\n")
+    assert code == 0 and "torn down" in seen
     assert "No feature views registered" in pitstop("feature-views", "list", cwd=repo).stdout
 
 
@@ -198,3 +243,124 @@ def test_verify_exits_1_on_a_mismatch(tmp_path: Path) -> None:
     proc = pitstop("verify", "--view", "user_features", cwd=repo, ok=False)
     assert proc.returncode == 1
     assert "mismatches in user_features" in proc.stdout
+
+
+LONG_NAME = "user_features_with_a_name_long_enough_to_be_cut_in_any_table"  # 60 characters
+
+
+@pytest.fixture(scope="module")
+def long_repo(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("cli-long")
+    pitstop("init", "repo", "--users", "5", cwd=root)
+    repo = root / "repo"
+    (repo / "features" / "long.py").write_text(
+        "from datetime import timedelta\n"
+        "from pitstop import FeatureView, Field\n"
+        "from pitstop.types import Int64\n"
+        "from features.user_features import user, user_source\n"
+        f"long_view = FeatureView(name={LONG_NAME!r}, entities=[user], source=user_source,\n"
+        "    ttl=timedelta(hours=1, minutes=30),\n"
+        "    schema=[Field(name='total_purchases', dtype=Int64)], tags={'team': 'x' * 40})\n"
+    )
+    pitstop("apply", cwd=repo)
+    return repo
+
+
+def test_long_names_are_never_cut_when_piped(long_repo: Path) -> None:
+    assert len(LONG_NAME) == 60
+    for columns in ("80", "40"):
+        out = pitstop("feature-views", "list", cwd=long_repo, columns=columns).stdout
+        line = next(x for x in out.splitlines() if LONG_NAME in x)  # one line, whole name
+        assert "1h30m" in line and "team=" + "x" * 40 in line
+        assert "…" not in out
+    hist = pitstop("history", LONG_NAME, cwd=long_repo, columns="40").stdout
+    assert "v1" in hist and "…" not in hist
+    table = pitstop("feature-views", "describe", LONG_NAME, "-o", "table", cwd=long_repo,
+                    columns="40").stdout  # fmt: skip
+    assert LONG_NAME in table and re.search(r"ttl +│ 1h30m ", table)
+
+
+def test_ttls_read_as_durations_in_tables(long_repo: Path) -> None:
+    out = pitstop("feature-views", "list", cwd=long_repo).stdout
+    rows = {line.split()[1]: line for line in out.splitlines() if "user_id" in line}
+    assert "│ 1d " in rows["user_features"]
+    assert "│ 7d " in rows["transaction_features"]
+    assert "│ 1h30m " in rows[LONG_NAME]
+
+
+@pytest.mark.parametrize("fmt", ["json", "yaml"])
+def test_machine_readable_output(long_repo: Path, fmt: str) -> None:
+    import yaml
+
+    parse = json.loads if fmt == "json" else yaml.safe_load
+    views = parse(pitstop("feature-views", "list", "-o", fmt, cwd=long_repo).stdout)
+    by_name = {v["name"]: v for v in views}
+    assert set(by_name) == {"user_features", "transaction_features", LONG_NAME}
+    assert by_name[LONG_NAME]["ttl_seconds"] == 5400  # seconds, as in the registry specs
+    assert by_name[LONG_NAME]["tags"] == {"team": "x" * 40}
+    one = parse(pitstop("feature-views", "describe", LONG_NAME, "-o", fmt, cwd=long_repo).stdout)
+    assert one == by_name[LONG_NAME]
+    for group, name in [("entities", "user_id"), ("feature-services", "churn_model_v1"),
+                        ("data-sources", "transactions_source"),
+                        ("on-demand-feature-views", "user_derived_features"),
+                        ("stream-feature-views", "transaction_streaming_features")]:  # fmt: skip
+        names = [o["name"] for o in parse(pitstop(group, "list", "-o", fmt, cwd=long_repo).stdout)]
+        assert name in names, group
+    history = parse(pitstop("history", "user_features", "-o", fmt, cwd=long_repo).stdout)
+    assert history[0]["version"] == 1 and history[0]["kind"] == "feature_view"
+    assert len(history[0]["spec_hash"]) == 64 and history[0]["deleted"] is False
+    assert history[0]["applied_at"].endswith("+00:00")
+    none = parse(pitstop("entities", "list", "--tags", "no:such", "-o", fmt, cwd=long_repo).stdout)
+    assert none == []
+
+
+def test_diff_as_json(tmp_path: Path) -> None:
+    pitstop("init", "r", "--users", "5", cwd=tmp_path)
+    repo = tmp_path / "r"
+    pitstop("apply", cwd=repo)
+    source = repo / "features" / "user_features.py"
+    source.write_text(source.read_text().replace("timedelta(days=1)", "timedelta(days=2)"))
+    pitstop("apply", cwd=repo)
+    args = ["diff", "user_features", "1", "2", "--kind", "feature_view"]
+    changes = json.loads(pitstop(*args, "-o", "json", cwd=repo).stdout)
+    assert changes == [{"path": "ttl_seconds", "old": 86400.0, "new": 172800.0}]
+
+
+def test_durations() -> None:
+    from pitstop.cli.output import duration
+
+    assert [duration(s) for s in (86400, 604800, 5400, 90061, 1.5, 0, None)] == [
+        "1d", "7d", "1h30m", "1d1h1m1s", "1.5s", "-", "-",
+    ]  # fmt: skip
+
+
+def _commands(group: Any, path: tuple[str, ...] = ()) -> list[tuple[str, ...]]:
+    import click
+
+    found = [path]
+    if isinstance(group, click.Group):
+        for name, command in group.commands.items():
+            found += _commands(command, (*path, name))
+    return found
+
+
+def test_dash_h_is_help_everywhere(capsys: pytest.CaptureFixture[str]) -> None:
+    from pitstop.cli.main import cli, main
+
+    commands = _commands(cli)
+    assert ("serve",) in commands and ("feature-views", "list") in commands
+    for path in commands:
+        for flag in ("-h", "--help"):
+            assert main([*path, flag]) == 0, (path, flag)
+            assert capsys.readouterr().out.startswith("Usage: pitstop"), (path, flag)
+    main(["serve", "--help"])
+    assert "-H, --host TEXT" in capsys.readouterr().out
+
+
+def test_describe_is_a_table_on_a_terminal_and_json_when_piped(repo: Path) -> None:
+    pitstop("apply", cwd=repo)
+    code, seen = _on_a_terminal(["feature-views", "describe", "user_features"], repo, b"")
+    assert code == 0
+    assert re.search(r"ttl +│ 1d ", seen) and re.search(r"source\.path +│ data/user_", seen)
+    piped = pitstop("feature-views", "describe", "user_features", cwd=repo).stdout
+    assert json.loads(piped)["ttl_seconds"] == 86400

@@ -596,14 +596,14 @@ def test_web_stack_is_imported_lazily_and_missing_extra_is_explained(
         repo[1].serve(port=free_port())
 
 
-def test_cli_help_keeps_h_for_host() -> None:
+def test_cli_serve_help_names_the_host_option() -> None:
     out = subprocess.run(
-        [sys.executable, "-m", "pitstop.cli.main", "serve", "--help"],
+        [sys.executable, "-m", "pitstop.cli.main", "serve", "-h"],
         capture_output=True,
         text=True,
         check=True,
     )
-    assert "-h, --host" in out.stdout and "--registry-ttl-sec" in out.stdout
+    assert "-H, --host" in out.stdout and "--registry-ttl-sec" in out.stdout
 
 
 def test_api_key_file_format() -> None:

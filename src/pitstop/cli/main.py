@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
+from pitstop.cli.output import output_option
 from pitstop.errors import PitstopError
 
 if TYPE_CHECKING:
@@ -105,9 +106,15 @@ def apply(ctx: Context, skip_source_validation: bool) -> None:
 @click.option("--yes", "-y", is_flag=True, help="Do not ask for confirmation.")
 @pass_ctx
 def teardown(ctx: Context, yes: bool) -> None:
-    """Remove the project's registered objects and online tables."""
-    if not yes and sys.stdin.isatty():
-        click.confirm(f"Remove everything of project {ctx.store.project!r}?", abort=True)
+    """Remove the project's registered objects and online tables (asks first, unless -y)."""
+    if not yes:
+        project = ctx.store.project
+        if not sys.stdin.isatty():
+            raise click.ClickException(
+                f"teardown removes every object and online table of project {project!r}; "
+                "no terminal to confirm on, so pass --yes to go ahead"
+            )
+        click.confirm(f"Remove everything of project {project!r}?", abort=True)
     ctx.store.teardown()
     click.echo(f"Project {ctx.store.project!r} torn down.")
 
@@ -159,8 +166,8 @@ def materialize_incremental(ctx: Context, end: str, views: tuple[str, ...]) -> N
     _print_materialized(results)
 
 
-@cli.command(context_settings={"help_option_names": ["--help"]})
-@click.option("-h", "--host", default="127.0.0.1", show_default=True, help="Address to bind.")
+@cli.command()
+@click.option("-H", "--host", default="127.0.0.1", show_default=True, help="Address to bind.")
 @click.option("-p", "--port", default=6566, show_default=True, help="Port to listen on.")
 @click.option("-w", "--workers", default=1, show_default=True, help="Worker processes.")
 @click.option("-t", "--registry-ttl-sec", type=float, default=None,
@@ -252,12 +259,13 @@ def registry_dump(ctx: Context) -> None:
 @cli.command()
 @click.argument("name")
 @click.option("--kind", help="Object kind, when the name is used by several kinds.")
+@output_option()
 @pass_ctx
-def history(ctx: Context, name: str, kind: str | None) -> None:
+def history(ctx: Context, name: str, kind: str | None, fmt: str | None) -> None:
     """List every version of an object."""
     from pitstop.cli.output import print_history
 
-    print_history(ctx.store.registry.store.history(name, kind))
+    print_history(ctx.store.registry.store.history(name, kind), fmt)
 
 
 @cli.command()
@@ -265,12 +273,14 @@ def history(ctx: Context, name: str, kind: str | None) -> None:
 @click.argument("v1", type=int)
 @click.argument("v2", type=int)
 @click.option("--kind", help="Object kind, when the name is used by several kinds.")
+@output_option("text")
 @pass_ctx
-def diff(ctx: Context, name: str, v1: int, v2: int, kind: str | None) -> None:
+def diff(ctx: Context, name: str, v1: int, v2: int, kind: str | None, fmt: str | None) -> None:
     """Show what changed in an object between two versions."""
     from pitstop.cli.output import print_spec_changes
 
-    print_spec_changes(name, v1, v2, ctx.store.registry.store.diff(name, v1, v2, kind))
+    changes = ctx.store.registry.store.diff(name, v1, v2, kind)
+    print_spec_changes(name, v1, v2, changes, fmt)
 
 
 @cli.command()

@@ -1,9 +1,15 @@
-"""What the command line prints: tables and diffs, drawn with rich."""
+"""What the command line prints: tables and diffs, drawn with rich, or JSON/YAML for scripts.
+
+Tables are for people: on a terminal they fit its width; when the output goes to a pipe or a
+file nothing is wrapped or cut, whatever the width. ``-o json`` and ``-o yaml`` print plain
+data: the objects' specs as ``registry-dump`` prints them, durations in seconds.
+"""
 
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+import sys
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 import click
@@ -30,10 +36,72 @@ _VERBS = {
 }
 
 
-def console() -> Console:
+FORMATS = ("table", "json", "yaml")
+
+
+def console(width: int | None = None) -> Console:
     from rich.console import Console
 
-    return Console(highlight=False, soft_wrap=True)
+    return Console(highlight=False, soft_wrap=True, width=width)
+
+
+def is_terminal() -> bool:
+    """Whether standard output is a terminal (tables may then fit its width)."""
+    return sys.stdout.isatty()
+
+
+def output_option(default: str = "table") -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """The ``-o/--output`` option of the list, describe, history and diff commands."""
+    return click.option(
+        "-o",
+        "--output",
+        "fmt",
+        type=click.Choice(FORMATS),
+        default=None,
+        help=f"Output format (default: {default}).",
+    )
+
+
+def emit(data: Any, fmt: str) -> None:
+    """Print plain data as JSON or YAML; keys keep their order."""
+    if fmt == "json":
+        click.echo(json.dumps(data, indent=2, ensure_ascii=False, default=str))
+    else:
+        import yaml
+
+        click.echo(yaml.safe_dump(data, sort_keys=False, allow_unicode=True), nl=False)
+
+
+def print_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> None:
+    """A table; when the output is not a terminal it is as wide as its content, never cut."""
+    from rich.cells import cell_len
+    from rich.table import Table
+    from rich.text import Text
+
+    table = Table(*header)
+    for row in rows:
+        table.add_row(*(Text(cell) for cell in row))  # Text: names are not read as markup
+    width = None
+    if not is_terminal():
+        widths = [max(cell_len(line) for c in col for line in c.split("\n"))
+                  for col in zip(header, *rows, strict=True)]  # fmt: skip
+        width = sum(widths) + 3 * len(widths) + 1  # padding and rules around every cell
+    console(width).print(table)
+
+
+def duration(seconds: float | None) -> str:
+    """``86400`` → ``1d``, ``5400`` → ``1h30m``; none or zero → ``-``."""
+    if not seconds:
+        return "-"
+    rest = float(seconds)
+    parts = []
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        count, rest = divmod(rest, size)
+        if count:
+            parts.append(f"{int(count)}{unit}")
+    if rest:
+        parts.append(f"{rest:g}s")
+    return "".join(parts)
 
 
 def _label(kind: str) -> str:
@@ -65,31 +133,51 @@ def print_changes(changes: list[Change], *, dry_run: bool) -> None:
 
 
 def _short(value: Any) -> str:
+    """A value in a diff line; long ones are cut on a terminal only."""
     text = repr(value) if not isinstance(value, dict | list) else json.dumps(value)
-    return text if len(text) <= 80 else text[:77] + "..."
+    return text if len(text) <= 80 or not is_terminal() else text[:77] + "..."
 
 
-def print_history(records: list[VersionRecord]) -> None:
-    from rich.table import Table
-
-    table = Table("version", "applied at (UTC)", "author", "spec hash", "state")
-    for r in records:
-        table.add_row(
+def print_history(records: list[VersionRecord], fmt: str | None) -> None:
+    if fmt in ("json", "yaml"):
+        emit([_record(r) for r in records], fmt)
+        return
+    rows = [
+        [
             f"v{r.version}",
             r.applied_at.strftime("%Y-%m-%d %H:%M:%S"),
             r.author,
             r.spec_hash[:12],
             "deleted" if r.deleted else "",
-        )
-    console().print(table)
+        ]
+        for r in records
+    ]
+    print_table(["version", "applied at (UTC)", "author", "spec hash", "state"], rows)
 
 
-def print_spec_changes(name: str, v1: int, v2: int, changes: list[SpecChange]) -> None:
+def _record(r: VersionRecord) -> dict[str, Any]:
+    return {
+        "kind": r.kind,
+        "name": r.name,
+        "version": r.version,
+        "applied_at": r.applied_at.isoformat(),
+        "author": r.author,
+        "spec_hash": r.spec_hash,
+        "deleted": r.deleted,
+    }
+
+
+def print_spec_changes(
+    name: str, v1: int, v2: int, changes: list[SpecChange], fmt: str | None
+) -> None:
+    if fmt in ("json", "yaml"):
+        emit([{"path": d.path, "old": d.old, "new": d.new} for d in changes], fmt)
+        return
     out = console()
     if not changes:
-        out.print(f"{name}: v{v1} and v{v2} have the same spec")
+        out.print(f"{name}: v{v1} and v{v2} have the same spec", markup=False)
     for d in changes:
-        out.print(f"{d.path}: {_short(d.old)} → {_short(d.new)}")
+        out.print(f"{d.path}: {_short(d.old)} → {_short(d.new)}", markup=False)
 
 
 def _row(kind: str, obj: Any) -> tuple[list[str], list[str]]:
@@ -107,7 +195,7 @@ def _row(kind: str, obj: Any) -> tuple[list[str], list[str]]:
         where = where or getattr(getattr(obj, "batch_source", None), "path", "")
         return ["name", "type", "path", "tags"], [obj.name, obj.source_type, where, tags]
     if kind in ("feature_view", "stream_feature_view"):
-        ttl = str(obj.ttl) if obj.ttl else "never"
+        ttl = duration(obj.ttl.total_seconds() if obj.ttl else None)
         feats = ", ".join(f.name for f in obj.features)
         return ["name", "entities", "features", "ttl", "online", "tags"], [
             obj.name,
@@ -134,35 +222,65 @@ def _row(kind: str, obj: Any) -> tuple[list[str], list[str]]:
 def list_command(kind: str, pass_ctx: Callable[..., Any]) -> click.Command:
     @click.command("list")
     @click.option("--tags", multiple=True, help="Only objects with tag KEY:VALUE.")
+    @output_option()
     @pass_ctx
-    def run(ctx: Any, tags: tuple[str, ...]) -> None:
-        from rich.table import Table
-
+    def run(ctx: Any, tags: tuple[str, ...], fmt: str | None) -> None:
         wanted = dict(t.split(":", 1) for t in tags if ":" in t)
         objects = ctx.store._list(kind, wanted, allow_cache=False)
+        if fmt in ("json", "yaml"):
+            emit([obj.to_spec() for obj in objects], fmt)
+            return
         if not objects:
             click.echo(f"No {_label(kind)}s registered.")
             return
-        header, _ = _row(kind, objects[0])
-        table = Table(*header)
-        for obj in objects:
-            table.add_row(*_row(kind, obj)[1])
-        console().print(table)
+        print_table(_row(kind, objects[0])[0], [_row(kind, obj)[1] for obj in objects])
 
-    run.help = f"List registered {_label(kind)}s."
+    run.help = f"List registered {_label(kind)}s (-o json|yaml: their specs)."
     return run
 
 
 def describe_command(kind: str, pass_ctx: Callable[..., Any]) -> click.Command:
     @click.command("describe")
     @click.argument("name")
+    @output_option("table on a terminal, else json")
     @pass_ctx
-    def run(ctx: Any, name: str) -> None:
-        obj = ctx.store.registry.snapshot(fresh=True).get(kind, name)
-        click.echo(json.dumps(obj.to_spec(), indent=2, ensure_ascii=False))
+    def run(ctx: Any, name: str, fmt: str | None) -> None:
+        spec = ctx.store.registry.snapshot(fresh=True).get(kind, name).to_spec()
+        fmt = fmt or ("table" if is_terminal() else "json")
+        if fmt == "table":
+            print_table(["field", "value"], list(_spec_rows("", spec)))
+        else:
+            emit(spec, fmt)
 
-    run.help = f"Print one {_label(kind)}'s spec as JSON."
+    run.help = f"Print one {_label(kind)}'s spec (JSON when piped)."
     return run
+
+
+def _spec_rows(prefix: str, spec: dict[str, Any]) -> Any:
+    """Rows ``(field, value)`` of a spec for people: nested keys dotted, durations readable."""
+    for key, value in spec.items():
+        if value in ("", {}, []):
+            continue
+        field = prefix + key.removesuffix("_seconds")
+        if isinstance(value, dict):
+            yield from _spec_rows(field + ".", value)
+        elif isinstance(value, list) and all(isinstance(v, dict) for v in value):
+            for i, item in enumerate(value):
+                cells = [f"{k.removesuffix('_seconds')}={_cell(k, v)}" for k, v in item.items()
+                         if v not in ("", None, {}, [])]  # fmt: skip
+                yield [field if i == 0 else "", ", ".join(cells)]
+        else:
+            yield [field, _cell(key, value)]
+
+
+def _cell(key: str, value: Any) -> str:
+    if key.endswith("_seconds") and isinstance(value, int | float | None):
+        return duration(value)
+    if isinstance(value, list):
+        return ", ".join(str(v) for v in value)
+    if isinstance(value, dict | bool) or value is None:
+        return json.dumps(value)
+    return str(value)
 
 
 def print_verify(report: Any) -> None:

@@ -116,15 +116,16 @@ def _as_table(data: Any, what: str) -> pa.Table:
         return pa.table(data)
     if isinstance(data, list) and all(isinstance(r, dict) for r in data):
         return pa.Table.from_pylist(data)
+    if type(data).__module__.startswith("pandas") and hasattr(data, "columns"):
+        # (pandas before 2.2 has no __arrow_c_stream__)
+        if len(data) <= 64:  # a few rows: plain lists convert faster than from_pandas
+            values = data.to_numpy(dtype=object).T.tolist()
+            return pa.Table.from_arrays(
+                [pa.array(v, from_pandas=True) for v in values],
+                names=[str(c) for c in data.columns],
+            )
+        return pa.Table.from_pandas(data, preserve_index=False)
     if hasattr(data, "__arrow_c_stream__") or hasattr(data, "to_arrow"):
-        if type(data).__module__.startswith("pandas"):
-            if len(data) <= 64:  # a few rows: plain lists convert faster than from_pandas
-                values = data.to_numpy(dtype=object).T.tolist()
-                return pa.Table.from_arrays(
-                    [pa.array(v, from_pandas=True) for v in values],
-                    names=[str(c) for c in data.columns],
-                )
-            return pa.Table.from_pandas(data, preserve_index=False)
         return pa.table(data)
     raise RetrievalError(
         f"{what}: expected a DataFrame, an Arrow table or a dict of lists, "
