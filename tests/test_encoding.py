@@ -12,6 +12,7 @@ from pitstop.online.encoding import (
     encode_value,
     encode_values,
     entity_key,
+    python_values,
 )
 
 COLUMNS = {
@@ -47,3 +48,36 @@ def test_unsupported_keys_and_versions_are_errors() -> None:
         entity_key(["k"], [1.5])
     with pytest.raises(PitstopError, match="encoding version 9"):
         decode_value(b"\x09\x80")
+
+
+MAP_CASES = [
+    (
+        pa.array(
+            [[("a", "b")], None, [], [("x", "1"), ("y", "2")]], pa.map_(pa.string(), pa.string())
+        ),
+        [{"a": "b"}, None, {}, {"x": "1", "y": "2"}],
+    ),
+    (
+        pa.array(
+            [{"m": [("a", 1)], "n": 3}, None, {"m": None, "n": 1}],
+            pa.struct([("m", pa.map_(pa.string(), pa.int64())), ("n", pa.int64())]),
+        ),
+        [{"m": {"a": 1}, "n": 3}, None, {"m": None, "n": 1}],
+    ),
+    (
+        pa.array([[[("a", 1)], None], None], pa.list_(pa.map_(pa.string(), pa.int64()))),
+        [[{"a": 1}, None], None],
+    ),
+    (
+        pa.array([[("k", [("i", 1)])]], pa.map_(pa.string(), pa.map_(pa.string(), pa.int64()))),
+        [{"k": {"i": 1}}],
+    ),
+    (pa.array([1, None, 3]), [1, None, 3]),
+]
+
+
+@pytest.mark.parametrize(("array", "expected"), MAP_CASES)
+def test_python_values_turn_maps_into_dicts_at_any_depth(array: pa.Array, expected: list) -> None:
+    # the same on every supported pyarrow (maps_as_pydicts exists only from pyarrow 20)
+    assert python_values(array) == expected
+    assert python_values(pa.chunked_array([array])) == expected

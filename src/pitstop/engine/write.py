@@ -13,7 +13,13 @@ from typing import TYPE_CHECKING
 
 from pitstop.definitions.feature_view import FeatureView
 from pitstop.online.base import StoredRow, newest_per_key
-from pitstop.online.encoding import encode_keys, encode_value, encode_values, entity_key
+from pitstop.online.encoding import (
+    encode_keys,
+    encode_value,
+    encode_values,
+    entity_key,
+    python_values,
+)
 from pitstop.types import UnixTimestamp
 
 SMALL = 64  # rows up to which encoding goes row by row
@@ -89,7 +95,7 @@ def _encode_small(
     cols = [
         micros(batch.column(f.name)).to_pylist()
         if f.dtype is UnixTimestamp
-        else batch.column(f.name).to_pylist(maps_as_pydicts="strict")
+        else python_values(batch.column(f.name))
         for f in view.features
     ]
     values = [encode_value(dict(zip(feats, vals, strict=True))) for vals in zip(*cols, strict=True)]

@@ -156,7 +156,10 @@ def prepare_entity(table: pa.Table, plan: PitPlan) -> PreparedEntity:
     """
     _check_columns(table, plan)
     ts_name = timestamp_column(table.schema, plan.timestamp_column)
-    ts = to_utc(table.column(ts_name), f"timestamp column {ts_name!r} of the entity frame")
+    # the output keeps the frame's unit (nanoseconds stay); joins use microseconds
+    ts = to_utc(
+        table.column(ts_name), f"timestamp column {ts_name!r} of the entity frame", keep_unit=True
+    )
     output = table.set_column(table.column_names.index(ts_name), ts_name, ts)
     keys = plan.entity_keys
     arrays: dict[str, pa.ChunkedArray | pa.Array] = {

@@ -102,8 +102,11 @@ def type_family(arrow_type: pa.DataType) -> str:
     return str(t)
 
 
-def to_utc(column: pa.ChunkedArray | pa.Array, what: str) -> pa.ChunkedArray:
-    """``column`` as ``timestamp[us, tz=UTC]`` by the module's rule.
+def to_utc(
+    column: pa.ChunkedArray | pa.Array, what: str, *, keep_unit: bool = False
+) -> pa.ChunkedArray:
+    """``column`` as ``timestamp[us, tz=UTC]`` by the module's rule (``keep_unit``: a
+    timestamp column keeps its unit, so nothing is truncated).
 
     ``what`` names the column in errors, e.g. ``"timestamp column 't' of the entity frame"``.
     An all-null column of any type and an empty column of any type convert too (pandas makes
@@ -114,13 +117,13 @@ def to_utc(column: pa.ChunkedArray | pa.Array, what: str) -> pa.ChunkedArray:
         col = col.cast(col.type.value_type)
     kind = time_kind(col.type)
     if kind is TimeKind.NAIVE or kind is TimeKind.ZONED:
-        if col.type == UTC_TIMESTAMP:
+        if col.type == UTC_TIMESTAMP or (keep_unit and col.type.tz == "UTC"):
             return col
         # a zoned value stores its UTC instant: relabelling it UTC converts it; nanoseconds
         # are truncated (the only lossy step; s and ms widen exactly, out of range fails)
         unit = col.type.unit
         utc = pc.cast(col, pa.timestamp(unit, "UTC"))
-        return utc if unit == "us" else utc.cast(UTC_TIMESTAMP, safe=unit != "ns")
+        return utc if unit == "us" or keep_unit else utc.cast(UTC_TIMESTAMP, safe=unit != "ns")
     if kind is TimeKind.DATE:
         return col.cast(pa.timestamp("us")).cast(UTC_TIMESTAMP)
     if kind is TimeKind.TEXT:

@@ -174,11 +174,47 @@ def _encode_column(col: pa.Array, *, key: bool) -> pa.Array:
     elif key:
         raise RetrievalError(f"entity key columns must be integers, strings or bytes, got {t}")
     else:  # lists, maps, structs and anything rare: one msgpack call per value
-        values = col.to_pylist(maps_as_pydicts="strict")
-        return pa.array([_packb(v) for v in values], pa.binary())
+        return pa.array([_packb(v) for v in python_values(col)], pa.binary())
     if col.null_count:
         enc = pc.if_else(col.is_valid(), enc, b"\xc0")
     return enc
+
+
+def python_values(col: pa.Array | pa.ChunkedArray) -> list[Any]:
+    """``col``'s values as Python objects, with Arrow maps (at any depth) as dicts."""
+    values = col.to_pylist()
+    return _as_dicts(values, col.type) if _has_map(col.type) else values
+
+
+def _has_map(t: pa.DataType) -> bool:
+    import pyarrow as pa
+
+    if pa.types.is_map(t):
+        return True
+    return any(_has_map(t.field(i).type) for i in range(t.num_fields))
+
+
+def _as_dicts(values: list[Any], t: pa.DataType) -> list[Any]:
+    """Arrow's Python values of type ``t`` with its maps' key-value pairs made dicts."""
+    import pyarrow as pa
+
+    if pa.types.is_map(t):
+        items = _as_dicts([v for pairs in values if pairs for _, v in pairs], t.item_type)
+        out, it = [], iter(items)
+        for pairs in values:
+            out.append(None if pairs is None else {k: next(it) for k, _ in pairs})
+        return out
+    if pa.types.is_struct(t):
+        for i in range(t.num_fields):
+            name, ft = t.field(i).name, t.field(i).type
+            if _has_map(ft):
+                inner = _as_dicts([v[name] for v in values if v is not None], ft)
+                for v, new in zip((v for v in values if v is not None), inner, strict=True):
+                    v[name] = new
+        return values
+    if hasattr(t, "value_type") and not pa.types.is_dictionary(t):  # lists
+        return [None if v is None else _as_dicts(v, t.value_type) for v in values]
+    return values
 
 
 def encode_keys(names: Sequence[str], columns: Sequence[pa.Array]) -> list[bytes]:
