@@ -21,7 +21,7 @@ import pytest
 from pitstop import FeatureStore, FeatureView, KafkaSource, Project
 from pitstop.definitions.feature_logging import FileLoggingDestination, LoggingConfig
 from pitstop.definitions.service import FeatureService
-from pitstop.errors import DefinitionError, NotFoundError, RepoError
+from pitstop.errors import DefinitionError, NotFoundError, RegistryError, RepoError
 from pitstop.repo import load_repo
 
 REPO = Path(__file__).parent / "data" / "feast_repo"
@@ -403,3 +403,15 @@ def test_a_stand_in_used_after_loading_is_an_error_at_once(tmp_path: Path) -> No
     )
     with pytest.raises(DefinitionError, match=expected):
         module.LabelView(name="labels")
+
+
+def test_a_registry_file_feast_wrote_is_named_with_the_way_out(feast_repo: Path) -> None:
+    registry = feast_repo / "data" / "registry.db"
+    registry.write_bytes(b"\x0a\x1b\x12\x05" + b"protobuf registry of another tool" * 8)
+    before = registry.read_bytes()
+    with pytest.raises(RegistryError) as info:
+        FeatureStore(repo_path=feast_repo).list_feature_views()
+    message = str(info.value)
+    assert f"The registry (SQLite file '{registry}') is not a SQLite database" in message
+    assert "Point `registry:` in feature_store.yaml at another file" in message
+    assert registry.read_bytes() == before  # left as it was

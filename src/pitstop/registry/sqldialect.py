@@ -223,6 +223,8 @@ def connect(url: str) -> Database:
 def _connect_sqlite(path: str) -> Database:
     if not path:
         raise ConfigError("SQLite registry URL has no path; use 'sqlite:///abs/path.db'.")
+    if path.startswith("//"):  # sqlite:////abs/path.db, the form the config writes
+        path = "/" + path.lstrip("/")
     if path != ":memory:":
         parent = os.path.dirname(os.path.abspath(path))
         try:
@@ -257,6 +259,13 @@ def _retry_busy(action: Callable[[], object], db: Database) -> None:
             action()
             return
         except sqlite3.Error as exc:
+            if isinstance(exc, sqlite3.DatabaseError) and "not a database" in str(exc):
+                raise RegistryError(
+                    f"The registry ({db.where}) is not a SQLite database; it may be a registry "
+                    "Feast wrote (a protobuf file of the same default name). Point `registry:` "
+                    "in feature_store.yaml at another file, or move this one away, then run "
+                    "`pitstop apply` to register the repo's definitions."
+                ) from exc
             if not db.dialect.retryable(exc) or time.monotonic() >= deadline:
                 raise RegistryError(f"Cannot prepare the registry ({db.where}): {exc}") from exc
         time.sleep(0.02 * (1 + random.random()))
