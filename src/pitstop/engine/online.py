@@ -449,9 +449,14 @@ def _unavailable_inputs(
 def _check_key(view: str, name: str, col: list[Any], want: type, dtype: Any) -> None:
     """Each value of a join key column has the key's type and fits its declared dtype."""
     bounds = _KEY_RANGES.get(dtype)
+    low: Any
+    high: Any
+    low, high = bounds or (None, None)
     for v in col:
-        if type(v) is want or (want is int and hasattr(v, "__index__") and type(v) is not bool):
-            if not _outside(v, bounds):
+        if type(v) is want and (low is None or low <= v <= high):
+            continue  # the common case: a plain int in range, or a str
+        if want is int and hasattr(v, "__index__") and type(v) is not bool:
+            if low is None or low <= v <= high:
                 continue
         elif not (bounds and isinstance(v, float) and v.is_integer() and abs(v) >= 2**63):
             # (JSON parsers read an integer beyond 64 bits as a float: a range error below)
@@ -459,15 +464,10 @@ def _check_key(view: str, name: str, col: list[Any], want: type, dtype: Any) -> 
                 f"join key {name!r} of feature view {view!r} takes {want.__name__} values, "
                 f"got {v!r} ({type(v).__name__})"
             )
-        low, high = bounds or (None, None)
         raise RetrievalError(
             f"join key {name!r} of feature view {view!r} is {dtype}: {v!r} is out of its "
             f"range ({low} to {high})"
         )
-
-
-def _outside(v: Any, bounds: tuple[int, int] | None) -> bool:
-    return bounds is not None and not bounds[0] <= v <= bounds[1]
 
 
 def _run_on_demand(
