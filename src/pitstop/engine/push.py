@@ -351,7 +351,12 @@ def conformed(
     snapshot: Snapshot, views: Sequence[FeatureView], data: Any, what: str
 ) -> list[pa.Table]:
     """``data`` checked and cast for every view, before anything is written."""
-    table = as_table(data, what)
+    return _conform_all(snapshot, views, as_table(data, what), what)
+
+
+def _conform_all(
+    snapshot: Snapshot, views: Sequence[FeatureView], table: pa.Table, what: str
+) -> list[pa.Table]:
     check_columns(views, table, what)
     return [conform(table, v, key_dtypes(snapshot, v), what) for v in views]
 
@@ -436,8 +441,7 @@ def push(
     ):
         return written
     table = as_table(data, what)
-    check_columns(views, table, what)
-    tables = [conform(table, v, key_dtypes(snapshot, v), what) for v in views]
+    tables = _conform_all(snapshot, views, table, what)
     source = snapshot.data_sources[push_source_name]
     assert isinstance(source, PushSource)
     offline = None
