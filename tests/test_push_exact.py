@@ -248,3 +248,15 @@ def test_what_the_arrow_path_rejects_the_shortcut_leaves_to_it(
     assert exact_rows(v, {"user_id": Int64}, columns) is None
     with pytest.raises(PitstopError, match=rf"column '{column}' .*row 0"):
         arrow_rows(v, {"user_id": Int64}, given_data)
+
+
+@pytest.mark.parametrize("as_frame", [False, True], ids=["dict", "DataFrame"])
+def test_an_undeclared_key_of_mixed_types_is_left_to_the_arrow_path(as_frame: bool) -> None:
+    v = view(["i64"], [user], created=False)
+    data = {"user_id": [0, ""], "ts": [NOW, NOW], "i64": [1, 2]}
+    given_data: Any = pd.DataFrame({k: pd.Series(c, dtype=object) for k, c in data.items()})
+    columns = python_columns(given_data if as_frame else data)
+    assert columns is not None
+    assert exact_rows(v, {}, columns) is None
+    with pytest.raises(PitstopError, match=r"column 'user_id' .*row 1"):
+        arrow_rows(v, {}, given_data if as_frame else data)

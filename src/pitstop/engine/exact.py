@@ -161,6 +161,8 @@ def exact_rows(
         key_cols = [list(map(c, columns[k])) for c, k in zip(key_convert, keys, strict=True)]
         if any(v is None for col in key_cols for v in col):
             return None  # a null key is an error, worded by the Arrow path
+        if any(len(set(map(type, col))) > 1 for col in key_cols):
+            return None  # an undeclared key of mixed types (0 and ''): Arrow rejects it
         feat_cols = [list(map(c, columns[f])) for c, f in zip(feat_convert, feats, strict=True)]
         events = list(map(_micros, columns[ts]))
         stamps = columns.get(created) if created else None
