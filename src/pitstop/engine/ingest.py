@@ -68,14 +68,23 @@ class IngestStats:
                 f"lag {lag}")  # fmt: skip
 
 
+_PLAIN = (str, int, float, type(None))
+
+
 def _parse(event: dict[str, Any], ts_fields: set[str]) -> dict[str, Any]:
-    for name, value in event.items():  # one type per column in a batch: text, cast later
-        if name in ts_fields:
-            event[name] = _timestamp(value, name)
-        elif isinstance(value, bool):
-            event[name] = "true" if value else "false"
-        elif value is not None and not isinstance(value, str):
-            event[name] = json.dumps(value) if isinstance(value, list | dict) else str(value)
+    """Timestamps parsed; booleans, lists and objects as text (cast later to the declared
+    types); text, numbers and nulls as they are (:func:`_columns` unifies a column)."""
+    for name in ts_fields:
+        if name in event:
+            event[name] = _timestamp(event[name], name)
+    for name, value in event.items():
+        if type(value) not in _PLAIN and name not in ts_fields:
+            if isinstance(value, bool):
+                event[name] = "true" if value else "false"
+            elif isinstance(value, list | dict):
+                event[name] = json.dumps(value)
+            else:
+                event[name] = str(value)
     return event
 
 
@@ -94,7 +103,12 @@ def _timestamp(value: Any, name: str) -> datetime:
 def _columns(events: Sequence[Event]) -> dict[str, list[Any]]:
     """Events as columns (a missing field is null): cheaper to convert than row dicts."""
     names = dict.fromkeys(name for _, event in events for name in event)
-    return {name: [event.get(name) for _, event in events] for name in names}
+    columns = {name: [event.get(name) for _, event in events] for name in names}
+    for name, values in columns.items():  # text and numbers mixed: all text, cast later
+        kinds = set(map(type, values))
+        if str in kinds and kinds & {int, float}:
+            columns[name] = [v if v is None or type(v) is str else str(v) for v in values]
+    return columns
 
 
 def position_text(position: Position) -> str:

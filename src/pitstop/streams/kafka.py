@@ -30,7 +30,14 @@ from typing import Any
 from urllib.parse import unquote, urlsplit
 
 from pitstop.errors import BackendUnavailableError, require
-from pitstop.streams.base import Batch, DeadLetter, Message, Position, SourceOptions, dead_letter_body
+from pitstop.streams.base import (
+    Batch,
+    DeadLetter,
+    Message,
+    Position,
+    SourceOptions,
+    dead_letter_body,
+)
 
 UPTO = "pitstop:upto="
 
@@ -44,7 +51,8 @@ class KafkaSource:
         self, servers: str, topic: str, group: str, *, config: dict[str, str] | None = None,
         client: Any = None, client_id: str | None = None,
     ) -> None:  # fmt: skip
-        self._k = client if client is not None else require("confluent_kafka", "kafka")
+        module: Any = client or require("confluent_kafka", "kafka")
+        self._k = module
         self.name = topic
         self.dead_topic = f"{topic}.dead-letter"
         self._where = servers
@@ -100,10 +108,10 @@ class KafkaSource:
         firsts: dict[int, int] = {}
         for m in messages:
             firsts.setdefault(m.partition, m.position[0])
+        tp, ends = self._k.TopicPartition, self._ends(messages)
         tps = [
-            self._k.TopicPartition(self.name, p, self._committed.get(p, first),
-                                   metadata=f"{UPTO}{end}")  # fmt: skip
-            for (p, end), first in zip(self._ends(messages).items(), firsts.values(), strict=True)
+            tp(self.name, p, self._committed.get(p, first), metadata=f"{UPTO}{ends[p]}")
+            for p, first in firsts.items()
         ]
         self._consumer.commit(offsets=tps, asynchronous=False)
 

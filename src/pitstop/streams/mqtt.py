@@ -52,25 +52,55 @@ NEVER_EXPIRES = 0xFFFFFFFF
 
 
 def _buffered_client(mqtt: Any) -> Any:
-    """paho's client reading the socket 64 KiB at a time: paho asks for a packet's bytes a
-    few at a time, one system call each otherwise."""
+    """paho's client reading the socket 64 KiB at a time (paho asks for a packet's bytes a
+    few at a time, one system call each otherwise), sending a batch's acknowledgements in
+    one write rather than one each (:meth:`gathered`), and handing every message to the one
+    ``on_message`` without matching its topic against per-topic callbacks (none are set)."""
 
     class Client(mqtt.Client):
         _rbuf = b""
+        _wbuf: bytearray | None = None
+
+        def _sock_send(self, buf: bytes) -> int:
+            if self._wbuf is not None:
+                self._wbuf += buf
+                return len(buf)
+            return super()._sock_send(buf)
+
+        def gathered(self, send: Any) -> None:
+            """Call ``send()``, which queues packets, and write them all at once."""
+            self._wbuf = bytearray()
+            try:
+                send()
+            finally:
+                data, self._wbuf = memoryview(self._wbuf), None
+            while data:
+                try:
+                    sent = self._sock.send(data)
+                except BlockingIOError:
+                    select.select([], [self._sock], [], 1.0)
+                    continue
+                data = data[sent:]
+
+        _rpos = 0
 
         def _sock_recv(self, bufsize: int) -> bytes:
-            if not self._rbuf:
-                self._rbuf = super()._sock_recv(max(bufsize, 65_536))
-                if not self._rbuf:
-                    return b""
-            data, self._rbuf = self._rbuf[:bufsize], self._rbuf[bufsize:]
-            return data
+            if self._rpos >= len(self._rbuf):
+                self._rbuf, self._rpos = super()._sock_recv(max(bufsize, 65_536)), 0
+            start = self._rpos
+            self._rpos = start + bufsize
+            return self._rbuf[start : self._rpos]
+
+        def _handle_on_message(self, message: Any) -> None:
+            # one handler for every topic: skip paho's per-message topic-filter matching
+            with self._in_callback_mutex:
+                self._on_message(self, self._userdata, message)
 
         def buffered(self) -> bool:
-            return bool(self._rbuf)
+            return self._rpos < len(self._rbuf)
 
         def _reset_sockets(self, *args: Any, **kwargs: Any) -> None:
-            self._rbuf = b""
+            self._rbuf, self._rpos = b"", 0
             super()._reset_sockets(*args, **kwargs)
 
     return Client
@@ -132,12 +162,12 @@ class MqttSource:
             raise BackendUnavailableError(
                 f"MQTT broker at {self._where} is not available ({exc}); check --source"
             ) from None
-        deadline = time.monotonic() + 10
-        while not self._subscribed:
+        deadline = time.monotonic() + 30
+        while not self._subscribed:  # a kept session is subscribed already
             if time.monotonic() > deadline:
                 raise BackendUnavailableError(
                     f"MQTT broker at {self._where} did not accept the subscription to "
-                    f"{self.name!r} within 10 s"
+                    f"{self.name!r} within 30 s"
                 )
             self._pump(0.05)
 
@@ -147,6 +177,8 @@ class MqttSource:
                 f"MQTT broker at {self._where} refused client {self.client_id!r}: {reason}"
             )
         client.subscribe(self.name, qos=1)
+        if flags.session_present:  # the session kept its subscription: no need to wait
+            self._subscribed = True
 
     def _on_subscribe(self, *args: Any) -> None:
         self._subscribed = True
@@ -203,10 +235,15 @@ class MqttSource:
 
     def ack(self, messages: Sequence[Message]) -> None:
         ack = self._client.ack
-        for m in messages:
-            ack(m.token[0], m.token[1])
-        while self._client.want_write():
-            self._client.loop_write()
+
+        def send() -> None:
+            for m in messages:
+                ack(m.token[0], m.token[1])
+            while self._client.want_write():
+                self._client.loop_write()
+
+        if self._client.socket() is not None:
+            self._client.gathered(send)
 
     def release(self, messages: Sequence[Message]) -> None:
         """Reconnect: the broker resends the session's unacknowledged messages."""

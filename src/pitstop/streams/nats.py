@@ -118,9 +118,9 @@ class NatsSource:
         messages = []
         fresh = True
         for msg in msgs:
-            meta = msg.metadata
-            fresh = fresh and meta.num_delivered == 1
-            messages.append(Message(0, (meta.sequence.stream, 0), msg.data, msg))
+            delivered, sequence = _delivery(msg.reply)
+            fresh = fresh and delivered == 1
+            messages.append(Message(0, (sequence, 0), msg.data, msg))
         seqs = [m.position[0] for m in messages]
         contiguous = fresh and all(b == a + 1 for a, b in itertools.pairwise(seqs))
         return Batch(messages, redelivered=not fresh, contiguous=contiguous)
@@ -133,9 +133,13 @@ class NatsSource:
 
     def ack(self, messages: Sequence[Message]) -> None:
         async def ack() -> None:
-            publish = self._nc.publish
-            for m in messages:
-                await publish(m.token.reply, b"+ACK")
+            send = getattr(self._nc, "_send_command", None)
+            if send is not None:  # one buffer of PUB commands rather than a call per message
+                await send(b"".join(b"PUB %s 4\r\n+ACK\r\n" % m.token.reply.encode()
+                                    for m in messages))  # fmt: skip
+            else:
+                for m in messages:
+                    await self._nc.publish(m.token.reply, b"+ACK")
             await self._nc.flush()
 
         if messages:
@@ -182,6 +186,15 @@ class NatsSource:
             self._run(self._nc.close())
         finally:
             self._loop.close()
+
+
+def _delivery(reply: str) -> tuple[int, int]:
+    """(times delivered, stream sequence) from a JetStream reply subject:
+    ``$JS.ACK.<stream>.<consumer>.<delivered>.<stream seq>.<consumer seq>.<time>.<pending>``,
+    or with ``<domain>.<account hash>.`` after ``$JS.ACK.`` (and a token at the end)."""
+    tokens = reply.split(".")
+    at = 4 if len(tokens) == 9 else 6
+    return int(tokens[at]), int(tokens[at + 1])
 
 
 def open_url(url: str, stream: str, options: SourceOptions) -> NatsSource:

@@ -8,6 +8,7 @@ Every harness works on names of its own (``uuid``), so parallel runs never colli
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import sys
 import time
@@ -148,10 +149,8 @@ class NatsHarness(Harness):
     def cleanup(self) -> None:
         async def drop(js: Any) -> None:
             for name in (self.stream, f"{self.stream}-dead-letter"):
-                try:
+                with contextlib.suppress(Exception):
                     await js.delete_stream(name)
-                except Exception:
-                    pass
 
         self._call(drop)
 

@@ -10,7 +10,6 @@ test with ``notimpl`` (a strict xfail), so that a gap that closes fails loudly.
 from __future__ import annotations
 
 import json
-import os
 import random
 import signal
 import subprocess
@@ -214,7 +213,9 @@ def test_redelivery_after_a_crash_counts_nothing_twice(harness: Harness, repo: P
     again = harness.open(harness.consumer("a"))  # the restarted worker
     store, worker = ingestor(repo, again, batch=64)
     deadline = time.monotonic() + 60
-    while time.monotonic() < deadline and sum(online(repo, list(range(1, 31)))["count_amount"]) < len(events):
+    while time.monotonic() < deadline and sum(
+        online(repo, list(range(1, 31)))["count_amount"]
+    ) < len(events):
         worker.step()
     again.close()
     store.close()
@@ -321,4 +322,3 @@ def _feed(harness: Harness, events: list[dict[str, Any]]) -> None:
     for start in range(0, len(events), 100):
         harness.publish(payloads(events[start : start + 100]))
         time.sleep(0.1)
-
