@@ -42,6 +42,7 @@ from pitstop import FeatureStore  # noqa: E402
 from pitstop.engine.ingest import StreamIngestor  # noqa: E402
 from pitstop.streams import SourceOptions, open_source  # noqa: E402
 from pitstop.streams.base import Source  # noqa: E402
+from pitstop.streams.decode import json_lines, json_object  # noqa: E402
 
 REDIS = "redis://127.0.0.1:6379/0"
 MQTT_PROTOCOL = "3.1.1"  # the broker here has max_inflight_messages 0; see the docstring
@@ -195,9 +196,10 @@ def kafka_publish(events: list[bytes], name: str, folder: Path) -> Callable[[], 
 # -- the measurement -----------------------------------------------------------------------
 
 
-def consume(store: FeatureStore, source: Source, n: int, batch: int) -> float:
+def consume(store: FeatureStore, source: Source, n: int, batch: int, per: int = 1) -> float:
+    decode = json_lines if per > 1 else json_object
     worker = StreamIngestor(store, "transaction_push_source", source, batch=batch, block_ms=200,
-                            offline=False)  # fmt: skip
+                            offline=False, decoder=decode)  # fmt: skip
     start = time.perf_counter()
     while worker.stats.events < n:
         if not worker.step() and time.perf_counter() - start > 120:
@@ -207,8 +209,13 @@ def consume(store: FeatureStore, source: Source, n: int, batch: int) -> float:
     return n / seconds
 
 
-def run_once(broker: str, events: list[bytes], batch: int, folder: Path, port: int) -> float:
+def run_once(
+    broker: str, events: list[bytes], batch: int, folder: Path, port: int, per: int = 1
+) -> float:
     name = f"bench_{uuid.uuid4().hex[:8]}"
+    total = len(events)
+    if per > 1:  # JSON lines: ``per`` events in each message
+        events = [b"\n".join(events[i : i + per]) for i in range(0, len(events), per)]
     store = make_store(folder, f"pitstop_bench_{uuid.uuid4().hex[:8]}:")
     publishers: dict[str, Callable[[], Callable[[], Source]]] = {
         "redis": lambda: redis_publish(events, name),
@@ -220,7 +227,7 @@ def run_once(broker: str, events: list[bytes], batch: int, folder: Path, port: i
     opener = publishers[broker]()
     source = opener()
     try:
-        return consume(store, source, len(events), batch)
+        return consume(store, source, total, max(batch // per, 1), per)
     finally:
         source.close()
         store.teardown()
@@ -261,12 +268,16 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=50_000)
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--brokers", default="redis,nats,rabbitmq,mqtt,kafka-fake")
+    parser.add_argument("--per-message", type=int, default=1,
+                        help="events per message (JSON lines) when more than 1")  # fmt: skip
     parser.add_argument("--quick", action="store_true", help="tiny sizes, a few seconds")
     args = parser.parse_args()
     if args.quick:
         args.events, args.repeat = 5000, 1
     events = make_events(args.events, args.entities)
     brokers = args.brokers.split(",")
+    per = f", {args.per_message} events per message" if args.per_message > 1 else ""
+    print(f"{args.events:,} events{per}")
     print(f"{'broker → Redis tiles':<28} {'events/s (median)':>18} {'runs':>30} {'target':>10}")
     with tempfile.TemporaryDirectory() as tmp:
         mosquitto = Mosquitto(Path(tmp)) if "mqtt" in brokers else None
@@ -277,7 +288,9 @@ def main() -> None:
                     folder = Path(tmp) / f"{broker}-{i}"
                     folder.mkdir()
                     port = mosquitto.port if mosquitto else 0
-                    rates.append(run_once(broker, events, args.batch, folder, port))
+                    rates.append(
+                        run_once(broker, events, args.batch, folder, port, args.per_message)
+                    )
                 runs = ", ".join(f"{r / 1000:.1f}k" for r in rates)
                 target = TARGETS.get(broker)
                 print(f"{broker:<28} {statistics.median(rates):>18,.0f} {runs:>30} "

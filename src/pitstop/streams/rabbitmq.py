@@ -18,7 +18,8 @@ somewhere, and several workers cannot share one.
   source queue dead-letters into it too when it declares the queue, e.g. past
   ``delivery_limit``), published with confirms: a JSON document with the reason, the id
   and the payload, and the header ``pitstop-reason``.
-* **Lag**: the messages ready in the queue (``queue.declare`` passive).
+* **Lag**: the messages ready in the queue (``queue.declare`` passive), plus those delivered
+  to this consumer and not yet handled.
 """
 
 from __future__ import annotations
@@ -158,8 +159,10 @@ class RabbitMQSource:
         return {}
 
     def lag(self) -> int | None:
-        method = self._side.queue_declare(self.name, passive=True).method
-        return int(method.message_count)
+        """Ready messages, plus those delivered to this consumer and not yet handled."""
+        ready = int(self._side.queue_declare(self.name, passive=True).method.message_count)
+        self._conn.process_data_events(time_limit=0)  # deliveries sent before the answer
+        return ready + len(self._buffer)
 
     def close(self) -> None:
         if self._conn.is_open:

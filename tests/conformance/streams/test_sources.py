@@ -274,12 +274,14 @@ def test_the_consumer_lag_falls_as_batches_are_acknowledged(harness: Harness, re
     harness.publish(payloads(events))
     source = harness.open(harness.consumer("a"))
     store, worker = ingestor(repo, source, batch=40)
-    worker.step()
-    _wait_for(lambda: source.lag() == 60, 10, "a lag of 60")
-    drain(worker, len(events))
-    _wait_for(lambda: source.lag() == 0, 10, "a lag of 0")
-    source.close()
-    store.close()
+    try:
+        worker.step()
+        _wait_for(lambda: source.lag() == 60, 10, "a lag of 60")
+        drain(worker, len(events))
+        _wait_for(lambda: source.lag() == 0, 10, "a lag of 0")
+    finally:
+        source.close()
+        store.close()
 
 
 def test_sigkilled_workers_lose_nothing_and_count_nothing_twice(
