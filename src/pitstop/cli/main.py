@@ -251,7 +251,8 @@ def ingest(ctx: Context, push_source: str, url: str | None, stream: str | None,
     if url is None:
         url = redis_url or _online_redis_url(store) or "redis://127.0.0.1:6379/0"
     name = consumer or default_consumer(push_source)
-    options = SourceOptions(group=group, consumer=name, extra={"claim_idle_ms": str(claim_idle_ms)})
+    options = SourceOptions(group=group, consumer=name, batch=batch,
+                            extra={"claim_idle_ms": str(claim_idle_ms)})  # fmt: skip
     source = open_source(url, stream or redis_stream, options)
     worker = StreamIngestor(store, push_source, source, batch=batch, offline=not no_offline,
                             decoder=find_decoder(decoder))  # fmt: skip

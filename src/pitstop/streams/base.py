@@ -90,11 +90,13 @@ class Source(Protocol):
 @dataclass
 class SourceOptions:
     """What every source accepts besides its URL: the consumer group (a durable consumer,
-    a queue, a session) and the name of this consumer in it, and broker settings from the
-    URL's query (``extra``)."""
+    a queue, a session) and the name of this consumer in it, the batch size the worker
+    reads (brokers that push size their windows by it), and broker settings from the URL's
+    query (``extra``)."""
 
     group: str = "pitstop"
     consumer: str | None = None
+    batch: int = 50_000
     extra: dict[str, str] = field(default_factory=dict)
 
 

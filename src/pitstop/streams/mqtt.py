@@ -7,8 +7,8 @@ with ``clean_start`` false and a session that does not expire, or ``protocol=3.1
 same after a restart, so the broker keeps the session and resends what was not acknowledged.
 
 * **Acknowledgements.** ``PUBACK`` is sent by hand after the batch's writes (paho's
-  ``manual_ack``). With MQTT 5 the client's *receive maximum* is the batch size, so a whole
-  batch can be in flight; MQTT 3.1.1 leaves that number to the broker (Mosquitto's
+  ``manual_ack``). With MQTT 5 the client's *receive maximum* is the batch size (at most
+  65,535), so a whole batch can be in flight; MQTT 3.1.1 leaves that number to the broker (Mosquitto's
   ``max_inflight_messages``, 20 by default), which bounds the batches.
 * **Positions.** MQTT packet ids are reused, so messages are known by a stable id: a hash of
   the payload (the source is not ``ordered``). Give events an id field of their own when two
@@ -113,6 +113,7 @@ class MqttSource:
 
     def __init__(
         self, url: str, topic: str, client_id: str, *, protocol: str = "5",
+        receive_maximum: int = 50_000,
     ) -> None:  # fmt: skip
         mqtt = require("paho.mqtt.client", "mqtt")
         parts = urlsplit(url)
@@ -141,8 +142,10 @@ class MqttSource:
         self._client.max_queued_messages_set(0)
         self._buffer: list[Message] = []
         self._subscribed = False
+        self._receive_maximum = max(1, min(receive_maximum, 65_535))
+        self._connect()
 
-    def _connect(self, receive_maximum: int) -> None:
+    def _connect(self) -> None:
         props = None
         if self._v5:
             from paho.mqtt.packettypes import PacketTypes
@@ -150,7 +153,7 @@ class MqttSource:
 
             props = Properties(PacketTypes.CONNECT)
             props.SessionExpiryInterval = NEVER_EXPIRES
-            props.ReceiveMaximum = receive_maximum
+            props.ReceiveMaximum = self._receive_maximum
         self._subscribed = False
         try:
             if self._v5:
@@ -217,7 +220,7 @@ class MqttSource:
     def read(self, count: int, block_ms: int) -> Batch:
         if self._client.socket() is None:
             self._buffer.clear()  # the session resends what was not acknowledged
-            self._connect(min(count, 65_535))
+            self._connect()
         deadline = time.monotonic() + block_ms / 1000
         while len(self._buffer) < count:
             before = len(self._buffer)
@@ -281,4 +284,5 @@ class MqttSource:
 def open_url(url: str, stream: str, options: SourceOptions) -> MqttSource:
     """``mqtt://[user:password@]host:port/TOPIC?protocol=5|3.1.1&client_id=ID``."""
     client_id = options.extra.get("client_id") or options.consumer or f"pitstop-{options.group}"
-    return MqttSource(url, stream, client_id, protocol=options.extra.get("protocol", "5"))
+    return MqttSource(url, stream, client_id, protocol=options.extra.get("protocol", "5"),
+                      receive_maximum=options.batch)  # fmt: skip

@@ -44,8 +44,9 @@ class Harness:
         """A consumer name (an MQTT client id: global to the broker) of this test's own."""
         return f"{name}-{self.stream}"
 
-    def open(self, consumer: str = "a") -> Source:
-        return open_source(self.url, None, SourceOptions(group=self.group, consumer=consumer))
+    def open(self, consumer: str = "a", batch: int = 1000) -> Source:
+        options = SourceOptions(group=self.group, consumer=consumer, batch=batch)
+        return open_source(self.url, None, options)
 
     def prepare(self, consumer: str = "a") -> None:
         """Make the consumer's group, queue or session exist before anything is published."""
@@ -258,7 +259,7 @@ class KafkaFakeHarness(Harness):
     def url(self) -> str:
         return f"kafka://fake/{self.stream}?fake.log={self.log}"
 
-    def open(self, consumer: str = "a") -> Source:
+    def open(self, consumer: str = "a", batch: int = 1000) -> Source:
         import fake_kafka
 
         from pitstop.streams.kafka import KafkaSource
