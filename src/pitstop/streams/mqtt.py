@@ -8,8 +8,8 @@ same after a restart, so the broker keeps the session and resends what was not a
 
 * **Acknowledgements.** ``PUBACK`` is sent by hand after the batch's writes (paho's
   ``manual_ack``). With MQTT 5 the client's *receive maximum* is the batch size (at most
-  65,535), so a whole batch can be in flight; MQTT 3.1.1 leaves that number to the broker (Mosquitto's
-  ``max_inflight_messages``, 20 by default), which bounds the batches.
+  65,535), so a whole batch can be in flight; MQTT 3.1.1 leaves that number to the broker
+  (Mosquitto's ``max_inflight_messages``, 20 by default), which bounds the batches.
 * **Positions.** MQTT packet ids are reused, so messages are known by a stable id: a hash of
   the payload (the source is not ``ordered``). Give events an id field of their own when two
   messages may carry the same payload: without it they count once.
