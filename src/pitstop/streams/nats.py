@@ -12,7 +12,8 @@ missing, with ``subject`` as its filter, default: every subject of the stream).
 * **Redelivery** is the server's: a message not acknowledged within ``ack_wait`` seconds
   (default 30; keep it well above a batch's duration) is delivered again, to this worker
   after a restart or to another one. ``release`` sends a negative acknowledgement
-  (``NAK``) so that it comes back at once.
+  (``NAK``) so that it comes back at once, and so does ``close`` for messages that arrived
+  for a fetch but were not read (a worker stopped by SIGTERM leaves nothing waiting).
 * **Dead letters** are published, with JetStream acknowledgements, to the subject
   ``pitstop.dead-letter.STREAM``, kept by the stream ``STREAM-dead-letter`` (created if
   missing): a JSON document with the reason, the position and the payload, and the header
@@ -182,7 +183,19 @@ class NatsSource:
         return int(info.num_pending or 0) + int(info.num_ack_pending or 0)
 
     def close(self) -> None:
+        """Give back (``NAK``) what arrived for a fetch and was not read, then disconnect."""
+
+        async def give_back() -> None:
+            queue = getattr(getattr(self._sub, "_sub", None), "_pending_queue", None)
+            while queue is not None and not queue.empty():
+                msg = queue.get_nowait()
+                if msg.reply and msg.reply.startswith("$JS.ACK."):
+                    await self._nc.publish(msg.reply, b"-NAK")
+            await self._nc.flush()
+
         try:
+            if self._nc.is_connected and hasattr(self, "_sub"):
+                self._run(give_back())
             self._run(self._nc.close())
         finally:
             self._loop.close()
