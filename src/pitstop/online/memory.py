@@ -14,8 +14,9 @@ from __future__ import annotations
 import threading
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Literal
 
-from pitstop.config import MemoryOnlineConfig
+from pitstop.config import OnlineStoreConfig
 from pitstop.online.base import (
     Capabilities,
     Change,
@@ -24,6 +25,15 @@ from pitstop.online.base import (
     rows_to_write,
     supersedes,
 )
+
+
+class MemoryOnlineConfig(OnlineStoreConfig):
+    """``online_store: {type: memory}``: rows in this process only, gone when it exits."""
+
+    type: Literal["memory"] = "memory"
+
+    def open(self, project: str, repo_path: Path) -> MemoryOnlineStore:
+        return MemoryOnlineStore(self, project, Path(repo_path))
 
 
 class MemoryOnlineStore:
