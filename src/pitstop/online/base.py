@@ -56,7 +56,6 @@ Change = Callable[[list["ReadRow | None"]], list["StoredRow | None"]]
 class Capabilities:
     """What a store can do; the engine checks these, never the store's name."""
 
-    shared: bool = True  # several processes see the same data
     max_write_batch: int = 10_000  # rows per write call the engine should send
     # bulk writes are faster in entity-key order (a B-tree keyed by the key): materialization
     # then asks the offline engine for its rows in key order

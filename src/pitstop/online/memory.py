@@ -1,9 +1,9 @@
 """The in-memory online store: the reference implementation of :mod:`pitstop.online.base`.
 
 One dict per view maps an entity key to its :class:`StoredRow`; one lock makes every method
-atomic. Data lives as long as the store object and is visible to no other process
-(``Capabilities(shared=False)``). Every other store must behave like this one; the conformance
-suite (``tests/test_online_stores.py``) checks that they do.
+atomic. Data lives as long as the store object and is visible to no other store object or
+process. Every other store must behave like this one; the conformance suite
+(``tests/test_online_stores.py``) checks that they do.
 
 ``modify`` calls ``change`` while holding the lock, so ``change`` must not call the store.
 ``rows_to_write`` (in :mod:`pitstop.online.base`) checks what a ``change`` returned.
@@ -39,7 +39,7 @@ class MemoryOnlineConfig(OnlineStoreConfig):
 class MemoryOnlineStore:
     """Rows in Python dicts, for tests and notebooks."""
 
-    capabilities = Capabilities(shared=False)
+    capabilities = Capabilities()
 
     def __init__(self, config: MemoryOnlineConfig, project: str, repo_path: Path) -> None:
         self.config = config

@@ -160,7 +160,7 @@ class PostgresOnlineConfig(OnlineStoreConfig):
 class PostgresOnlineStore:
     """Latest rows in PostgreSQL tables (``online_store: {type: postgres, ...}``)."""
 
-    capabilities = Capabilities(shared=True, key_ordered_writes=True)
+    capabilities = Capabilities(key_ordered_writes=True)
 
     def __init__(self, config: PostgresOnlineConfig, project: str, repo_path: Path) -> None:
         self.config = config

@@ -152,7 +152,7 @@ class _Owner:
 class RedisOnlineStore:
     """Latest rows in Redis strings (``online_store: {type: redis, connection_string: ...}``)."""
 
-    capabilities = Capabilities(shared=True, max_write_batch=_ROWS_PER_WRITE)
+    capabilities = Capabilities(max_write_batch=_ROWS_PER_WRITE)
 
     def __init__(self, config: RedisOnlineConfig, project: str, repo_path: Path) -> None:
         self.config = config

@@ -82,7 +82,7 @@ class SqliteOnlineConfig(OnlineStoreConfig):
 class SqliteOnlineStore:
     """Latest rows in a SQLite file (``online_store: {type: sqlite, path: ...}``)."""
 
-    capabilities = Capabilities(shared=True, max_write_batch=200_000, key_ordered_writes=True)
+    capabilities = Capabilities(max_write_batch=200_000, key_ordered_writes=True)
 
     def __init__(self, config: SqliteOnlineConfig, project: str, repo_path: Path) -> None:
         self.config = config
