@@ -1,12 +1,11 @@
 """The Redis online store's config model and connection string parser.
 
-A module of its own, apart from :mod:`pitstop.online.redis`, so that parsing
-``feature_store.yaml`` loads only this; :meth:`RedisOnlineConfig.open` imports the store.
+Kept apart from the large :mod:`pitstop.online.redis`, so that parsing ``feature_store.yaml``
+loads only this; :meth:`RedisOnlineConfig.open` imports the store.
 """
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
@@ -14,12 +13,11 @@ from urllib.parse import parse_qsl, unquote, urlsplit
 
 from pydantic import Field, ValidationInfo, field_validator
 
-from pitstop.config import OnlineStoreConfig
+from pitstop.config import OnlineStoreConfig, url_scheme
 
 if TYPE_CHECKING:
     from pitstop.online.redis import RedisOnlineStore
 
-_SCHEME = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
 _OPTIONS = ("db", "password", "username", "ssl")
 _BOOLS = {"true": True, "1": True, "yes": True, "false": False, "0": False, "no": False}
 
@@ -51,7 +49,7 @@ def parse_address(text: str) -> RedisAddress:
     """Parse Feast's ``host:port[,db=N][,password=..]...`` form or a redis(s):// URL."""
     nodes: list[tuple[str, int]] = []
     opts: dict[str, str] = {}
-    if is_url := _SCHEME.match(text.strip()) is not None:
+    if is_url := url_scheme(text.strip()) is not None:
         url = urlsplit(text.strip())
         if url.scheme not in ("redis", "rediss"):
             raise ValueError(f"unsupported scheme {url.scheme!r}; allowed: redis://, rediss://")
