@@ -52,7 +52,13 @@ class EngineCapabilities:
 
 @runtime_checkable
 class OfflineEngine(Protocol):
-    """A backend that executes point-in-time plans over offline sources."""
+    """A backend that executes point-in-time plans over offline sources.
+
+    An engine comes with a config model, a subclass of :class:`pitstop.config.OfflineStoreConfig`
+    whose ``open(repo_path)`` returns the engine (importing its module and driver only then);
+    :mod:`pitstop.backends` maps each ``offline_store: {type: ...}`` to its config model (built-in
+    table, or the entry point group ``pitstop.offline_engines``).
+    """
 
     capabilities: EngineCapabilities
 
