@@ -138,7 +138,7 @@ def test_engine_satisfies_protocol() -> None:
 
     with DuckDBEngine() as eng:
         assert isinstance(eng, OfflineEngine)
-        assert eng.capabilities.entity_sql and eng.capabilities.streaming
+        assert eng.capabilities.entity_sql
         assert "csv" in eng.capabilities.file_formats
 
 

@@ -30,8 +30,8 @@ if TYPE_CHECKING:
 
 
 def source_ref(source: FileSource, repo_path: Path) -> SourceRef:
-    """Where a file source's rows are, with relative paths resolved against the repo root."""
-    from pitstop.offline.files import pushed_folder
+    """Where a file source's rows are, with relative paths resolved against the repo root
+    (its pushed rows by :func:`pitstop.offline.sources.pushed_location`'s rule)."""
     from pitstop.offline.pit import SourceRef
 
     return SourceRef(
@@ -41,8 +41,26 @@ def source_ref(source: FileSource, repo_path: Path) -> SourceRef:
         created_timestamp_column=source.created_timestamp_column or None,
         field_mapping=source.field_mapping,
         name=source.name,
-        pushed=str(pushed_folder(source, repo_path)),
     )
+
+
+def check_capabilities(
+    engine: OfflineEngine, sources: Sequence[SourceRef], entity: Any = None
+) -> None:
+    """The engine reads every source's file format (and, for a SQL entity frame, takes SQL)."""
+    caps = engine.capabilities
+    for source in sources:
+        if source.file_format not in caps.file_formats:
+            raise RetrievalError(
+                f"The offline engine reads {', '.join(caps.file_formats)} files, not source "
+                f"{source.display_name!r} ({source.file_format}); convert the data or configure "
+                "an engine that reads it."
+            )
+    if isinstance(entity, str) and not caps.entity_sql:
+        raise RetrievalError(
+            "The offline engine does not run SQL entity queries; pass the entity frame as a "
+            "pyarrow Table or a pandas or polars DataFrame."
+        )
 
 
 def view_join(
@@ -149,6 +167,8 @@ def historical_features(
     plan = build_plan(snapshot, features, full_feature_names)
     joins = tuple(_join_for(v, repo_path) for v in plan.views if not aggregated(v.view))
     windows = [aggregate_join(v, repo_path) for v in plan.views if aggregated(v.view)]
+    sources = [j.source for j in joins] + [w.source for w in windows]
+    check_capabilities(engine, sources, entity_df)
     if entity_df is None and windows:
         raise RetrievalError(
             "entity-less retrieval (start_date/end_date) does not support stream views with "

@@ -27,16 +27,18 @@ from typing import TYPE_CHECKING, Any
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from pitstop.errors import DataSourceError, PitstopError, RetrievalError, suggest
+from pitstop.errors import DataSourceError, PitstopError, RetrievalError
 from pitstop.offline import duckdb_sql as dsql
+from pitstop.offline import files
 from pitstop.offline.base import EngineCapabilities, EntityInput, LatestRows
 from pitstop.offline.entity import ROW_NUMBER, PreparedEntity, prepare_entity, to_arrow_table
-from pitstop.offline.files import resolve_path as _resolve_path
 from pitstop.offline.job import RetrievalJob
-from pitstop.offline.pit import PitPlan, ViewJoin
-from pitstop.offline.typemap import type_family
+from pitstop.offline.pit import PitPlan, SourceRef, ViewJoin
+from pitstop.offline.sources import check_appendable, check_key_types, check_view_columns
 
 if TYPE_CHECKING:
+    from collections.abc import Mapping
+
     import duckdb
 
     from pitstop.offline.aggregate import AggregateJoin
@@ -119,9 +121,7 @@ class DuckDBEngine:
             by sorting (ASOF, robust to skew). ``0`` sorts everything.
     """
 
-    capabilities = EngineCapabilities(
-        entity_sql=True, streaming=True, spills_to_disk=True, file_formats=("parquet", "csv")
-    )
+    capabilities = EngineCapabilities(entity_sql=True, file_formats=("parquet", "csv"))
 
     def __init__(
         self,
@@ -193,6 +193,24 @@ class DuckDBEngine:
 
     def _scan(self, cur: duckdb.DuckDBPyConnection, view: ViewJoin) -> dsql.ScanInfo:
         return scan_source(cur, view)
+
+    def schema(self, source: SourceRef) -> pa.Schema:
+        """The stored columns of ``source``, from its files' footers and headers (DuckDB is
+        not loaded: ``apply`` checks sources with this)."""
+        return files.read_schema(source)
+
+    def has_rows(self, source: SourceRef) -> bool:
+        """Whether ``source`` has a file (or glob) or pushed parts to read."""
+        return files.has_data(source)
+
+    def append(self, source: SourceRef, table: pa.Table, *, label: str | None = None) -> None:
+        """Write ``table`` as one Parquet part at the source's pushed location (atomically)."""
+        check_appendable(source, f"Appending to source {source.display_name!r}")
+        files.write_part(source, table, label)
+
+    def labels(self, source: SourceRef, prefix: str) -> Mapping[str, Mapping[bytes, bytes]]:
+        """The source's parts labelled ``prefix...``; metadata read from a part's footer."""
+        return files.PartLabels(source, prefix)
 
     # -- historical ----------------------------------------------------------------------------
 
@@ -504,7 +522,7 @@ def scan_source(cur: duckdb.DuckDBPyConnection, view: ViewJoin) -> dsql.ScanInfo
     read from the files' metadata), so they are compared as types, never by name.
     """
     source = view.source
-    path, many = _resolve_path(source)
+    path, many = files.resolve_path(source)
     relation = dsql.source_relation(path, source.file_format, many_files=many)
     try:
         schema = cur.sql(f"SELECT * FROM {relation} LIMIT 0").to_arrow_table().schema
@@ -514,35 +532,9 @@ def scan_source(cur: duckdb.DuckDBPyConnection, view: ViewJoin) -> dsql.ScanInfo
             f"{source.path!r} as {source.file_format}: {exc}"
         ) from exc
     scan = dsql.ScanInfo(relation, {f.name: f.type for f in schema})
-    _check_source_columns(view, scan)
+    check_view_columns(view, scan.types)
     return scan
 
 
-def _check_source_columns(view: ViewJoin, scan: dsql.ScanInfo) -> None:
-    src = view.source
-    needed = [*view.source_keys, src.timestamp_field, *view.feature_columns]
-    if src.created_timestamp_column:
-        needed.append(src.created_timestamp_column)
-    for column in needed:
-        raw = src.raw_column(column)
-        if raw not in scan.types:
-            mapped = f" (mapped from {raw!r})" if raw != column else ""
-            raise DataSourceError(
-                f"Source {src.display_name!r} ({src.path}) of view {view.name!r} has no column "
-                f"{column!r}{mapped}.{suggest(raw, scan.types)} Columns: {list(scan.types)}."
-            )
-
-
 def _check_key_types(view: ViewJoin, scan: dsql.ScanInfo, entity: PreparedEntity) -> None:
-    if entity.output.num_rows == 0:  # an empty pandas column is float64 whatever it holds
-        return
-    for ekey, skey in zip(view.entity_keys, view.source_keys, strict=True):
-        etype = entity.output.schema.field(ekey).type
-        stype = scan.types[view.source.raw_column(skey)]
-        efam, sfam = type_family(etype), type_family(stype)
-        if efam not in ("null", sfam):
-            raise RetrievalError(
-                f"Join key {ekey!r} of view {view.name!r} is {etype} in the entity frame but "
-                f"{stype} in source {view.source.display_name!r} (column {skey!r}); convert the "
-                f"entity column so both are {sfam}."
-            )
+    check_key_types(view, scan.types, entity.output.schema, entity.output.num_rows)

@@ -41,9 +41,9 @@ from datetime import datetime, timedelta
 
 import pyarrow as pa
 
-from pitstop.errors import DataSourceError
 from pitstop.offline.entity import ROW_NUMBER, TIMESTAMP, key_column
 from pitstop.offline.pit import ViewJoin
+from pitstop.offline.sources import check_time_column
 from pitstop.offline.typemap import TimeKind, time_kind
 
 __all__ = [
@@ -128,13 +128,9 @@ def utc_sql(column: str, dtype: pa.DataType) -> str | None:
 
 
 def _timestamp_expr(raw: str, dtype: pa.DataType, what: str, view: ViewJoin) -> str:
+    check_time_column(view, raw, dtype, what)
     expr = utc_sql(quote_ident(raw), dtype)
-    if expr is None:
-        raise DataSourceError(
-            f"The {what} column {raw!r} of source {view.source.display_name!r} (view "
-            f"{view.name!r}) has type {dtype}; it must hold timestamps, dates or ISO 8601 "
-            "strings."
-        )
+    assert expr is not None
     return expr
 
 

@@ -31,6 +31,7 @@ from datetime import timedelta
 from types import MappingProxyType
 
 from pitstop.errors import DefinitionError, RetrievalError
+from pitstop.offline.sources import pushed_location
 
 __all__ = ["FILE_FORMATS", "PitPlan", "SourceRef", "ViewJoin", "infer_file_format"]
 
@@ -65,8 +66,8 @@ class SourceRef:
     created_timestamp_column: str | None = None
     field_mapping: Mapping[str, str] = field(default_factory=dict)
     name: str = ""
-    #: A folder of Parquet part files added by pushes, read together with ``path`` (either may
-    #: be absent, not both).
+    #: Where appended (pushed) rows live, read together with ``path`` (either may be absent,
+    #: not both); by default the rule of :func:`pitstop.offline.sources.pushed_location`.
     pushed: str | None = None
 
     def __post_init__(self) -> None:
@@ -80,6 +81,8 @@ class SourceRef:
             )
         object.__setattr__(self, "file_format", fmt)
         object.__setattr__(self, "field_mapping", MappingProxyType(dict(self.field_mapping)))
+        if self.pushed is None:
+            object.__setattr__(self, "pushed", pushed_location(self.path))
         if not self.timestamp_field:
             raise DefinitionError(f"Source {self.display_name!r} needs a timestamp_field.")
 
