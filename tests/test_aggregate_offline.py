@@ -1,4 +1,4 @@
-"""Hand-made cases for offline point-in-time windowed aggregations (pitstop.offline.aggregate)."""
+"""Hand-made cases for offline point-in-time windowed aggregations (DuckDB engine)."""
 
 from __future__ import annotations
 
@@ -13,8 +13,8 @@ import pyarrow.parquet as pq
 import pytest
 
 from pitstop.errors import DataSourceError, DefinitionError, RetrievalError
-from pitstop.offline.aggregate import AggregateJoin, aggregate_sql, historical_aggregates
-from pitstop.offline.pit import SourceRef
+from pitstop.offline.duckdb.aggregate import aggregate_sql, historical_aggregates
+from pitstop.offline.pit import AggregateJoin, SourceRef
 
 T0 = datetime(2024, 5, 1, 12, 0, tzinfo=UTC)
 US = timedelta(microseconds=1)

@@ -25,8 +25,8 @@ import pytest
 
 from pitstop.definitions.stream import Aggregation
 from pitstop.engine import tiles as T
-from pitstop.offline.aggregate import AggregateJoin, historical_aggregates
-from pitstop.offline.pit import SourceRef
+from pitstop.offline.duckdb.aggregate import historical_aggregates
+from pitstop.offline.pit import AggregateJoin, SourceRef
 
 S = T.SECOND_US
 MIN = 60 * S

@@ -22,10 +22,9 @@ from pitstop.errors import RetrievalError
 if TYPE_CHECKING:
     import pyarrow as pa
 
-    from pitstop.offline.aggregate import AggregateJoin
     from pitstop.offline.base import OfflineEngine
     from pitstop.offline.job import RetrievalJob
-    from pitstop.offline.pit import SourceRef, ViewJoin
+    from pitstop.offline.pit import AggregateJoin, SourceRef, ViewJoin
     from pitstop.registry.snapshot import Snapshot
 
 
@@ -99,7 +98,7 @@ def aggregated(view: FeatureView) -> bool:
 
 def aggregate_join(vr: ViewRequest, repo_path: Path) -> AggregateJoin:
     """The windowed aggregations a request needs from one stream view."""
-    from pitstop.offline.aggregate import AggregateJoin
+    from pitstop.offline.pit import AggregateJoin, WindowAggregate
 
     view = vr.view
     assert isinstance(view, StreamFeatureView)
@@ -107,7 +106,7 @@ def aggregate_join(vr: ViewRequest, repo_path: Path) -> AggregateJoin:
     aggs = []
     for c in vr.columns:
         agg = by_output[c.feature.name]
-        aggs.append((agg.function, agg.column, agg.time_window, c.name))
+        aggs.append(WindowAggregate(agg.function, agg.column, agg.time_window, c.name))
     return AggregateJoin(
         name=vr.projection.name_to_use,
         source=replace(source_ref(view.batch_source, repo_path),

@@ -23,9 +23,8 @@ from typing import TYPE_CHECKING, Any, NamedTuple, Protocol, TypeAlias, runtime_
 if TYPE_CHECKING:
     import pyarrow as pa
 
-    from pitstop.offline.aggregate import AggregateJoin
     from pitstop.offline.job import RetrievalJob
-    from pitstop.offline.pit import PitPlan, SourceRef, ViewJoin
+    from pitstop.offline.pit import AggregateJoin, PitPlan, SourceRef, ViewJoin
 
 __all__ = ["EngineCapabilities", "EntityInput", "LatestRows", "OfflineEngine"]
 

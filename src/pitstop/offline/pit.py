@@ -29,11 +29,20 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import timedelta
 from types import MappingProxyType
+from typing import NamedTuple
 
 from pitstop.errors import DefinitionError, RetrievalError
 from pitstop.offline.sources import pushed_location
 
-__all__ = ["FILE_FORMATS", "PitPlan", "SourceRef", "ViewJoin", "infer_file_format"]
+__all__ = [
+    "FILE_FORMATS",
+    "AggregateJoin",
+    "PitPlan",
+    "SourceRef",
+    "ViewJoin",
+    "WindowAggregate",
+    "infer_file_format",
+]
 
 #: File formats an offline engine must read. ``"auto"`` is resolved from the path's suffix.
 FILE_FORMATS = ("parquet", "csv")
@@ -151,6 +160,94 @@ class ViewJoin:
     def output_columns(self) -> tuple[str, ...]:
         """Output names of the requested features, in order."""
         return tuple(out for _, out in self.columns)
+
+
+class WindowAggregate(NamedTuple):
+    """One windowed aggregation: ``function`` of the source column ``column`` over the events
+    with ``t - window < event_ts <= t``, output as ``output``."""
+
+    function: str
+    column: str
+    window: timedelta
+    output: str
+
+
+@dataclass(frozen=True)
+class AggregateJoin:
+    """Windowed aggregations of one source to compute for each entity row.
+
+    ``entity_keys[i]`` in the entity frame matches ``source_keys[i]`` in the source (names
+    after the field mapping). ``aggregations`` are :class:`WindowAggregate` (plain
+    ``(function, column, window, output)`` tuples are converted).
+
+    The semantics every engine honours, per entity row (keys, time ``t``) and aggregation:
+
+    * the events are the source rows with the same keys and ``t - window < event_ts <= t``;
+    * null values are ignored by every function (``count`` counts non-null values);
+    * an empty window: ``count`` and ``count_distinct`` 0; ``sum``, ``mean``/``avg``, ``min``,
+      ``max`` and ``last`` null; an entity row with a null key or time has an empty window;
+    * ``last``: the value of the event ranked first by :data:`LAST_VALUE_ORDER`;
+    * ``sum`` of an integer column is int64, of anything else float64; ``mean`` is float64;
+      ``min``, ``max`` and ``last`` keep the column's type.
+    """
+
+    name: str
+    source: SourceRef
+    entity_keys: tuple[str, ...]
+    source_keys: tuple[str, ...]
+    aggregations: tuple[WindowAggregate, ...]
+
+    def __post_init__(self) -> None:
+        from pitstop.definitions.stream import FUNCTIONS
+
+        object.__setattr__(self, "entity_keys", tuple(self.entity_keys))
+        object.__setattr__(self, "source_keys", tuple(self.source_keys))
+        aggregations = tuple(WindowAggregate(*a) for a in self.aggregations)
+        object.__setattr__(self, "aggregations", aggregations)
+        for function, column, window, output in aggregations:
+            what = f"View {self.name!r}, aggregation {output!r} ({function} of {column!r})"
+            if function not in FUNCTIONS:
+                raise DefinitionError(
+                    f"{what}: function {function!r} is not supported; allowed: "
+                    f"{', '.join(FUNCTIONS)}"
+                )
+            if not isinstance(window, timedelta) or window < timedelta(microseconds=1):
+                raise DefinitionError(f"{what}: the window must be at least one microsecond")
+        self.as_view()  # validates keys and output names
+
+    @property
+    def columns(self) -> tuple[str, ...]:
+        """The aggregated source columns, first use first."""
+        return tuple(dict.fromkeys(a.column for a in self.aggregations))
+
+    @property
+    def windows(self) -> tuple[timedelta, ...]:
+        """The distinct windows, first use first."""
+        return tuple(dict.fromkeys(a.window for a in self.aggregations))
+
+    @property
+    def output_columns(self) -> tuple[str, ...]:
+        """Output names of the aggregations, in order."""
+        return tuple(a.output for a in self.aggregations)
+
+    @property
+    def zero_filled(self) -> tuple[str, ...]:
+        """Outputs that are 0 (not null) over an empty window: counts."""
+        return tuple(a.output for a in self.aggregations if a.function in _COUNTS)
+
+    def as_view(self) -> ViewJoin:
+        """The aggregations as a :class:`ViewJoin` whose columns are ``(column, output)``: the
+        source columns they read, for source and key checks."""
+        return ViewJoin(
+            name=self.name,
+            source=self.source,
+            entity_keys=self.entity_keys,
+            source_keys=self.source_keys,
+            columns=tuple((a.column, a.output) for a in self.aggregations),
+        )
+
+
+_COUNTS = ("count", "count_distinct")
 
 
 @dataclass(frozen=True)

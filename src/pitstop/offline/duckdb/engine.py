@@ -2,7 +2,8 @@
 
 DuckDB is imported only when a query runs, so ``import pitstop.offline`` stays light. The entity
 frame is registered with DuckDB as an Arrow table (never converted to pandas); sources are read
-in place with ``read_parquet``/``read_csv``. The SQL is built by :mod:`.duckdb_sql`.
+in place with ``read_parquet``/``read_csv``. The SQL is built by :mod:`.sql`; the matched rows
+are placed back into the entity frame by :mod:`pitstop.offline.assemble`.
 
 Example::
 
@@ -25,23 +26,24 @@ from itertools import chain, count
 from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
-import pyarrow.compute as pc
 
-from pitstop.errors import DataSourceError, PitstopError, RetrievalError
-from pitstop.offline import duckdb_sql as dsql
+from pitstop.errors import RetrievalError
 from pitstop.offline import files
+from pitstop.offline.assemble import place, utc_batches
 from pitstop.offline.base import EngineCapabilities, EntityInput, LatestRows
-from pitstop.offline.entity import ROW_NUMBER, PreparedEntity, prepare_entity, to_arrow_table
+from pitstop.offline.duckdb import sql as dsql
+from pitstop.offline.duckdb.scan import execute, guarded, scan_source
+from pitstop.offline.entity import PreparedEntity, prepare_entity, to_arrow_table
 from pitstop.offline.job import RetrievalJob
 from pitstop.offline.pit import PitPlan, SourceRef, ViewJoin
-from pitstop.offline.sources import check_appendable, check_key_types, check_view_columns
+from pitstop.offline.sources import check_appendable, check_key_types
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
 
     import duckdb
 
-    from pitstop.offline.aggregate import AggregateJoin
+    from pitstop.offline.pit import AggregateJoin
 
 __all__ = ["DuckDBEngine"]
 
@@ -62,23 +64,6 @@ def _lower_bound(t_min: datetime | None, ttl: timedelta | None) -> datetime | No
         return t_min - ttl
     except OverflowError:
         return None
-
-
-def _one_chunk(column: pa.ChunkedArray) -> pa.Array:
-    if column.num_chunks == 1:
-        return column.chunk(0)
-    if column.num_chunks == 0:
-        return pa.array([], type=column.type)
-    return pa.concat_arrays(column.chunks)
-
-
-def _wrap(exc: Exception, what: str) -> Exception:
-    import duckdb
-
-    data_errors = (duckdb.IOException, duckdb.ConversionException, duckdb.InvalidInputException)
-    if isinstance(exc, data_errors):
-        return DataSourceError(f"{what}: {exc}")
-    return RetrievalError(f"{what}: {exc}")
 
 
 @dataclass(frozen=True)
@@ -266,7 +251,7 @@ class DuckDBEngine:
 
     def aggregate(self, entity: pa.Table, ts_column: str, join: AggregateJoin) -> pa.Table:
         """Windowed aggregations of ``join`` for each row of ``entity`` (in input order)."""
-        from pitstop.offline.aggregate import historical_aggregates
+        from pitstop.offline.duckdb.aggregate import historical_aggregates
 
         return historical_aggregates(self._connection(), entity, ts_column, join)
 
@@ -294,7 +279,8 @@ class DuckDBEngine:
             query = sql()
             cur = self.cursor()
             what = f"Reading view {view.name!r}"
-            return _utc_batches(_execute(cur, query, self.batch_size, what), cur, what)
+            reader = execute(cur, query, self.batch_size, what)
+            return utc_batches(guarded(reader, cur, what), reader.schema)
 
         return RetrievalJob(open_reader, sql)
 
@@ -364,7 +350,7 @@ class _HistoricalRun:
             if not view.columns:
                 continue
             scan = self.engine._scan(cur, view)
-            _check_key_types(view, scan, entity)
+            check_key_types(view, scan.types, entity.output.schema, entity.output.num_rows)
             positions = tuple(entity.key_index(k) for k in view.entity_keys)
             if positions not in modes:
                 modes[positions] = self._mode(cur, entity, positions, len(modes))
@@ -399,142 +385,6 @@ class _HistoricalRun:
         cur = self.engine.cursor()
         cur.register(self.table_name, prepared.entity.narrow)
         what = "Point-in-time join of view(s) " + ", ".join(repr(v.name) for v in self.plan.views)
-        reader = _execute(cur, prepared.sql, self.engine.batch_size, what)
-        return _placed(reader, cur, what, prepared.entity, self.engine.batch_size)
-
-
-def _execute(
-    cur: duckdb.DuckDBPyConnection, sql: str, batch_size: int, what: str
-) -> pa.RecordBatchReader:
-    try:
-        return cur.sql(sql).to_arrow_reader(batch_size)
-    except Exception as exc:
-        cur.close()
-        raise _wrap(exc, what) from exc
-
-
-def _guarded(
-    reader: pa.RecordBatchReader, cur: duckdb.DuckDBPyConnection, what: str
-) -> Iterator[pa.RecordBatch]:
-    """Yield ``reader``'s batches, map DuckDB errors to ours, close ``cur`` at the end."""
-    try:
-        yield from reader
-    except PitstopError:
-        raise
-    except Exception as exc:
-        raise _wrap(exc, what) from exc
-    finally:
-        cur.close()
-
-
-class _Matched:
-    """The query's matched rows (sorted by row number), handed out by row-number range."""
-
-    def __init__(self, batches: Iterator[pa.RecordBatch], schema: pa.Schema) -> None:
-        self._batches = batches
-        self._schema = schema
-        self._pending: pa.RecordBatch | None = None
-
-    def until(self, end: int) -> pa.Table:
-        """The next matched rows whose row number is below ``end``."""
-        parts = []
-        while True:
-            if self._pending is None:
-                self._pending = next(self._batches, None)
-                if self._pending is None:
-                    break
-            batch = self._pending
-            below = pc.sum(pc.less(batch.column(0), end)).as_py() or 0
-            parts.append(batch.slice(0, below))
-            self._pending = batch.slice(below) if below < batch.num_rows else None
-            if self._pending is not None:
-                break
-        return pa.Table.from_batches(parts, schema=self._schema)
-
-    def finish(self) -> None:
-        """Drain the stream (closing the cursor); nothing may be left."""
-        left = (self._pending.num_rows if self._pending else 0) + sum(
-            b.num_rows for b in self._batches
-        )
-        if left:  # pragma: no cover - guards the one-row-per-input rule
-            raise RetrievalError(f"Internal error: {left} joined rows match no entity row.")
-
-
-def _placed(
-    reader: pa.RecordBatchReader,
-    cur: duckdb.DuckDBPyConnection,
-    what: str,
-    entity: PreparedEntity,
-    batch_rows: int,
-) -> pa.RecordBatchReader:
-    """Place the matched feature rows into the entity frame, one entity slice per batch.
-
-    Entity rows without a match get nulls; each output batch is the user's columns for rows
-    ``[offset, offset + n)`` followed by the features found for them.
-    """
-    output = entity.output
-    features = list(reader.schema)[1:]  # the first column is the row number
-    schema = pa.schema([*output.schema, *features])
-    numbers = entity.narrow.column(ROW_NUMBER)
-
-    def batches() -> Iterator[pa.RecordBatch]:
-        matched = _Matched(_guarded(reader, cur, what), reader.schema)
-        for offset in range(0, output.num_rows, batch_rows):
-            n = min(batch_rows, output.num_rows - offset)
-            found = matched.until(offset + n)
-            where = pc.index_in(numbers.slice(offset, n), value_set=found.column(0))
-            arrays = [_one_chunk(c) for c in output.slice(offset, n).columns]
-            arrays += [_one_chunk(c.take(where)) for c in found.columns[1:]]
-            yield pa.RecordBatch.from_arrays(arrays, schema=schema)
-        matched.finish()
-
-    return pa.RecordBatchReader.from_batches(schema, batches())
-
-
-def utc_schema(schema: pa.Schema) -> pa.Schema:
-    """``schema`` with tz-naive timestamp columns (UTC inside DuckDB) labelled tz-aware UTC."""
-    fields = []
-    for field in schema:
-        t = field.type
-        if pa.types.is_timestamp(t) and t.tz is None:
-            field = field.with_type(pa.timestamp(t.unit, "UTC"))
-        fields.append(field)
-    return pa.schema(fields)
-
-
-def _utc_batches(
-    reader: pa.RecordBatchReader, cur: duckdb.DuckDBPyConnection, what: str
-) -> pa.RecordBatchReader:
-    """Label tz-naive timestamp columns (UTC inside DuckDB) as tz-aware UTC."""
-    schema = utc_schema(reader.schema)
-
-    def batches() -> Iterator[pa.RecordBatch]:
-        for batch in _guarded(reader, cur, what):
-            yield batch.cast(schema)
-
-    return pa.RecordBatchReader.from_batches(schema, batches())
-
-
-def scan_source(cur: duckdb.DuckDBPyConnection, view: ViewJoin) -> dsql.ScanInfo:
-    """How to read ``view``'s source and its raw columns' types; checks the columns exist.
-
-    The types are the Arrow types DuckDB gives the columns (the schema of an empty result,
-    read from the files' metadata), so they are compared as types, never by name.
-    """
-    source = view.source
-    path, many = files.resolve_path(source)
-    relation = dsql.source_relation(path, source.file_format, many_files=many)
-    try:
-        schema = cur.sql(f"SELECT * FROM {relation} LIMIT 0").to_arrow_table().schema
-    except Exception as exc:
-        raise DataSourceError(
-            f"Cannot read source {source.display_name!r} of view {view.name!r} at "
-            f"{source.path!r} as {source.file_format}: {exc}"
-        ) from exc
-    scan = dsql.ScanInfo(relation, {f.name: f.type for f in schema})
-    check_view_columns(view, scan.types)
-    return scan
-
-
-def _check_key_types(view: ViewJoin, scan: dsql.ScanInfo, entity: PreparedEntity) -> None:
-    check_key_types(view, scan.types, entity.output.schema, entity.output.num_rows)
+        reader = execute(cur, prepared.sql, self.engine.batch_size, what)
+        matched = guarded(reader, cur, what)
+        return place(matched, reader.schema, prepared.entity, self.engine.batch_size)

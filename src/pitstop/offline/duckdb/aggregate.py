@@ -41,24 +41,23 @@ bound it for the distributive functions.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
 from datetime import datetime, timedelta
 from itertools import count
 from typing import TYPE_CHECKING
 
 import pyarrow as pa
 
-from pitstop.definitions.stream import FUNCTIONS
-from pitstop.errors import DefinitionError
-from pitstop.offline import duckdb_sql as dsql
-from pitstop.offline.duckdb import _check_key_types, _wrap, scan_source, utc_schema
+from pitstop.offline.assemble import utc_schema
+from pitstop.offline.duckdb import sql as dsql
+from pitstop.offline.duckdb.scan import scan_source, wrap_error
 from pitstop.offline.entity import ROW_NUMBER, TIMESTAMP, key_column, prepare_entity
-from pitstop.offline.pit import PitPlan, SourceRef, ViewJoin
+from pitstop.offline.pit import AggregateJoin, PitPlan, ViewJoin
+from pitstop.offline.sources import check_key_types
 
 if TYPE_CHECKING:
     import duckdb
 
-__all__ = ["AggregateJoin", "aggregate_sql", "historical_aggregates"]
+__all__ = ["aggregate_sql", "file_order", "historical_aggregates", "source_view"]
 
 #: DuckDB virtual columns giving a row's file order (the position of its file in the list
 #: read, and, for Parquet, its row within the file): the last tie-break of ``last``.
@@ -67,69 +66,24 @@ _NEG_INF = "'-infinity'::TIMESTAMP"
 _IDS = count()
 
 
-@dataclass(frozen=True)
-class AggregateJoin:
-    """Windowed aggregations of one source to compute for each entity row.
+def file_order(join: AggregateJoin) -> tuple[str, ...]:
+    """The file-order columns read for ``last`` tie-breaks (none without ``last``)."""
+    if not any(a.function == "last" for a in join.aggregations):
+        return ()
+    return FILE_ORDER[join.source.file_format]
 
-    ``entity_keys[i]`` in the entity frame matches ``source_keys[i]`` in the source (names
-    after the field mapping). ``aggregations`` are ``(function, column, window, output)``.
-    """
 
-    name: str
-    source: SourceRef
-    entity_keys: tuple[str, ...]
-    source_keys: tuple[str, ...]
-    aggregations: tuple[tuple[str, str, timedelta, str], ...]
-
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "entity_keys", tuple(self.entity_keys))
-        object.__setattr__(self, "source_keys", tuple(self.source_keys))
-        object.__setattr__(self, "aggregations", tuple(tuple(a) for a in self.aggregations))
-        for function, column, window, output in self.aggregations:
-            what = f"View {self.name!r}, aggregation {output!r} ({function} of {column!r})"
-            if function not in FUNCTIONS:
-                raise DefinitionError(
-                    f"{what}: function {function!r} is not supported; allowed: "
-                    f"{', '.join(FUNCTIONS)}"
-                )
-            if not isinstance(window, timedelta) or window < timedelta(microseconds=1):
-                raise DefinitionError(f"{what}: the window must be at least one microsecond")
-        # validates keys and output names
-        self.check_view()
-
-    @property
-    def columns(self) -> tuple[str, ...]:
-        """The aggregated source columns, first use first."""
-        return tuple(dict.fromkeys(column for _, column, _, _ in self.aggregations))
-
-    @property
-    def file_order(self) -> tuple[str, ...]:
-        """The file-order columns read for ``last`` tie-breaks (none without ``last``)."""
-        if not any(function == "last" for function, _, _, _ in self.aggregations):
-            return ()
-        return FILE_ORDER[self.source.file_format]
-
-    def check_view(self) -> ViewJoin:
-        """The aggregations as a :class:`ViewJoin` whose columns are ``(column, output)``."""
-        return ViewJoin(
-            name=self.name,
-            source=self.source,
-            entity_keys=self.entity_keys,
-            source_keys=self.source_keys,
-            columns=tuple((column, output) for _, column, _, output in self.aggregations),
-        )
-
-    def source_view(self) -> ViewJoin:
-        """The :class:`ViewJoin` to project the source with :func:`duckdb_sql.source_select`:
-        ``__f<j>`` is ``columns[j]``, then the :attr:`file_order` columns."""
-        read = (*self.columns, *self.file_order)
-        return ViewJoin(
-            name=self.name,
-            source=self.source,
-            entity_keys=self.entity_keys,
-            source_keys=self.source_keys,
-            columns=tuple((c, f"__f{j}") for j, c in enumerate(read)),
-        )
+def source_view(join: AggregateJoin) -> ViewJoin:
+    """The :class:`ViewJoin` to project the source with :func:`.sql.source_select`:
+    ``__f<j>`` is ``join.columns[j]``, then the :func:`file_order` columns."""
+    read = (*join.columns, *file_order(join))
+    return ViewJoin(
+        name=join.name,
+        source=join.source,
+        entity_keys=join.entity_keys,
+        source_keys=join.source_keys,
+        columns=tuple((c, f"__f{j}") for j, c in enumerate(read)),
+    )
 
 
 def _aggregate_expr(
@@ -154,7 +108,7 @@ def _aggregate_expr(
     if join.source.created_timestamp_column:
         order.append(f"c := coalesce(s.{dsql._CT}, {_NEG_INF})")
     n = len(join.columns)
-    order += [f"o{i} := s.__f{n + i}" for i in range(len(join.file_order))]
+    order += [f"o{i} := s.__f{n + i}" for i in range(len(file_order(join)))]
     ordered = f"struct_pack({', '.join(order)}, v := {value})"
     return f"struct_extract(max({ordered}) FILTER (WHERE {value} IS NOT NULL), 'v')"
 
@@ -198,7 +152,7 @@ def aggregate_sql(
     ``entity_relation`` (a table name or parenthesised query) has the unique ``row_id``, the
     timestamp ``ts_column`` (TIMESTAMP, UTC) and the ``join.entity_keys`` columns.
     ``source_relation`` is a ``SELECT`` in the layout of
-    ``duckdb_sql.source_select(join.source_view(), ...)``. ``types`` maps aggregated columns to
+    ``duckdb_sql.source_select(source_view(join), ...)``. ``types`` maps aggregated columns to
     their Arrow types (integer sums become BIGINT, other sums DOUBLE; without it sums keep
     DuckDB's types). The result has ``row_id`` and one column per aggregation output, a row
     per entity row, ordered by ``row_id``.
@@ -244,7 +198,7 @@ def historical_aggregates(
                              (("sum", "fare", timedelta(hours=1), "fare_1h"),))
         features = historical_aggregates(duckdb.connect(), entity, "event_timestamp", join)
     """
-    plan = PitPlan(views=(join.check_view(),), timestamp_column=ts_column)
+    plan = PitPlan(views=(join.as_view(),), timestamp_column=ts_column)
     prepared = prepare_entity(entity.replace_schema_metadata(None), plan)
     cur = con.cursor()
     name = f"__pitstop_aggregate_entity_{next(_IDS)}"
@@ -252,13 +206,13 @@ def historical_aggregates(
     try:
         cur.execute("SET SESSION TimeZone = 'UTC'")
         scan = _scan(cur, join)
-        _check_key_types(plan.views[0], scan, prepared)
+        check_key_types(plan.views[0], scan.types, prepared.output.schema, prepared.output.num_rows)
         t_min, t_max = prepared.time_bounds()
         longest = max(window for _, _, window, _ in join.aggregations)
         lo = None
         if t_min is not None and t_min - datetime.min > longest:
             lo = t_min - longest
-        source = dsql.source_select(join.source_view(), scan, lo=lo, hi=t_max, empty=t_min is None)
+        source = dsql.source_select(source_view(join), scan, lo=lo, hi=t_max, empty=t_min is None)
         types = {c: scan.types[join.source.raw_column(c)] for c in join.columns}
         renames = [
             f"{key_column(prepared.key_index(k))} AS {dsql.quote_ident(k)}"
@@ -270,7 +224,7 @@ def historical_aggregates(
         try:
             table = cur.sql(sql).to_arrow_table()
         except Exception as exc:
-            raise _wrap(exc, what) from exc
+            raise wrap_error(exc, what) from exc
         finally:
             cur.unregister(name)
     finally:
@@ -279,7 +233,7 @@ def historical_aggregates(
 
 
 def _scan(cur: duckdb.DuckDBPyConnection, join: AggregateJoin) -> dsql.ScanInfo:
-    return scan_source(cur, join.check_view())
+    return scan_source(cur, join.as_view())
 
 
 def _utc(table: pa.Table) -> pa.Table:
