@@ -5,7 +5,7 @@ The offline engine executes the plan; on-demand views run afterwards on every st
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
 from datetime import datetime
 from pathlib import Path
@@ -117,32 +117,17 @@ def aggregate_join(vr: ViewRequest, repo_path: Path) -> AggregateJoin:
     )  # fmt: skip
 
 
-def aggregate_transform(
-    engine: OfflineEngine, joins: Sequence[AggregateJoin], ts_column: str, plan: RequestPlan
-) -> Callable[[pa.RecordBatch], pa.RecordBatch]:
-    """A per-batch step appending each stream view's windowed aggregations, cast to the
-    declared feature types. The entity rows' time is ``ts_column``, else the one
-    timestamp-typed entity column (features joined before this step are not candidates)."""
+def cast_transform(types: Mapping[str, pa.DataType]) -> Callable[[pa.RecordBatch], pa.RecordBatch]:
+    """A per-batch step casting the columns named in ``types`` to those Arrow types (the
+    declared types of windowed aggregations, which engines compute in their own)."""
     import pyarrow as pa
 
-    from pitstop.offline.entity import timestamp_column
-    from pitstop.types import to_arrow
-
-    types = {c.name: to_arrow(c.feature.dtype) for v in plan.views for c in v.columns}
-
     def transform(batch: pa.RecordBatch) -> pa.RecordBatch:
-        table = pa.Table.from_batches([batch])
-        names, arrays = list(batch.schema.names), list(batch.columns)
-        entity = pa.schema([f for f in batch.schema if f.name not in types])
-        ts = timestamp_column(entity, ts_column)
-        for join in joins:
-            out = engine.aggregate(table, ts, join)
-            names += out.column_names
-            arrays += [
-                col.combine_chunks().cast(types[name])
-                for name, col in zip(out.column_names, out.columns, strict=True)
-            ]
-        return pa.RecordBatch.from_arrays(arrays, names=names)
+        arrays = [
+            col.cast(types[name]) if name in types and col.type != types[name] else col
+            for name, col in zip(batch.schema.names, batch.columns, strict=True)
+        ]
+        return pa.RecordBatch.from_arrays(arrays, names=batch.schema.names)
 
     return transform
 
@@ -182,9 +167,22 @@ def historical_features(
         entity_df = _entities_in_range(engine, plan, joins, start_date, end_date)
     elif start_date is not None or end_date is not None:
         raise RetrievalError("start_date/end_date apply only when no entity_df is given")
-    pit = PitPlan(joins, timestamp_column, filter_by_created_timestamp)
-    steps = [aggregate_transform(engine, windows, timestamp_column, plan)] if windows else []
+    pit = PitPlan(joins, timestamp_column, filter_by_created_timestamp, aggregates=tuple(windows))
+    steps = [cast_transform(_declared(plan, windows))] if windows else []
     return engine.historical(entity_df, pit).with_transforms([*steps, on_demand_transform(plan)])
+
+
+def _declared(plan: RequestPlan, windows: Sequence[AggregateJoin]) -> dict[str, pa.DataType]:
+    """The declared Arrow types of the aggregations' outputs."""
+    from pitstop.types import to_arrow
+
+    outputs = {out for w in windows for out in w.output_columns}
+    return {
+        c.name: to_arrow(c.feature.dtype)
+        for v in plan.views
+        for c in v.columns
+        if c.name in outputs
+    }
 
 
 def _entities_in_range(

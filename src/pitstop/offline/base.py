@@ -24,7 +24,7 @@ if TYPE_CHECKING:
     import pyarrow as pa
 
     from pitstop.offline.job import RetrievalJob
-    from pitstop.offline.pit import AggregateJoin, PitPlan, SourceRef, ViewJoin
+    from pitstop.offline.pit import PitPlan, SourceRef, ViewJoin
 
 __all__ = ["EngineCapabilities", "EntityInput", "LatestRows", "OfflineEngine"]
 
@@ -79,10 +79,6 @@ class OfflineEngine(Protocol):
     ) -> LatestRows:
         """Per key, the latest row of ``view`` in ``[start, end]`` (ties: created ts), streamed,
         and the number of such rows; ``key_order``: sorted by the entity key columns."""
-        ...
-
-    def aggregate(self, entity: pa.Table, ts_column: str, join: AggregateJoin) -> pa.Table:
-        """Windowed aggregations of ``join`` per entity row: ``t - window < event_ts <= t``."""
         ...
 
     def schema(self, source: SourceRef) -> pa.Schema:

@@ -29,9 +29,11 @@ if TYPE_CHECKING:
 
     from pitstop.offline.pit import SourceRef
 
+
 __all__ = [
     "GLOB_CHARS",
     "MAX_FILES",
+    "FileStorage",
     "PartLabels",
     "has_data",
     "pushed_parts",
@@ -208,12 +210,16 @@ def _partition_columns(file: str, root: str) -> dict[str, pa.DataType]:
 # -- appending ----------------------------------------------------------------------------------
 
 
+#: Unlabelled parts are named ``part-...``; labels may not start so.
+_UNLABELLED = "part-"
+
+
 def _check_label(label: str) -> None:
     ok = label and len(label) <= 200 and all(c.isalnum() or c in "-_." for c in label)
-    if not ok or label.startswith("."):
+    if not ok or label.startswith((".", _UNLABELLED)):
         raise RetrievalError(
             f"Append label {label!r} must be 1-200 letters, digits, '-', '_' or '.' and not "
-            "start with '.'."
+            f"start with '.' or {_UNLABELLED!r}."
         )
 
 
@@ -221,6 +227,7 @@ def write_part(source: SourceRef, table: pa.Table, label: str | None = None) -> 
     """Write ``table`` as a new Parquet part at the source's pushed location, atomically; a
     ``label`` names the part (``<label>.parquet``, replacing one of that name), else it is
     named ``part-<time>-<random>.parquet`` so path order is append order. Returns its path."""
+    import pyarrow as pa
     import pyarrow.parquet as pq
 
     if not source.pushed:
@@ -229,13 +236,18 @@ def write_part(source: SourceRef, table: pa.Table, label: str | None = None) -> 
         _check_label(label)
         name = f"{label}.parquet"
     else:
-        name = f"part-{time.time_ns():020d}-{uuid.uuid4().hex[:12]}.parquet"
+        name = f"{_UNLABELLED}{time.time_ns():020d}-{uuid.uuid4().hex[:12]}.parquet"
     folder = Path(source.pushed)
     folder.mkdir(parents=True, exist_ok=True)
     tmp = folder / f".{name}.{uuid.uuid4().hex[:8]}.tmp"
     try:
         pq.write_table(table, tmp)
         os.replace(tmp, folder / name)
+    except (OSError, pa.ArrowException) as exc:
+        raise DataSourceError(
+            f"Cannot append {table.num_rows} row(s) to source {source.display_name!r} at "
+            f"{folder}: {exc}; nothing was written."
+        ) from exc
     finally:
         tmp.unlink(missing_ok=True)
     return str(folder / name)
@@ -249,7 +261,9 @@ class PartLabels(Mapping[str, Mapping[bytes, bytes]]):
         folder = source.pushed or ""
         pattern = os.path.join(glob.escape(folder), glob.escape(prefix) + _PART)
         self._paths = {
-            os.path.basename(p)[: -len(".parquet")]: p for p in sorted(glob.glob(pattern))
+            os.path.basename(p)[: -len(".parquet")]: p
+            for p in sorted(glob.glob(pattern))
+            if not os.path.basename(p).startswith(_UNLABELLED)
         }
 
     def __getitem__(self, label: str) -> Mapping[bytes, bytes]:
@@ -260,3 +274,29 @@ class PartLabels(Mapping[str, Mapping[bytes, bytes]]):
 
     def __len__(self) -> int:
         return len(self._paths)
+
+
+class FileStorage:
+    """The write side of an engine over local files (:class:`~pitstop.offline.base.
+    OfflineEngine`'s ``schema``, ``has_rows``, ``append`` and ``labels``): schemas from
+    footers and headers, appends as Parquet parts. Engines that read files list it as a base."""
+
+    def schema(self, source: SourceRef) -> pa.Schema:
+        """The stored columns of ``source``, from its files' footers and headers (no engine
+        is loaded: ``apply`` checks sources with this)."""
+        return read_schema(source)
+
+    def has_rows(self, source: SourceRef) -> bool:
+        """Whether ``source`` has a file (or glob) or pushed parts to read."""
+        return has_data(source)
+
+    def append(self, source: SourceRef, table: pa.Table, *, label: str | None = None) -> None:
+        """Write ``table`` as one Parquet part at the source's pushed location (atomically)."""
+        from pitstop.offline.sources import check_appendable
+
+        check_appendable(source, f"Appending to source {source.display_name!r}")
+        write_part(source, table, label)
+
+    def labels(self, source: SourceRef, prefix: str) -> Mapping[str, Mapping[bytes, bytes]]:
+        """The source's parts labelled ``prefix...``; metadata read from a part's footer."""
+        return PartLabels(source, prefix)

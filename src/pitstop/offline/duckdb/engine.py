@@ -32,18 +32,20 @@ from pitstop.offline import files
 from pitstop.offline.assemble import place, utc_batches
 from pitstop.offline.base import EngineCapabilities, EntityInput, LatestRows
 from pitstop.offline.duckdb import sql as dsql
+from pitstop.offline.duckdb.aggregate import (
+    entity_relation,
+    lower_bound,
+    planned_aggregates,
+    source_view,
+)
 from pitstop.offline.duckdb.scan import execute, guarded, scan_source
 from pitstop.offline.entity import PreparedEntity, prepare_entity, to_arrow_table
 from pitstop.offline.job import RetrievalJob
-from pitstop.offline.pit import PitPlan, SourceRef, ViewJoin
-from pitstop.offline.sources import check_appendable, check_key_types
+from pitstop.offline.pit import PitPlan, Rank, ViewJoin
+from pitstop.offline.sources import check_key_types
 
 if TYPE_CHECKING:
-    from collections.abc import Mapping
-
     import duckdb
-
-    from pitstop.offline.pit import AggregateJoin
 
 __all__ = ["DuckDBEngine"]
 
@@ -91,7 +93,7 @@ def _private_temp() -> str:
     return tempfile.mkdtemp(prefix="pitstop-duckdb-")  # not a folder of ours alone
 
 
-class DuckDBEngine:
+class DuckDBEngine(files.FileStorage):
     """Execute point-in-time plans with an embedded DuckDB.
 
     Args:
@@ -179,24 +181,6 @@ class DuckDBEngine:
     def _scan(self, cur: duckdb.DuckDBPyConnection, view: ViewJoin) -> dsql.ScanInfo:
         return scan_source(cur, view)
 
-    def schema(self, source: SourceRef) -> pa.Schema:
-        """The stored columns of ``source``, from its files' footers and headers (DuckDB is
-        not loaded: ``apply`` checks sources with this)."""
-        return files.read_schema(source)
-
-    def has_rows(self, source: SourceRef) -> bool:
-        """Whether ``source`` has a file (or glob) or pushed parts to read."""
-        return files.has_data(source)
-
-    def append(self, source: SourceRef, table: pa.Table, *, label: str | None = None) -> None:
-        """Write ``table`` as one Parquet part at the source's pushed location (atomically)."""
-        check_appendable(source, f"Appending to source {source.display_name!r}")
-        files.write_part(source, table, label)
-
-    def labels(self, source: SourceRef, prefix: str) -> Mapping[str, Mapping[bytes, bytes]]:
-        """The source's parts labelled ``prefix...``; metadata read from a part's footer."""
-        return files.PartLabels(source, prefix)
-
     # -- historical ----------------------------------------------------------------------------
 
     def historical(self, entity: EntityInput, plan: PitPlan) -> RetrievalJob:
@@ -248,12 +232,6 @@ class DuckDBEngine:
                 yield batch.drop_columns([dsql.ROWS])
 
         return LatestRows(pa.RecordBatchReader.from_batches(schema, batches()), rows)
-
-    def aggregate(self, entity: pa.Table, ts_column: str, join: AggregateJoin) -> pa.Table:
-        """Windowed aggregations of ``join`` for each row of ``entity`` (in input order)."""
-        from pitstop.offline.duckdb.aggregate import historical_aggregates
-
-        return historical_aggregates(self._connection(), entity, ts_column, join)
 
     def _single_view(
         self,
@@ -336,14 +314,47 @@ class _HistoricalRun:
                 flags,
                 created_filter=self.plan.filter_by_created_timestamp,
                 heavy_rows=self.engine.hash_max_rows_per_key,
+                computed=self._aggregates(cur, entity, t_min, t_max),
             )
         finally:
             cur.unregister(self.table_name)
         return _Prepared(entity, sql)
 
+    def _aggregates(
+        self,
+        cur: duckdb.DuckDBPyConnection,
+        entity: PreparedEntity,
+        t_min: datetime | None,
+        t_max: datetime | None,
+    ) -> list[dsql.Computed]:
+        """The windowed aggregations' parts of the query (one hash join per window)."""
+        order = self.plan.last_order
+        parts = []
+        for n, join in enumerate(self.plan.aggregates):
+            view = join.as_view()
+            scan = self.engine._scan(cur, view)
+            check_key_types(view, scan.types, entity.output.schema, entity.output.num_rows)
+            lo = lower_bound(t_min, join)
+            source = dsql.source_select(
+                source_view(join, order), scan, lo=lo, hi=t_max, empty=t_min is None
+            )
+            positions = [entity.key_index(k) for k in join.entity_keys]
+            relation = f"__a{n}e"
+            types = {c: scan.types[join.source.raw_column(c)] for c in join.columns}
+            part = planned_aggregates(join, f"__a{n}", relation, source, types=types, order=order)
+            entity_cte = f"{relation} AS ({entity_relation(positions)})"
+            parts.append(dsql.Computed((entity_cte, *part.ctes), part.results, part.columns))
+        return parts
+
     def _view_sql(
         self, cur: duckdb.DuckDBPyConnection, entity: PreparedEntity
     ) -> list[dsql.ViewSql]:
+        if Rank.ARRIVAL in self.plan.view_order:
+            raise RetrievalError(
+                "The DuckDB engine ranks a view's rows by event and created time, not by "
+                "arrival; use the default view_order."
+            )
+        by_created = Rank.CREATED in self.plan.view_order
         modes: dict[tuple[int, ...], tuple[str, str | None]] = {}
         views = []
         for i, view in enumerate(self.plan.views):
@@ -355,7 +366,7 @@ class _HistoricalRun:
             if positions not in modes:
                 modes[positions] = self._mode(cur, entity, positions, len(modes))
             mode, flag = modes[positions]
-            views.append(dsql.ViewSql(i, view, scan, positions, mode, flag))
+            views.append(dsql.ViewSql(i, view, scan, positions, mode, flag, by_created))
         return views
 
     def _mode(
@@ -384,7 +395,15 @@ class _HistoricalRun:
         prepared = self.prepare()
         cur = self.engine.cursor()
         cur.register(self.table_name, prepared.entity.narrow)
-        what = "Point-in-time join of view(s) " + ", ".join(repr(v.name) for v in self.plan.views)
+        names = [j.name for j in self.plan.joins]
+        what = "Point-in-time join of view(s) " + ", ".join(map(repr, names))
         reader = execute(cur, prepared.sql, self.engine.batch_size, what)
         matched = guarded(reader, cur, what)
-        return place(matched, reader.schema, prepared.entity, self.engine.batch_size)
+        return place(
+            matched,
+            reader.schema,
+            prepared.entity,
+            self.engine.batch_size,
+            zero_filled=self.plan.zero_filled,
+            utc=[out for join in self.plan.aggregates for out in join.output_columns],
+        )
