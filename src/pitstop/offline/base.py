@@ -96,9 +96,10 @@ class OfflineEngine(Protocol):
         """Add ``table``'s rows (stored column names) to ``source``'s pushed data, atomically:
         a failed append leaves nothing behind, readers see all of it or none.
 
-        ``label`` (letters, digits, ``-_.``) names the append: appending again under the same
-        label replaces those rows (a retried append stays one), and ``table``'s schema metadata
-        is kept with them for :meth:`labels`."""
+        ``label`` (letters, digits, ``-_.``; an engine may reserve some, the file engines
+        those starting with ``part-``) names the append: appending again under the same label
+        replaces those rows (a retried append stays one), and ``table``'s schema metadata is
+        kept with them for :meth:`labels`."""
         ...
 
     def labels(self, source: SourceRef, prefix: str) -> Mapping[str, Mapping[bytes, bytes]]:
