@@ -218,7 +218,7 @@ class FeatureStore:
         from pitstop.engine.push import push
 
         snap = self.registry.snapshot(fresh=not allow_registry_cache)
-        return push(snap, self.online, self.repo_path, push_source_name, df, to,
+        return push(snap, self.online, self.offline, self.repo_path, push_source_name, df, to,
                     allow_missing_columns=allow_missing_columns)  # fmt: skip
 
     def serve(
@@ -289,7 +289,7 @@ class FeatureStore:
     def _check_sources(self, objects: Sequence[Definition]) -> None:
         from pitstop.engine.sources import check_sources
 
-        check_sources(objects, self.repo_path)
+        check_sources(objects, self.repo_path, self.offline)
 
     def teardown(self) -> None:
         """Remove this project's registry objects and online tables."""
