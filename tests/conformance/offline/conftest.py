@@ -43,7 +43,6 @@ class ReferenceOfflineConfig(OfflineStoreConfig):
         return ReferenceEngine()
 
 
-
 class Harness:
     """How the suite makes one engine (in one configuration)."""
 
