@@ -9,9 +9,10 @@ decodes them, writes the events online and offline, and only then acknowledges t
   (:class:`~pitstop.engine.streams.Delivery`, one mark per source partition), so a
   redelivered event is skipped whatever the order of delivery; plain views are event-time
   ordered, so rewriting a row changes nothing.
-* **Offline, exactly once.** Each batch is appended, per partition, as one Parquet part named
-  after the stream and its first and last positions, recording the positions it holds; a
-  batch that may hold redelivered messages leaves out those an earlier part already holds.
+* **Offline, exactly once.** Each batch is appended, per partition, as one labelled append of
+  the offline engine named after the stream and its first and last positions, recording the
+  positions it holds; a batch that may hold redelivered messages leaves out those an earlier
+  append already holds.
 
 **Events.** A decoder (:mod:`pitstop.streams.decode`) turns a message into events: JSON
 objects; timestamps are ISO 8601 strings or seconds since the epoch (UTC).
@@ -35,6 +36,7 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from pitstop.definitions.sources import PushSource
+from pitstop.engine.historical import source_ref
 from pitstop.engine.push import conformed, push_views, write_views
 from pitstop.engine.stream_parts import StreamParts
 from pitstop.engine.streams import Delivery
@@ -211,7 +213,8 @@ class StreamIngestor:
                 whole = None
                 if span and not batch.redelivered:
                     whole = (position_text(span[0]), position_text(span[1]))
-                StreamParts(source.batch_source, self.store.repo_path, stream).append(
+                ref = source_ref(source.batch_source, self.store.repo_path)
+                StreamParts(self.store.offline, ref, stream).append(
                     chosen[0], texts, whole, check=batch.redelivered
                 )
 
