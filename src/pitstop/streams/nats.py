@@ -28,6 +28,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import re
+import time
 from collections.abc import Sequence
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
@@ -43,6 +44,8 @@ from pitstop.streams.base import (
 )
 
 ACK_WAIT_S = 30.0
+LINGER_S = 0.05  # a batch keeps filling while messages arrive at least this often...
+FILL_S = 5.0  # ...for at most this long
 _NAME = re.compile(r"[^A-Za-z0-9_-]")
 
 
@@ -127,10 +130,19 @@ class NatsSource:
         return Batch(messages, redelivered=not fresh, contiguous=contiguous)
 
     async def _fetch(self, count: int, block_ms: int) -> list[Any]:
-        try:
-            return await self._sub.fetch(count, timeout=max(block_ms, 1) / 1000)
-        except (TimeoutError, self._errors.TimeoutError):  # type: ignore[attr-defined]
-            return []
+        """Up to ``count`` messages: wait ``block_ms`` for the first ones, then go on while
+        more keep coming (a fetch ends at its timeout, often before a large batch is in)."""
+        timeout = max(block_ms, 1) / 1000
+        got: list[Any] = []
+        deadline = time.monotonic() + FILL_S
+        while len(got) < count and time.monotonic() < deadline:
+            try:
+                more = await self._sub.fetch(count - len(got), timeout=timeout)
+            except (TimeoutError, self._errors.TimeoutError):  # type: ignore[attr-defined]
+                break
+            got += more
+            timeout = LINGER_S
+        return got
 
     def ack(self, messages: Sequence[Message]) -> None:
         async def ack() -> None:
