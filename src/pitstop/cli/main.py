@@ -261,6 +261,7 @@ def ingest(ctx: Context, push_source: str, url: str | None, stream: str | None,
         from pitstop.server.metrics import serve_ingest_metrics
 
         server = serve_ingest_metrics(metrics_port, worker.stats, source.name)
+    worker.stop_on_signals()  # before saying so: a SIGTERM from now on stops it cleanly
     click.echo(f"Consuming {source.name!r} (group {group!r}, consumer {name!r}) into "
                f"{push_source!r}; Ctrl-C stops.")  # fmt: skip
     try:

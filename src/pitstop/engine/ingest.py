@@ -236,12 +236,17 @@ class StreamIngestor:
                     bad.append(DeadLetter(messages[index], str(exc), event))
             return kept, conformed(snap, views, _columns(kept), what) if kept else []
 
-    def run(self, report: Callable[[IngestStats], None] | None = None) -> IngestStats:
-        """Consume until :attr:`stop` is set (or SIGINT/SIGTERM in the main thread); every
-        second, refresh the lag and call ``report``."""
+    def stop_on_signals(self) -> None:
+        """Make SIGINT and SIGTERM set :attr:`stop` (from the main thread only): the batch in
+        flight is finished and acknowledged first."""
         if threading.current_thread() is threading.main_thread():
             for sig in (signal.SIGINT, signal.SIGTERM):
                 signal.signal(sig, lambda *_: self.stop.set())
+
+    def run(self, report: Callable[[IngestStats], None] | None = None) -> IngestStats:
+        """Consume until :attr:`stop` is set (or SIGINT/SIGTERM in the main thread); every
+        second, refresh the lag and call ``report``."""
+        self.stop_on_signals()
         began = last = time.perf_counter()
         while not self.stop.is_set():
             self.step()

@@ -21,6 +21,7 @@ def main() -> None:
     source = KafkaSource("fake", topic, group, config={"fake.log": log}, client=fake_kafka,
                          client_id=consumer)  # fmt: skip
     worker = StreamIngestor(store, push_source, source, batch=int(batch), block_ms=100)
+    worker.stop_on_signals()
     print(f"Consuming {topic!r} into {push_source!r}", flush=True)
     stats = worker.run()
     source.close()

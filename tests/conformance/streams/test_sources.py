@@ -309,6 +309,7 @@ def test_sigkilled_workers_lose_nothing_and_count_nothing_twice(
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)  # fmt: skip
     users = sorted(expected(events))
     try:
+        assert proc.stdout is not None and "Consuming" in proc.stdout.readline()
         _wait_for(lambda: sum(online(repo, users)["count_amount"]) >= len(events), 90,
                   "every event online")  # fmt: skip
         time.sleep(0.5)
