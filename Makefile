@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 EXTRAS := dev,server,demo
 STAMP  := $(VENV)/.installed
 
-.PHONY: install demo test test-min test-install lint format bench fuzz clean
+.PHONY: install demo test test-min test-install lint format bench bench-ingest fuzz clean
 
 install: $(STAMP)
 
@@ -61,6 +61,10 @@ test-install: install
 
 bench: install
 	$(BIN)/python benchmarks/run.py
+
+# events/s from Redis Streams, NATS JetStream, RabbitMQ, MQTT and the Kafka fake into Redis tiles
+bench-ingest: install
+	$(BIN)/python benchmarks/ingest_bench.py
 
 # The feature server against its OpenAPI document (Schemathesis), many examples per endpoint
 FUZZ_EXAMPLES ?= 300

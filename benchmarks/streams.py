@@ -23,7 +23,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
 from pitstop import FeatureStore
 from pitstop.config import parse_config
-from pitstop.engine.ingest import RedisStreamSource, StreamIngestor
+from pitstop.engine.ingest import StreamIngestor
+from pitstop.streams.redis import RedisStreamSource
 
 REDIS = "redis://127.0.0.1:6379/0"
 

@@ -12,6 +12,11 @@ Redis: ``redis_url`` is the server at ``PITSTOP_TEST_REDIS_URL`` (default 127.0.
 and ``redis_key_prefix`` a prefix of the session's own; ``redis_cluster`` starts a three-node
 Redis Cluster from the machine's ``redis-server`` for the session.
 
+Brokers: ``nats_url`` (NATS with JetStream, ``PITSTOP_TEST_NATS_URL``), ``rabbitmq_url``
+(``PITSTOP_TEST_RABBITMQ_URL``, guest/guest) and ``mqtt_url`` (Mosquitto,
+``PITSTOP_TEST_MQTT_URL``) are the local servers once they answer; tests name their streams,
+subjects, queues and topics uniquely so that parallel runs never collide.
+
 Registry: ``registry_url`` runs a test once per registry backend (SQLite file, PostgreSQL);
 ``project_name`` is unique per test so tests sharing a database never collide.
 """
@@ -208,3 +213,79 @@ def redis_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
             proc.terminate()
         for proc in procs:
             proc.wait(10)
+
+
+NATS_URL = os.environ.get("PITSTOP_TEST_NATS_URL", "nats://127.0.0.1:4222")
+RABBITMQ_URL = os.environ.get("PITSTOP_TEST_RABBITMQ_URL", "amqp://guest:guest@127.0.0.1:5672")
+MQTT_URL = os.environ.get("PITSTOP_TEST_MQTT_URL", "mqtt://127.0.0.1:1883")
+
+
+def _where(url: str) -> str:
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(url)
+    return f"{parts.hostname}:{parts.port}"
+
+
+@pytest.fixture(scope="session")
+def nats_url() -> str:
+    """The test NATS server's URL, once it answers with JetStream enabled."""
+    import asyncio
+
+    try:
+        import nats
+    except ImportError as exc:
+        require_service("the NATS client (nats-py)", exc)
+
+    async def check() -> None:
+        nc = await nats.connect(NATS_URL, connect_timeout=3, max_reconnect_attempts=0)
+        try:
+            await nc.jetstream().account_info()
+        finally:
+            await nc.close()
+
+    try:
+        asyncio.run(check())
+    except Exception as exc:
+        require_service(f"NATS with JetStream at {_where(NATS_URL)}", exc)
+    return NATS_URL
+
+
+@pytest.fixture(scope="session")
+def rabbitmq_url() -> str:
+    """The test RabbitMQ server's URL, once it accepts a connection."""
+    try:
+        import pika
+    except ImportError as exc:
+        require_service("the RabbitMQ client (pika)", exc)
+    try:
+        pika.BlockingConnection(pika.URLParameters(RABBITMQ_URL + "/%2F")).close()
+    except Exception as exc:
+        require_service(f"RabbitMQ at {_where(RABBITMQ_URL)}", exc)
+    return RABBITMQ_URL
+
+
+@pytest.fixture(scope="session")
+def mqtt_url() -> str:
+    """The test MQTT broker's URL, once it accepts an MQTT connection."""
+    import socket
+
+    try:
+        import paho.mqtt.client  # noqa: F401
+    except ImportError as exc:
+        require_service("the MQTT client (paho-mqtt)", exc)
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(MQTT_URL)
+    try:  # CONNECT (MQTT 3.1.1, clean session) and expect CONNACK "accepted"
+        with socket.create_connection((parts.hostname, parts.port or 1883), timeout=3) as sock:
+            client_id = f"pitstop-check-{uuid.uuid4().hex[:8]}".encode()
+            body = b"\x00\x04MQTT\x04\x02\x00\x3c" + len(client_id).to_bytes(2, "big") + client_id
+            sock.sendall(bytes([0x10, len(body)]) + body)
+            reply = sock.recv(4)
+            if reply[:2] != b"\x20\x02" or reply[3:4] != b"\x00":
+                raise ConnectionError(f"unexpected reply {reply!r}")
+            sock.sendall(b"\xe0\x00")
+    except OSError as exc:
+        require_service(f"the MQTT broker at {_where(MQTT_URL)}", exc)
+    return MQTT_URL

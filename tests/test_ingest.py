@@ -19,7 +19,8 @@ import pytest
 
 from pitstop import FeatureStore
 from pitstop.config import parse_config
-from pitstop.engine.ingest import RedisStreamSource, StreamIngestor
+from pitstop.engine.ingest import StreamIngestor
+from pitstop.streams.redis import RedisStreamSource
 from test_streams import push_source, seed_view, user
 
 pytestmark = pytest.mark.redis
@@ -98,7 +99,7 @@ def test_events_reach_the_online_tiles_and_bad_ones_are_dead_lettered(
 class CrashAfterWrite(RedisStreamSource):
     """A consumer that dies after writing, before acknowledging."""
 
-    def ack(self, ids: Any) -> None:
+    def ack(self, messages: Any) -> None:
         raise KeyboardInterrupt
 
 
@@ -155,8 +156,8 @@ def test_a_crash_between_the_offline_append_and_the_ack_duplicates_no_row(
 
 
 def test_a_consumer_name_is_stable_and_claim_idle_must_be_positive(redis_url: str) -> None:
-    from pitstop.engine.ingest import default_consumer
     from pitstop.errors import ConfigError
+    from pitstop.streams.redis import default_consumer
 
     assert default_consumer("clicks") == default_consumer("clicks") != default_consumer("views")
     assert str(os.getpid()) not in default_consumer("clicks").split(":")

@@ -198,39 +198,79 @@ def verify(ctx: Context, view_name: str, sample: int) -> None:
 
 @cli.command()
 @click.option("--push-source", required=True, help="The push source whose views to update.")
-@click.option("--redis-stream", "stream", required=True, help="The Redis stream key to consume.")
-@click.option("--group", default="pitstop", show_default=True, help="Consumer group.")
+@click.option("--source", "url", help="The broker and stream: redis://, nats://, amqp://, "
+              "mqtt:// or kafka:// URL (see the README); the stream/subject/queue/topic is "
+              "the URL's path, or --stream.")  # fmt: skip
+@click.option("--stream", help="The stream, subject, queue or topic (overrides the URL's).")
+@click.option("--redis-stream", help="The Redis stream key to consume (the same as "
+              "--source REDIS_URL --stream KEY).")  # fmt: skip
+@click.option(
+    "--group",
+    default="pitstop",
+    show_default=True,
+    help="Consumer group (Redis, Kafka), durable consumer (NATS), session (MQTT).",
+)
 @click.option("--redis-url", help="Redis holding the stream (default: the online store's "
               "Redis, else redis://127.0.0.1:6379/0).")  # fmt: skip
-@click.option("--batch", default=50_000, show_default=True, help="Most entries per batch.")
+@click.option("--batch", default=50_000, show_default=True, help="Most messages per batch.")
 @click.option("--consumer", help="Consumer name in the group; keep it across restarts "
               "(default: HOST:PUSH_SOURCE).")  # fmt: skip
-@click.option("--claim-idle-ms", default=30_000, show_default=True, type=click.IntRange(min=1),
-              help="Take over other consumers' entries unacknowledged for this long.")  # fmt: skip
+@click.option(
+    "--claim-idle-ms",
+    default=30_000,
+    show_default=True,
+    type=click.IntRange(min=1),
+    help="Redis: take over other consumers' entries unacknowledged for this long.",
+)
+@click.option(
+    "--decoder",
+    default="json",
+    show_default=True,
+    help="json (an object per message), jsonl (JSON lines) or module:function.",
+)
+@click.option("--metrics-port", type=int, help="Serve Prometheus metrics on this port "
+              "(GET /metrics).")  # fmt: skip
 @click.option("--no-offline", is_flag=True, help="Do not append events to the offline source.")
 @pass_ctx
-def ingest(ctx: Context, push_source: str, stream: str, group: str, redis_url: str | None,
-           batch: int, consumer: str | None, claim_idle_ms: int,
+def ingest(ctx: Context, push_source: str, url: str | None, stream: str | None,
+           redis_stream: str | None, group: str, redis_url: str | None, batch: int,
+           consumer: str | None, claim_idle_ms: int, decoder: str, metrics_port: int | None,
            no_offline: bool) -> None:  # fmt: skip
-    """Consume a Redis stream into a push source's views until SIGINT/SIGTERM."""
-    from pitstop.engine.ingest import RedisStreamSource, StreamIngestor, default_consumer
+    """Consume a stream into a push source's views until SIGINT/SIGTERM."""
+    from pitstop.engine.ingest import StreamIngestor
+    from pitstop.errors import ConfigError
+    from pitstop.streams import SourceOptions, open_source
+    from pitstop.streams.decode import decoder as find_decoder
+    from pitstop.streams.redis import default_consumer
 
     store = ctx.store
     store.registry.snapshot().get("data_source", push_source)  # fail early on a wrong name
-    url = redis_url or _online_redis_url(store) or "redis://127.0.0.1:6379/0"
+    if url is None and redis_stream is None:
+        raise ConfigError("pitstop ingest needs --source URL (or --redis-stream KEY); "
+                          "see pitstop ingest --help")  # fmt: skip
+    if url is None:
+        url = redis_url or _online_redis_url(store) or "redis://127.0.0.1:6379/0"
     name = consumer or default_consumer(push_source)
-    source = RedisStreamSource(url, stream, group, name, claim_idle_ms=claim_idle_ms)
-    worker = StreamIngestor(store, push_source, source, batch=batch, offline=not no_offline)
-    click.echo(f"Consuming {stream!r} (group {group!r}, consumer {name!r}) into "
+    options = SourceOptions(group=group, consumer=name, batch=batch,
+                            extra={"claim_idle_ms": str(claim_idle_ms)})  # fmt: skip
+    source = open_source(url, stream or redis_stream, options)
+    worker = StreamIngestor(store, push_source, source, batch=batch, offline=not no_offline,
+                            decoder=find_decoder(decoder))  # fmt: skip
+    server = None
+    if metrics_port is not None:
+        from pitstop.server.metrics import serve_ingest_metrics
+
+        server = serve_ingest_metrics(metrics_port, worker.stats, source.name)
+    worker.stop_on_signals()  # before saying so: a SIGTERM from now on stops it cleanly
+    click.echo(f"Consuming {source.name!r} (group {group!r}, consumer {name!r}) into "
                f"{push_source!r}; Ctrl-C stops.")  # fmt: skip
-    stats = worker.run(
-        lambda s: click.echo(
-            f"  {s.events:,} events, {s.dead:,} dead-lettered, {s.rate:,.0f} events/s", err=True
-        )
-    )
-    source.close()
-    click.echo(f"Stopped: {stats.events:,} events, {stats.dead:,} dead-lettered, "
-               f"{stats.rate:,.0f} events/s")  # fmt: skip
+    try:
+        stats = worker.run(lambda s: click.echo(f"  {s.line()}", err=True))
+    finally:
+        source.close()
+        if server is not None:
+            server.shutdown()
+    click.echo(f"Stopped: {stats.line()}")
 
 
 def _online_redis_url(store: Any) -> str | None:

@@ -40,17 +40,21 @@ class StreamParts:
         self.stream = stream
         self.tag = hashlib.sha256(stream.encode()).hexdigest()[:12]
 
-    def append(self, table: pa.Table, ids: Sequence[str], span: tuple[str, str] | None) -> int:
+    def append(
+        self, table: pa.Table, ids: Sequence[str], span: tuple[str, str] | None, *,
+        check: bool = True,
+    ) -> int:  # fmt: skip
         """Append ``table`` (one row per id of ``ids``); ``span``: the first and last id of a
-        fresh read, ``None`` for redelivered entries. Returns the rows written."""
+        fresh read, ``None`` for redelivered entries (or ids that do not follow one another;
+        ``check=False``: first deliveries, which no part can hold). Returns the rows written."""
         if span is None:
-            held = self.held(ids)
+            held = self.held(ids) if check else set()
             if held:
                 keep = [k for k, i in enumerate(ids) if i not in held]
                 if not keep:
                     return 0
                 table, ids = table.take(keep), [ids[k] for k in keep]
-            ranges = [[i, i] for i in ids]
+            ranges = [[i, i] for i in dict.fromkeys(ids)]
             first, last = min(ids, key=_sid), max(ids, key=_sid)
         else:
             ranges, (first, last) = [list(span)], span

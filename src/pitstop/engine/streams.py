@@ -15,7 +15,13 @@ below ``below`` and every id in a ``done`` range. A :class:`Delivery` says which
 covers (a range when it holds every entry between its first and last id, else its ids one by
 one) and which id every entry below is settled (acknowledged, so never delivered again), which
 moves ``below`` up and prunes ``done``. An event whose id the mark covers is skipped. (An older
-mark ``[ms, seq]`` means every id up to it.)
+mark ``[ms, seq]`` means every id up to it.) Any source whose positions grow within a
+partition uses the same marks, one per partition: ids are pairs of integers.
+
+Sources without a growing position (an MQTT topic, a RabbitMQ queue) give each event a stable
+id instead (:attr:`Delivery.ordered` false): the mark then records the ids applied per tile,
+``{"seen": {tile_end: [[a, b], ...]}}``, and forgets them with the tile. An event older than
+every window is ignored on arrival anyway, so an id needs remembering only while its tile lives.
 """
 
 from __future__ import annotations
@@ -136,14 +142,17 @@ def stream_id(text: str) -> StreamId:
 
 @dataclass(frozen=True)
 class Delivery:
-    """Where a batch of events comes from: ``stream``, one growing id per row (``ids``),
-    ``span`` (first, last id) when the batch holds every entry between them (a fresh read),
-    and ``settled``: every id below it was handled and will not be delivered again."""
+    """Where a batch of events comes from: ``stream`` (the mark's name: a source, or one
+    partition of it), one growing id per row (``ids``), ``span`` (first, last id) when the
+    batch holds every entry between them (a fresh read), and ``settled``: every id below it
+    was handled and will not be delivered again. ``ordered`` false: the ids are stable but
+    do not grow (no span, no settled id); see the module's notes."""
 
     stream: str
     ids: Sequence[StreamId]
     span: tuple[StreamId, StreamId] | None = None
     settled: StreamId | None = None
+    ordered: bool = True
 
 
 def _mark(raw: Any) -> tuple[StreamId, list[tuple[StreamId, StreamId]]]:
@@ -168,6 +177,16 @@ def _unseen(delivery: Delivery, raw: Any, evs: list[Any]) -> tuple[list[Any], di
         below = delivery.settled
     done = [r for r in done if r[1] >= below]
     return fresh, {"below": below, "done": [(*a, *b) for a, b in done]}
+
+
+def _unseen_ids(raw: Any, evs: list[Any], size_us: int, cutoff: int) -> tuple[list[Any], Marks]:
+    """Like :func:`_unseen` for stable ids that do not grow: the ids applied, per tile end."""
+    seen: dict[int, list[Any]] = raw.get("seen", {}) if isinstance(raw, dict) else {}
+    known = {tuple(i) for ids in seen.values() for i in ids}
+    fresh = [e for e in evs if e[0] > cutoff and e[2] not in known]  # events of one message
+    for e in fresh:  # share its id: all of them are new, or none
+        seen.setdefault(tile_end(e[0], size_us), []).append(e[2])
+    return fresh, {"seen": {end: ids for end, ids in seen.items() if end > cutoff}}
 
 
 def push_events(
@@ -199,7 +218,10 @@ def push_events(
         for key, row, evs in zip(keys, rows, events, strict=True):
             tiles, marks = decode_row(row.value, distinct) if row is not None else ({}, {})
             fresh = evs
-            if delivery is not None:  # the mark covers the too old events as well
+            if delivery is not None and not delivery.ordered:
+                raw = marks.get(delivery.stream)
+                fresh, marks[delivery.stream] = _unseen_ids(raw, evs, layout.size_us, cutoff)
+            elif delivery is not None:  # the mark covers the too old events as well
                 fresh, marks[delivery.stream] = _unseen(delivery, marks.get(delivery.stream), evs)
             fresh = [e for e in fresh if e[0] > cutoff]
             if not fresh:  # nothing to add; only a moved stream mark is worth a write

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 from bisect import bisect_left
 from collections.abc import Iterable
+from typing import Any
 
 _BUCKETS = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5,
             1.0, 2.5, 5.0, 10.0, 30.0)  # fmt: skip
@@ -127,3 +128,51 @@ class Metrics:
         for view, n in sorted(self.written_rows.items()):
             out.append(f"{name}{{{_labels(('feature_view',), (view,))}}} {n}")
         return ("\n".join(out) + "\n").encode()
+
+
+def render_ingest(stats: Any, stream: str) -> bytes:
+    """The metrics of an ingestion worker (``pitstop ingest --metrics-port``):
+    ``pitstop_ingest_events_total``, ``..._dead_letters_total``, ``..._batches_total``,
+    ``..._events_per_second`` and ``..._consumer_lag`` (absent while the broker cannot
+    say), labelled with the stream."""
+    labels = _labels(("stream",), (stream,))
+    rows = [
+        ("events_total", "counter", "Events written online (and offline).", stats.events),
+        ("dead_letters_total", "counter", "Events sent to the dead letters.", stats.dead),
+        ("batches_total", "counter", "Batches handled.", stats.batches),
+        ("events_per_second", "gauge", "Events per second since the start.", stats.rate),
+        ("consumer_lag", "gauge", "Messages not yet acknowledged by this consumer.", stats.lag),
+    ]
+    out = []
+    for metric, kind, text, value in rows:
+        if value is None:
+            continue
+        name = f"pitstop_ingest_{metric}"
+        out += [f"# HELP {name} {text}", f"# TYPE {name} {kind}", f"{name}{{{labels}}} {value}"]
+    return ("\n".join(out) + "\n").encode()
+
+
+def serve_ingest_metrics(port: int, stats: Any, stream: str, host: str = "127.0.0.1") -> Any:
+    """Serve :func:`render_ingest` at ``GET /metrics`` from a daemon thread; returns the
+    server (``shutdown()`` stops it)."""
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            if self.path.split("?")[0] != "/metrics":
+                self.send_error(404, "only /metrics is served here")
+                return
+            body = render_ingest(stats, stream)
+            self.send_response(200)
+            self.send_header("Content-Type", "text/plain; version=0.0.4")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, format: str, *args: Any) -> None:
+            pass
+
+    server = ThreadingHTTPServer((host, port), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True, name="metrics").start()
+    return server
