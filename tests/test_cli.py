@@ -96,7 +96,7 @@ def test_plan_apply_history_diff_rollback(repo: Path) -> None:
         assert "Updated feature view user_features" in applied
     finally:
         source.write_text(original)
-    history = pitstop("history", "user_features", "--kind", "feature_view", cwd=repo).stdout
+    history = pitstop("history", "user_features", "--kind", "feature-views", cwd=repo).stdout
     assert "v1" in history and "v2" in history
     diff = pitstop("diff", "user_features", "1", "2", "--kind", "feature_view", cwd=repo).stdout
     assert "ttl_seconds: 86400.0 → 172800.0" in diff
@@ -128,6 +128,7 @@ def test_removed_object_is_deleted_with_history_kept(repo: Path) -> None:
         (["feature-views", "describe", "user_featurs"], "Did you mean 'user_features'"),
         (["history", "no_such_thing"], "no_such_thing"),
         (["diff", "user_features", "1", "99", "--kind", "feature_view"], "99"),
+        (["history", "user_features", "--kind", "feature_veiw"], "'feature_veiw' is not a kind"),
     ],
 )
 def test_user_mistakes_are_one_line_errors(repo: Path, args: list[str], message: str) -> None:
@@ -364,3 +365,11 @@ def test_describe_is_a_table_on_a_terminal_and_json_when_piped(repo: Path) -> No
     assert re.search(r"ttl +│ 1d ", seen) and re.search(r"source\.path +│ data/user_", seen)
     piped = pitstop("feature-views", "describe", "user_features", cwd=repo).stdout
     assert json.loads(piped)["ttl_seconds"] == 86400
+
+
+def test_list_by_owner(repo: Path) -> None:
+    pitstop("apply", cwd=repo)
+    out = pitstop("feature-services", "list", "--owner", "data-science", "-o", "json", cwd=repo)
+    assert [s["name"] for s in json.loads(out.stdout)] == ["churn_model_v1"]
+    none = pitstop("feature-services", "list", "--owner", "nobody", cwd=repo).stdout
+    assert "No feature services match the filters." in none

@@ -10,13 +10,11 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from pitstop.catalog.sdk import CatalogMethods
 from pitstop.definitions.base import Definition
-from pitstop.definitions.entity import Entity
 from pitstop.definitions.feature_view import FeatureView
-from pitstop.definitions.on_demand import OnDemandFeatureView
 from pitstop.definitions.service import FeatureService
-from pitstop.definitions.sources import DataSource, PushMode
-from pitstop.definitions.stream import StreamFeatureView
+from pitstop.definitions.sources import PushMode
 from pitstop.errors import DefinitionError
 
 if TYPE_CHECKING:
@@ -31,7 +29,7 @@ if TYPE_CHECKING:
     from pitstop.registry import Change, Registry
 
 
-class FeatureStore:
+class FeatureStore(CatalogMethods):
     """A feature repo's store: registry, offline engine, online store.
 
     >>> store = FeatureStore(repo_path="feature_repo")            # doctest: +SKIP
@@ -258,8 +256,7 @@ class FeatureStore:
         File sources are checked as in :meth:`apply` unless ``skip_source_validation``.
         """
         check = None if skip_source_validation else self._check_sources
-        changes, _ = self.registry.plan(_flatten(objects), prune=prune, check=check)
-        return changes
+        return self.catalog.plan(_flatten(objects), prune=prune, check=check)
 
     def apply(
         self,
@@ -285,10 +282,10 @@ class FeatureStore:
         # check first, and create the tables the changes need: a bad repo or a failing online
         # store leaves the registry untouched
         check = None if skip_source_validation else self._check_sources
-        early, _ = online_tables(self.registry.plan(objs, deletes, prune=prune, check=check)[0])
+        early, _ = online_tables(self.catalog.plan(objs, deletes, prune=prune, check=check))
         if early:
             self.online.update(early, [])
-        changes = self.registry.apply(objs, deletes, prune=prune, author=author)
+        changes = self.catalog.apply(objs, deletes, prune=prune, author=author)
         keep, drop = online_tables(changes)  # what was committed, maybe after another apply
         late = [name for name in keep if name not in early]
         if late or drop:
@@ -305,71 +302,11 @@ class FeatureStore:
         snap = self.registry.snapshot(fresh=True)
         views = [*snap.feature_views, *snap.stream_feature_views]
         self.online.teardown(views)
-        self.registry.store.teardown()
-        self.registry.refresh()
+        self.catalog.teardown()
 
     def refresh_registry(self) -> None:
         """Re-read the registry now instead of waiting for the cache TTL."""
         self.registry.refresh()
-
-    # --- discovery ---------------------------------------------------------------------------
-
-    def _list(self, kind: str, tags: Mapping[str, str] | None, allow_cache: bool) -> list[Any]:
-        snap = self.registry.snapshot(fresh=not allow_cache)
-        items: list[Any] = sorted(snap.of(kind).values(), key=lambda o: o.name)
-        if tags:
-            items = [o for o in items if all(o.tags.get(k) == v for k, v in tags.items())]
-        return items
-
-    def list_entities(
-        self, allow_cache: bool = True, tags: Mapping[str, str] | None = None
-    ) -> list[Entity]:
-        return self._list("entity", tags, allow_cache)
-
-    def list_data_sources(
-        self, allow_cache: bool = True, tags: Mapping[str, str] | None = None
-    ) -> list[DataSource]:
-        return self._list("data_source", tags, allow_cache)
-
-    def list_feature_views(
-        self, allow_cache: bool = True, tags: Mapping[str, str] | None = None
-    ) -> list[FeatureView]:
-        return self._list("feature_view", tags, allow_cache)
-
-    def list_stream_feature_views(
-        self, allow_cache: bool = True, tags: Mapping[str, str] | None = None
-    ) -> list[StreamFeatureView]:
-        return self._list("stream_feature_view", tags, allow_cache)
-
-    def list_on_demand_feature_views(
-        self, allow_cache: bool = True, tags: Mapping[str, str] | None = None
-    ) -> list[OnDemandFeatureView]:
-        return self._list("on_demand_feature_view", tags, allow_cache)
-
-    def list_feature_services(
-        self, allow_cache: bool = True, tags: Mapping[str, str] | None = None
-    ) -> list[FeatureService]:
-        return self._list("feature_service", tags, allow_cache)
-
-    def get_entity(self, name: str) -> Entity:
-        return self.registry.snapshot().get("entity", name)  # type: ignore[return-value]
-
-    def get_data_source(self, name: str) -> DataSource:
-        return self.registry.snapshot().get("data_source", name)  # type: ignore[return-value]
-
-    def get_feature_view(self, name: str) -> FeatureView:
-        return self.registry.snapshot().get("feature_view", name)  # type: ignore[return-value]
-
-    def get_stream_feature_view(self, name: str) -> StreamFeatureView:
-        snap = self.registry.snapshot()
-        return snap.get("stream_feature_view", name)  # type: ignore[return-value]
-
-    def get_on_demand_feature_view(self, name: str) -> OnDemandFeatureView:
-        snap = self.registry.snapshot()
-        return snap.get("on_demand_feature_view", name)  # type: ignore[return-value]
-
-    def get_feature_service(self, name: str) -> FeatureService:
-        return self.registry.snapshot().get("feature_service", name)  # type: ignore[return-value]
 
     def close(self) -> None:
         if self._online is not None:

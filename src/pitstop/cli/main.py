@@ -248,7 +248,7 @@ def registry_dump(ctx: Context) -> None:
     """Print the live registry objects as JSON."""
     import json
 
-    snap = ctx.store.registry.snapshot(fresh=True)
+    snap = ctx.store.catalog.snapshot(fresh=True)
     out = {
         kind: [obj.to_spec() for _, obj in sorted(by_name.items())]
         for kind, by_name in sorted(snap.objects.items())
@@ -256,41 +256,53 @@ def registry_dump(ctx: Context) -> None:
     click.echo(json.dumps({"project": ctx.store.project, "objects": out}, indent=2))
 
 
+def _kind(text: str | None) -> Any:
+    """The class a ``--kind`` option names, or None."""
+    from pitstop.catalog.kinds import parse_kind
+
+    return None if text is None else parse_kind(text)
+
+
+_kind_option = click.option(
+    "--kind", help="Object kind (feature_view, entity, ...), when the name is used by several."
+)
+
+
 @cli.command()
 @click.argument("name")
-@click.option("--kind", help="Object kind, when the name is used by several kinds.")
+@_kind_option
 @output_option()
 @pass_ctx
 def history(ctx: Context, name: str, kind: str | None, fmt: str | None) -> None:
     """List every version of an object."""
     from pitstop.cli.output import print_history
 
-    print_history(ctx.store.registry.store.history(name, kind), fmt)
+    print_history(ctx.store.catalog.history(name, _kind(kind)), fmt)
 
 
 @cli.command()
 @click.argument("name")
 @click.argument("v1", type=int)
 @click.argument("v2", type=int)
-@click.option("--kind", help="Object kind, when the name is used by several kinds.")
+@_kind_option
 @output_option("text")
 @pass_ctx
 def diff(ctx: Context, name: str, v1: int, v2: int, kind: str | None, fmt: str | None) -> None:
     """Show what changed in an object between two versions."""
     from pitstop.cli.output import print_spec_changes
 
-    changes = ctx.store.registry.store.diff(name, v1, v2, kind)
+    changes = ctx.store.catalog.diff(name, v1, v2, _kind(kind))
     print_spec_changes(name, v1, v2, changes, fmt)
 
 
 @cli.command()
 @click.argument("name")
 @click.argument("version_", metavar="VERSION", type=int)
-@click.option("--kind", help="Object kind, when the name is used by several kinds.")
+@_kind_option
 @pass_ctx
 def rollback(ctx: Context, name: str, version_: int, kind: str | None) -> None:
     """Make an earlier version current again (as a new version)."""
-    rec = ctx.store.registry.store.rollback(name, version_, kind)
+    rec = ctx.store.catalog.rollback(name, version_, _kind(kind))
     click.echo(f"{rec.kind.replace('_', ' ')} {name!r} is now v{rec.version} (= v{version_})")
 
 
@@ -308,9 +320,10 @@ def init(directory: str, project: str, users: int) -> None:
 
 
 def _register_listings() -> None:
-    from pitstop.cli.output import LISTINGS, describe_command, list_command
+    from pitstop.catalog.kinds import COLLECTIONS
+    from pitstop.cli.output import describe_command, list_command
 
-    for group_name, kind in LISTINGS.items():
+    for group_name, kind in COLLECTIONS.items():
         group = click.Group(group_name, help=f"Inspect {group_name.replace('-', ' ')}.")
         group.add_command(list_command(kind, pass_ctx))
         group.add_command(describe_command(kind, pass_ctx))

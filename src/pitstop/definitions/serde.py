@@ -28,6 +28,15 @@ KINDS: dict[str, type[Definition]] = {
 VIEW_KINDS = ("feature_view", "stream_feature_view", "on_demand_feature_view")
 
 
+def kind_for(cls: type[Definition]) -> str:
+    """The registry kind holding objects of class ``cls`` (``FileSource`` -> ``data_source``)."""
+    for klass in cls.__mro__:
+        for kind, known in KINDS.items():
+            if known is klass:
+                return kind
+    raise TypeError(f"{cls.__name__} is not a kind of pitstop definition kept in the registry")
+
+
 def kind_of(obj: object) -> str:
     """The registry kind of a definition object."""
     for kind, cls in reversed(KINDS.items()):  # subclasses (StreamFeatureView) first

@@ -240,7 +240,7 @@ class FeatureServer:
         import pyarrow.compute  # noqa: F401  (what the first push needs, loaded now)
 
         try:
-            self.store.registry.snapshot()
+            self.store.catalog.snapshot()
             self._time_reads(self.store.online)
         except Exception as exc:  # served as 503 by /health until the backend answers
             log_error("STARTUP", "-", 503, exc)

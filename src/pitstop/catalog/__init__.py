@@ -1,0 +1,191 @@
+"""The catalog: the one service that lists, describes, versions and changes registry objects.
+
+The command line, the feature server, :class:`~pitstop.FeatureStore` and any other front end
+ask the catalog, never the registry's storage: what exists (``list``, ``get``, ``describe``),
+how it changed (``history``, ``diff``) and changing it (``apply``, ``rollback``,
+``teardown``). Kinds are classes, never strings::
+
+    catalog = store.catalog
+    view = catalog.get(FeatureView, "user_features")
+    [v.version for v in catalog.history("user_features", FeatureView)]   # [1, 2]
+    catalog.diff("user_features", 1, 2)                                   # [SpecChange(...)]
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Generic, TypeVar
+
+from pitstop.definitions.base import Definition
+from pitstop.definitions.serde import kind_for
+from pitstop.registry import Change, Check, Registry, Snapshot
+from pitstop.registry.store import SpecChange, VersionRecord
+
+__all__ = ["Catalog", "Entry"]
+
+D = TypeVar("D", bound=Definition)
+# named here because the ``list`` method hides the builtin in the class body
+Records = list[VersionRecord]
+Changes = list[Change]
+SpecChanges = list[SpecChange]
+
+
+@dataclass(frozen=True)
+class Entry(Generic[D]):
+    """One live object with the version record it is the spec of."""
+
+    object: D
+    record: VersionRecord
+
+    @property
+    def name(self) -> str:
+        return self.record.name
+
+    @property
+    def kind(self) -> str:
+        return self.record.kind
+
+    @property
+    def version(self) -> int:
+        return self.record.version
+
+    @property
+    def author(self) -> str:
+        return self.record.author
+
+    @property
+    def applied_at(self) -> datetime:
+        return self.record.applied_at
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain data: kind, name, version, spec hash, author, time (ISO 8601) and spec."""
+        r = self.record
+        return {
+            "kind": r.kind,
+            "name": r.name,
+            "version": r.version,
+            "spec_hash": r.spec_hash,
+            "author": r.author,
+            "applied_at": r.applied_at.isoformat(),
+            "spec": self.object.to_spec(),
+        }
+
+
+def _kind(cls: type[Definition] | None) -> str | None:
+    return None if cls is None else kind_for(cls)
+
+
+class Catalog:
+    """Reads and changes of one project's registry objects."""
+
+    def __init__(self, registry: Registry) -> None:
+        self.registry = registry
+
+    @property
+    def project(self) -> str:
+        return self.registry.project
+
+    # --- reads ---------------------------------------------------------------------------
+
+    def snapshot(self, *, fresh: bool = False) -> Snapshot:
+        """The live objects (cached; ``fresh=True`` reads the registry now)."""
+        return self.registry.snapshot(fresh=fresh)
+
+    def serial(self) -> int:
+        """The registry's change counter: every write that changes an object bumps it."""
+        return self.registry.store.serial()
+
+    def list(
+        self,
+        cls: type[D],
+        *,
+        tags: Mapping[str, str] | None = None,
+        owner: str | None = None,
+        fresh: bool = False,
+    ) -> list[D]:
+        """Live objects of one kind by name, those with all ``tags`` (and ``owner``) only."""
+        found = self.snapshot(fresh=fresh).of(cls)
+        items = [found[name] for name in sorted(found)]
+        if tags:
+            wanted = tags.items()
+            items = [o for o in items if all(_tags(o).get(k) == v for k, v in wanted)]
+        if owner is not None:
+            items = [o for o in items if getattr(o, "owner", "") == owner]
+        return items
+
+    def get(self, cls: type[D], name: str, *, fresh: bool = False) -> D:
+        """One live object; a miss names close names and other kinds of that name."""
+        return self.snapshot(fresh=fresh).get(cls, name)
+
+    def describe(self, cls: type[D], name: str) -> Entry[D]:
+        """One live object read now, with its current version record."""
+        obj = self.get(cls, name, fresh=True)
+        return Entry(obj, self.registry.store.history(name, kind_for(cls))[-1])
+
+    def history(self, name: str, cls: type[Definition] | None = None) -> Records:
+        """Every version of an object, oldest first, deletions included (``cls`` chooses
+        among several kinds of one name)."""
+        return self.registry.store.history(name, _kind(cls))
+
+    def version(
+        self, name: str, version: int, cls: type[Definition] | None = None
+    ) -> VersionRecord:
+        """One version of an object."""
+        return self.registry.store.get_version(name, version, _kind(cls))
+
+    def diff(self, name: str, v1: int, v2: int, cls: type[Definition] | None = None) -> SpecChanges:
+        """What changed in an object's spec from version ``v1`` to ``v2``."""
+        return self.registry.store.diff(name, v1, v2, _kind(cls))
+
+    # --- changes -------------------------------------------------------------------------
+
+    def plan(
+        self,
+        objects: Iterable[Definition],
+        deletes: Iterable[Definition] = (),
+        *,
+        prune: bool,
+        check: Check | None = None,
+    ) -> Changes:
+        """What :meth:`apply` would change now, without writing."""
+        return self.registry.plan(objects, deletes, prune=prune, check=check)[0]
+
+    def apply(
+        self,
+        objects: Iterable[Definition],
+        deletes: Iterable[Definition] = (),
+        *,
+        prune: bool = False,
+        author: str | None = None,
+        check: Check | None = None,
+    ) -> Changes:
+        """Write new versions of changed objects in one transaction (see ``Registry.apply``)."""
+        return self.registry.apply(objects, deletes, prune=prune, author=author, check=check)
+
+    def rollback(
+        self,
+        name: str,
+        version: int,
+        cls: type[Definition] | None = None,
+        *,
+        author: str | None = None,
+    ) -> VersionRecord:
+        """Make ``version`` current again as a new version; history is never rewritten."""
+        try:
+            return self.registry.store.rollback(name, version, _kind(cls), author=author)
+        finally:
+            self.registry.refresh()
+
+    def teardown(self) -> None:
+        """Remove every object of the project from the registry (history included)."""
+        try:
+            self.registry.store.teardown()
+        finally:
+            self.registry.refresh()
+
+
+def _tags(obj: Definition) -> Mapping[str, str]:
+    tags: Mapping[str, str] = getattr(obj, "tags", {})
+    return tags
