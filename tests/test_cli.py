@@ -373,3 +373,18 @@ def test_list_by_owner(repo: Path) -> None:
     assert [s["name"] for s in json.loads(out.stdout)] == ["churn_model_v1"]
     none = pitstop("feature-services", "list", "--owner", "nobody", cwd=repo).stdout
     assert "No feature services match the filters." in none
+
+
+def test_search(repo: Path) -> None:
+    pitstop("apply", cwd=repo)
+    table = pitstop("search", "purchase", cwd=repo).stdout
+    assert "user_features:total_purchases" in table and "token" in table
+    hits = json.loads(pitstop("search", "purchse", "--kind", "feature", "-o", "json",
+                              cwd=repo).stdout)  # fmt: skip
+    assert {h["match"] for h in hits} == {"fuzzy"} and all(h["feature"] for h in hits)
+    tagged = json.loads(pitstop("search", "user", "--tag", "team=ml-platform", "-o", "json",
+                                cwd=repo).stdout)  # fmt: skip
+    assert tagged[0]["ref"] == "user_features" and tagged[0]["match"] == "prefix"
+    assert "Nothing matches 'zzzz'." in pitstop("search", "zzzz", cwd=repo).stdout
+    bad = pitstop("search", "user", "--tag", "team", cwd=repo, ok=False)
+    assert bad.returncode == 1 and "write key=value" in bad.stderr

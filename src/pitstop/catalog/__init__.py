@@ -18,18 +18,20 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Generic, TypeVar
 
+from pitstop.catalog.search import Searcher, SearchHit
 from pitstop.definitions.base import Definition
-from pitstop.definitions.serde import kind_for
+from pitstop.definitions.serde import from_spec, kind_for
 from pitstop.registry import Change, Check, Registry, Snapshot
 from pitstop.registry.store import SpecChange, VersionRecord
 
-__all__ = ["Catalog", "Entry"]
+__all__ = ["Catalog", "Entry", "SearchHit"]
 
 D = TypeVar("D", bound=Definition)
 # named here because the ``list`` method hides the builtin in the class body
 Records = list[VersionRecord]
 Changes = list[Change]
 SpecChanges = list[SpecChange]
+Hits = list[SearchHit]
 
 
 @dataclass(frozen=True)
@@ -69,8 +71,11 @@ class Entry(Generic[D]):
             "spec_hash": r.spec_hash,
             "author": r.author,
             "applied_at": r.applied_at.isoformat(),
-            "spec": self.object.to_spec(),
+            "spec": r.spec,
         }
+
+
+Entries = list[Entry[D]]
 
 
 def _kind(cls: type[Definition] | None) -> str | None:
@@ -82,6 +87,7 @@ class Catalog:
 
     def __init__(self, registry: Registry) -> None:
         self.registry = registry
+        self._searcher: Searcher | None = None
 
     @property
     def project(self) -> str:
@@ -107,13 +113,24 @@ class Catalog:
     ) -> list[D]:
         """Live objects of one kind by name, those with all ``tags`` (and ``owner``) only."""
         found = self.snapshot(fresh=fresh).of(cls)
-        items = [found[name] for name in sorted(found)]
-        if tags:
-            wanted = tags.items()
-            items = [o for o in items if all(_tags(o).get(k) == v for k, v in wanted)]
-        if owner is not None:
-            items = [o for o in items if getattr(o, "owner", "") == owner]
-        return items
+        return [found[n] for n in sorted(found) if _matches(found[n], tags, owner)]
+
+    def entries(
+        self,
+        cls: type[D],
+        *,
+        tags: Mapping[str, str] | None = None,
+        owner: str | None = None,
+    ) -> Entries[D]:
+        """Like :meth:`list`, read now, each object with its current version record."""
+        kind = kind_for(cls)
+        records = self.registry.store.live().get(kind, {})
+        out = []
+        for name in sorted(records):
+            obj = from_spec(kind, records[name].spec or {})
+            if isinstance(obj, cls) and _matches(obj, tags, owner):
+                out.append(Entry(obj, records[name]))
+        return out
 
     def get(self, cls: type[D], name: str, *, fresh: bool = False) -> D:
         """One live object; a miss names close names and other kinds of that name."""
@@ -138,6 +155,23 @@ class Catalog:
     def diff(self, name: str, v1: int, v2: int, cls: type[Definition] | None = None) -> SpecChanges:
         """What changed in an object's spec from version ``v1`` to ``v2``."""
         return self.registry.store.diff(name, v1, v2, _kind(cls))
+
+    def search(
+        self,
+        query: str,
+        *,
+        kinds: Iterable[type[Definition]] = (),
+        tags: Mapping[str, str] | None = None,
+        owner: str | None = None,
+        limit: int = 20,
+    ) -> Hits:
+        """Objects and features matching ``query``, best first: exact names, then name
+        prefixes, then words, then words with a typo (:mod:`pitstop.catalog.search`).
+        ``kinds`` narrows to those classes (``Field``: features)."""
+        store = self.registry.store
+        if self._searcher is None or self._searcher.store is not store:
+            self._searcher = Searcher(store)
+        return self._searcher.search(query, kinds=kinds, tags=tags, owner=owner, limit=limit)
 
     # --- changes -------------------------------------------------------------------------
 
@@ -186,6 +220,9 @@ class Catalog:
             self.registry.refresh()
 
 
-def _tags(obj: Definition) -> Mapping[str, str]:
-    tags: Mapping[str, str] = getattr(obj, "tags", {})
-    return tags
+def _matches(obj: Definition, tags: Mapping[str, str] | None, owner: str | None) -> bool:
+    """Whether ``obj`` has all ``tags`` and the ``owner`` (None: any)."""
+    have: Mapping[str, str] = getattr(obj, "tags", {})
+    if tags and any(have.get(k) != v for k, v in tags.items()):
+        return False
+    return owner is None or getattr(obj, "owner", "") == owner

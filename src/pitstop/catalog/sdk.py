@@ -4,7 +4,7 @@ rollback."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING
 
 from pitstop.definitions.base import Definition
@@ -16,7 +16,7 @@ from pitstop.definitions.sources import DataSource
 from pitstop.definitions.stream import StreamFeatureView
 
 if TYPE_CHECKING:
-    from pitstop.catalog import Catalog
+    from pitstop.catalog import Catalog, SearchHit
     from pitstop.registry import Registry
     from pitstop.registry.store import SpecChange, VersionRecord
 
@@ -86,6 +86,27 @@ class CatalogMethods:
 
     def get_feature_service(self, name: str) -> FeatureService:
         return self.catalog.get(FeatureService, name)
+
+    # --- search ------------------------------------------------------------------------------
+
+    def search(
+        self,
+        query: str,
+        kind: type[Definition] | Sequence[type[Definition]] | None = None,
+        *,
+        tags: Tags = None,
+        owner: str | None = None,
+        limit: int = 20,
+    ) -> list[SearchHit]:
+        """Objects and features whose names, feature names, descriptions, tags, owners or
+        dtypes match ``query``; exact names first, then prefixes, words, and typos.
+        ``kind=Field`` returns features only.
+
+        >>> [h.ref for h in store.search("purchase", kind=Field)]    # doctest: +SKIP
+        ['user_features:total_purchases', 'user_features:avg_purchase_amount']
+        """
+        kinds = [] if kind is None else [kind] if isinstance(kind, type) else list(kind)
+        return self.catalog.search(query, kinds=kinds, tags=tags, owner=owner, limit=limit)
 
     # --- versions ----------------------------------------------------------------------------
 

@@ -306,6 +306,54 @@ def rollback(ctx: Context, name: str, version_: int, kind: str | None) -> None:
     click.echo(f"{rec.kind.replace('_', ' ')} {name!r} is now v{rec.version} (= v{version_})")
 
 
+def _search_kind(text: str) -> Any:
+    """``--kind`` of search: a registry kind, or ``feature`` for features."""
+    from pitstop.catalog.kinds import parse_kind
+    from pitstop.definitions.field import Field
+
+    return Field if text.lower() in ("feature", "features", "field") else parse_kind(text)
+
+
+def _tag_pairs(pairs: tuple[str, ...]) -> dict[str, str]:
+    """``--tag key=value`` options as a dict."""
+    from pitstop.errors import ConfigError
+
+    tags = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise ConfigError(f"--tag {pair!r}: write key=value, e.g. --tag team=growth")
+        tags[key] = value
+    return tags
+
+
+@cli.command()
+@click.argument("query")
+@click.option(
+    "--kind",
+    "kinds",
+    multiple=True,
+    help="Only this kind (feature_view, entity, ..., or feature); repeatable.",
+)
+@click.option("--tag", "tags", multiple=True, help="Only objects tagged KEY=VALUE; repeatable.")
+@click.option("--owner", help="Only objects with this owner.")
+@click.option("-n", "--limit", default=20, show_default=True, help="Most results.")
+@output_option()
+@pass_ctx
+def search(ctx: Context, query: str, kinds: tuple[str, ...], tags: tuple[str, ...],
+           owner: str | None, limit: int, fmt: str | None) -> None:  # fmt: skip
+    """Find objects and features by name, feature name, description, tag, owner or dtype.
+
+    Exact names first, then names starting with QUERY, then objects holding every word of
+    QUERY, then words with a typo.
+    """
+    from pitstop.cli.output import print_search
+
+    hits = ctx.store.catalog.search(query, kinds=[_search_kind(k) for k in kinds],
+                                    tags=_tag_pairs(tags), owner=owner, limit=limit)  # fmt: skip
+    print_search(query, hits, fmt)
+
+
 @cli.command()
 @click.argument("directory", default="feature_repo", type=click.Path(file_okay=False))
 @click.option("--project", default="churn_prediction", help="Project name.")

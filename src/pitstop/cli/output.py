@@ -17,6 +17,7 @@ import click
 if TYPE_CHECKING:
     from rich.console import Console
 
+    from pitstop.catalog.search import SearchHit
     from pitstop.definitions.base import Definition
     from pitstop.registry import Change
     from pitstop.registry.store import SpecChange, VersionRecord
@@ -176,6 +177,21 @@ def print_spec_changes(
         out.print(f"{name}: v{v1} and v{v2} have the same spec", markup=False)
     for d in changes:
         out.print(f"{d.path}: {_short(d.old)} → {_short(d.new)}", markup=False)
+
+
+def print_search(query: str, hits: list[SearchHit], fmt: str | None) -> None:
+    if fmt in ("json", "yaml"):
+        emit([h.to_dict() for h in hits], fmt)
+        return
+    if not hits:
+        click.echo(f"Nothing matches {query!r}.")
+        return
+    rows = [
+        [h.ref, "feature" if h.feature else _label(h.kind), h.match, h.dtype, h.owner,
+         h.description]
+        for h in hits
+    ]  # fmt: skip
+    print_table(["name", "kind", "match", "dtype", "owner", "description"], rows)
 
 
 def _row(obj: Any) -> tuple[list[str], list[str]]:

@@ -1,8 +1,9 @@
 """Versioned storage of registry objects, over SQLite or PostgreSQL.
 
 The store knows nothing of what objects mean: each is ``(kind, name, spec)`` with a
-JSON-serialisable ``spec`` dict. Every change appends an immutable version; nothing ever updates
-or deletes a version row (except :meth:`RegistryStore.teardown`). Example::
+JSON-serialisable ``spec`` dict (only the search index it keeps reads specs, for their words).
+Every change appends an immutable version; nothing ever updates or deletes a version row
+(except :meth:`RegistryStore.teardown`). Example::
 
     with RegistryStore.open("sqlite:///tmp/registry.db", project="demo") as store:
         store.apply([("entity", "driver", {"join_keys": ["driver_id"]})])
@@ -15,6 +16,8 @@ Tables (shared by all projects, rows keyed by project):
   deletion marker); ``spec_hash`` is the sha256 of the canonical JSON (sorted keys).
 - ``pitstop_meta(project, key, value)`` — small key/value pairs.
 - ``pitstop_projects(project, serial)`` — bumped by every write that changes something.
+- ``pitstop_search`` — the full-text index of live objects (:mod:`pitstop.registry.search_index`),
+  written in the transaction of the versions it describes.
 """
 
 from __future__ import annotations
@@ -31,6 +34,7 @@ from types import TracebackType
 from typing import Any, Final, TypeVar
 
 from pitstop.errors import NotFoundError, RegistryError, suggest
+from pitstop.registry import search_index
 from pitstop.registry.sqldialect import Database, Dialect, connect
 
 __all__ = [
@@ -215,6 +219,7 @@ def _ddl(d: Dialect) -> list[str]:
         " PRIMARY KEY (project, key))",
         "CREATE TABLE IF NOT EXISTS pitstop_projects ("
         f" project TEXT NOT NULL PRIMARY KEY, serial {d.integer} NOT NULL)",
+        *search_index.ddl(d),
     ]
 
 
@@ -351,6 +356,8 @@ class RegistryStore:
             result.deleted.append(rec)
             rows.append((rec, None))
         self._insert(rows)
+        if not heads and rows:  # a new project: its index is complete from the first write
+            search_index.mark_built(self._db, self.project)
         return result
 
     def rollback(
@@ -401,6 +408,7 @@ class RegistryStore:
         def work() -> None:
             for table in ("pitstop_versions", "pitstop_meta", "pitstop_projects"):
                 self._db.execute(f"DELETE FROM {table} WHERE project = ?", (self.project,))
+            search_index.clear(self._db, self.project)
 
         self._write(work)
 
@@ -423,6 +431,28 @@ class RegistryStore:
             " ON CONFLICT (project) DO UPDATE SET serial = pitstop_projects.serial + 1",
             (self.project,),
         )
+        changed = [(r.kind, r.name, None if r.deleted else r.spec) for r, _ in records]
+        search_index.write(self._db, self.project, changed)
+
+    # -- search --------------------------------------------------------------------------------
+
+    @property
+    def index(self) -> search_index.SearchIndex:
+        """Full-text queries over this project's live objects (see :meth:`ensure_index`)."""
+        return search_index.SearchIndex(self._query, self._db.dialect, self.project)
+
+    def ensure_index(self) -> None:
+        """Build the search index of this project if it was never built by this version of
+        the index (a registry written before the index existed); cheap when it was."""
+        if self.get_meta(search_index.META_KEY) == search_index.INDEX_VERSION:
+            return
+
+        def work() -> None:
+            live = self._live()
+            objects = [(k, n, r.spec) for k, by in live.items() for n, r in by.items()]
+            search_index.rebuild(self._db, self.project, objects)  # type: ignore[arg-type]
+
+        self._write(work)
 
     # -- reads -------------------------------------------------------------------------------
 

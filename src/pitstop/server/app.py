@@ -26,6 +26,7 @@ from pitstop.server.auth import ApiKeys
 from pitstop.server.errors import HTTPError, error_body, error_type, log_error, status_of
 from pitstop.server.handlers import Endpoints
 from pitstop.server.metrics import Metrics
+from pitstop.server.registry_api import PREFIX, RegistryEndpoints, parse_query
 from pitstop.server.wire import fallback
 
 if TYPE_CHECKING:
@@ -49,6 +50,7 @@ class _Route:
     handler: Callable[..., Any]
     access: str  # "open", "read" or "write"
     inline: bool = False  # run on the event loop (POST) instead of the thread pool
+    label: str | None = None  # the path in metrics, for routes serving many paths
 
 
 class FeatureServer:
@@ -90,6 +92,7 @@ class FeatureServer:
             "/openapi.json": _Route("GET", self._static(self._openapi, _JSON), "open"),
             "/docs": _Route("GET", self._static(self._docs, _HTML), "open"),
         }
+        self._registry = _Route("GET", self._registry_get, "read", label="/registry")
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         kind = scope["type"]
@@ -106,6 +109,8 @@ class FeatureServer:
         started = time.perf_counter()
         path, method = scope["path"], scope["method"]
         route = self.routes.get(path)
+        if route is None and path.startswith(PREFIX):
+            route = self._registry
         headers: list[tuple[bytes, bytes]] = []
         ctype = _JSON
         try:
@@ -125,6 +130,8 @@ class FeatureServer:
                     result = await self._in_pool(route.handler, data)
                 payload = self._dumps(result, default=fallback, option=self._dump_opts)
                 status = 200
+            elif route is self._registry:
+                status, payload, ctype = await route.handler(path, scope.get("query_string", b""))
             else:
                 status, payload, ctype = await route.handler()
         except Exception as exc:
@@ -136,7 +143,8 @@ class FeatureServer:
         headers += [(b"content-type", ctype), (b"content-length", str(len(payload)).encode())]
         await send({"type": "http.response.start", "status": status, "headers": headers})
         await send({"type": "http.response.body", "body": b"" if method == "HEAD" else payload})
-        self.metrics.request(path if route else "other", status, time.perf_counter() - started)
+        label = (route.label or path) if route else "other"
+        self.metrics.request(label, status, time.perf_counter() - started)
 
     def _parse(self, body: bytes) -> dict[str, Any]:
         try:
@@ -187,6 +195,12 @@ class FeatureServer:
             else:
                 reason = error_body(exc, 503)["error"]
             return 503, self._dumps({"status": "unavailable", "error": reason}), _JSON
+
+    async def _registry_get(self, path: str, query: bytes) -> tuple[int, bytes, bytes]:
+        """``GET /registry/...``: the catalog's answer, read in the thread pool."""
+        api = RegistryEndpoints(self.store.catalog)
+        answer = await self._in_pool(api.get, path, parse_query(query))
+        return 200, self._dumps(answer, default=fallback), _JSON
 
     async def _metrics(self) -> tuple[int, bytes, bytes]:
         return 200, self.metrics.render(), _TEXT
