@@ -16,6 +16,7 @@ p99 per kind and over all calls. PostgreSQL runs in a schema of its own
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import random
 import statistics
@@ -32,6 +33,7 @@ from _util import markdown_table, parse_count, percentiles_us
 
 POSTGRES_URL = os.environ.get("PITSTOP_BENCH_POSTGRES_URL", "postgresql://postgres@127.0.0.1/test")
 TARGET_P99_MS = 20.0
+TARGET_LINEAGE_MS = 50.0
 
 SUBJECTS = [
     "user",
@@ -104,7 +106,17 @@ def definitions(features: int, seed: int = 7) -> list[Any]:
                        owner=f"{TEAMS[k % len(TEAMS)]}@example.com")
         for k in range(len(views) // 20)
     ]  # fmt: skip
-    return [*entities.values(), *views, *services]
+    from pitstop.definitions import Model, SavedDataset, SavedDatasetFileStorage
+
+    datasets = [
+        SavedDataset(name=f"train_{svc.name}", feature_service=svc.name, join_keys=["id"],
+                     features=[f"{views[0].name}:{views[0].features[0].name}"],
+                     storage=SavedDatasetFileStorage(path=f"data/train_{svc.name}.parquet"))
+        for svc in services
+    ]  # fmt: skip
+    models = [Model(name=f"model_{svc.name}", feature_service=svc.name,
+                    training_datasets=[f"train_{svc.name}"]) for svc in services]  # fmt: skip
+    return [*entities.values(), *views, *services, *datasets, *models]
 
 
 def query_kinds(
@@ -142,6 +154,7 @@ def run(url: str, label: str, features: int, iterations: int, rounds: int) -> li
     registry = Registry(url, f"bench_{uuid.uuid4().hex[:8]}")
     catalog = Catalog(registry)
     started = time.perf_counter()
+    catalog.apply(objects[: len(objects) // 2])  # two registry versions
     catalog.apply(objects)
     applied = time.perf_counter() - started
     snapshot = catalog.snapshot(fresh=True)
@@ -181,8 +194,46 @@ def run(url: str, label: str, features: int, iterations: int, rounds: int) -> li
     verdict = "ok" if p99 / 1000 <= TARGET_P99_MS else "MISSED"
     rows.append([label, "**all queries**", "", f"{p50 / 1000:.2f}",
                  f"**{p99 / 1000:.2f}** ({verdict}, target ≤ {TARGET_P99_MS:g})"])  # fmt: skip
+    rows += lineage_rows(catalog, label, iterations, rounds)
     catalog.teardown()
     registry.close()
+    return rows
+
+
+def lineage_rows(catalog: Any, label: str, iterations: int, rounds: int) -> list[list[object]]:
+    """Lineage of random objects now, and at the previous registry version (read again)."""
+    from pitstop.catalog.kinds import parse_kind
+
+    snapshot = catalog.snapshot(fresh=True)
+    objects = [(parse_kind(kind), name) for kind, by in snapshot.objects.items() for name in by]
+    rng = random.Random(2)
+    catalog.lineage(objects[0][1], objects[0][0])
+    stats: list[tuple[float, float]] = []
+    for _ in range(rounds):
+        samples = []
+        for _ in range(iterations):
+            cls, name = rng.choice(objects)
+            t0 = time.perf_counter_ns()
+            catalog.lineage(name, cls, fresh=True)
+            samples.append(time.perf_counter_ns() - t0)
+        stats.append(percentiles_us(samples))
+    p50, p99 = _median(stats)
+    verdict = "ok" if p99 / 1000 <= TARGET_LINEAGE_MS else "MISSED"
+    rows: list[list[object]] = [[label, "lineage, current version", "", f"{p50 / 1000:.2f}",
+                                 f"**{p99 / 1000:.2f}** ({verdict}, target ≤ "
+                                 f"{TARGET_LINEAGE_MS:g})"]]  # fmt: skip
+    old = catalog.serial() - 1
+    samples = []
+    for _ in range(max(5, iterations // 20)):
+        cls, name = rng.choice(objects)
+        catalog._graphs.clear()  # a version not seen before: read and decoded again
+        t0 = time.perf_counter_ns()
+        with contextlib.suppress(LookupError):  # an object the older version did not have
+            catalog.lineage(name, cls, version=old)
+        samples.append(time.perf_counter_ns() - t0)
+    p50, p99 = percentiles_us(samples)
+    rows.append([label, f"lineage at version {old} (uncached)", "", f"{p50 / 1000:.2f}",
+                 f"{p99 / 1000:.2f}"])  # fmt: skip
     return rows
 
 

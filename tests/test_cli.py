@@ -388,3 +388,20 @@ def test_search(repo: Path) -> None:
     assert "Nothing matches 'zzzz'." in pitstop("search", "zzzz", cwd=repo).stdout
     bad = pitstop("search", "user", "--tag", "team", cwd=repo, ok=False)
     assert bad.returncode == 1 and "write key=value" in bad.stderr
+
+
+def test_lineage(repo: Path) -> None:
+    pitstop("apply", cwd=repo)
+    text = pitstop("lineage", "user_features", cwd=repo).stdout
+    assert text.startswith("user_features (feature view), registry version")
+    assert "  user_features_source (data source, source)" in text
+    assert "churn_model_v1 (feature service, features)" in text
+    up = json.loads(pitstop("lineage", "churn_model_v1", "--upstream", "-o", "json",
+                            cwd=repo).stdout)  # fmt: skip
+    assert up["direction"] == "upstream" and "feature_view:user_features" in {
+        n["id"] for n in up["nodes"]}  # fmt: skip
+    assert "digraph lineage" in pitstop("lineage", "user_id", "-o", "dot", cwd=repo).stdout
+    mermaid = pitstop("lineage", "user_id", "--downstream", "-o", "mermaid", cwd=repo).stdout
+    assert mermaid.startswith("flowchart LR")
+    missing = pitstop("lineage", "user_featurs", cwd=repo, ok=False)
+    assert missing.returncode == 1 and "Did you mean 'user_features'" in missing.stderr

@@ -123,3 +123,19 @@ def test_registry_reads_need_a_key_when_keys_are_set(
         r = httpx.get(f"{url}/registry/entities", headers={"Authorization": "Bearer reader"})
         assert r.status_code == 200 and r.json()["objects"][0]["name"] == "user"
     store.close()
+
+
+def test_lineage(served: tuple[str, Any]) -> None:
+    url, _ = served
+    r = get(url, "/registry/feature-services/churn_model/lineage", direction="upstream")
+    assert r.status_code == 200, r.text
+    data = r.json()
+    assert data["root"] == "feature_service:churn_model" and data["registry_version"] == 2
+    assert {"source": "feature_view:scores", "target": "feature_service:churn_model",
+            "relation": "features"} in data["edges"]  # fmt: skip
+    old = get(url, "/registry/feature-views/user_profile/lineage", version=1).json()
+    assert old["registry_version"] == 1
+    bad = get(url, "/registry/feature-views/user_profile/lineage", direction="up")
+    assert bad.status_code == 400
+    gone = get(url, "/registry/feature-views/user_profile/lineage", version=7)
+    assert gone.status_code == 404 and "no registry version 7" in gone.json()["error"]["message"]

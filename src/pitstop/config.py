@@ -247,6 +247,14 @@ class NoAuthConfig(_Model):
     type: Literal["no_auth"] = "no_auth"
 
 
+class OpenLineageConfig(_Model):
+    """Where OpenLineage run events go (``pitstop.catalog.runs``): the client's transport
+    settings as its documentation gives them, and the namespace (default: the project)."""
+
+    namespace: str | None = None
+    transport: dict[str, Any]
+
+
 class RepoConfig(_Model):
     """The whole ``feature_store.yaml``; ``repo_path`` is set by the loader, not the file."""
 
@@ -258,6 +266,7 @@ class RepoConfig(_Model):
     entity_key_serialization_version: int = Field(default=3, ge=1, le=3)
     feature_server: FeatureServerConfig = FeatureServerConfig()
     auth: NoAuthConfig = NoAuthConfig()
+    lineage: OpenLineageConfig | None = None
     repo_path: Path
 
     @field_validator(*_SECTIONS, mode="before")

@@ -103,7 +103,7 @@ class FeatureStore(CatalogMethods):
 
         if features is None:
             raise DefinitionError("get_historical_features needs features=[...] or a service")
-        return historical_features(
+        return self._traced(historical_features(
             self.registry.snapshot(),
             self.offline,
             self.repo_path,
@@ -113,7 +113,7 @@ class FeatureStore(CatalogMethods):
             start_date=start_date,
             end_date=end_date,
             filter_by_created_timestamp=filter_by_created_timestamp,
-        )
+        ))  # fmt: skip
 
     # --- serving ------------------------------------------------------------------------------
 
@@ -187,13 +187,23 @@ class FeatureStore(CatalogMethods):
         snap = self.registry.snapshot(fresh=True)
         views = online_views([*snap.feature_views.values(), *snap.stream_feature_views.values()],
                              names)  # fmt: skip
+        results = []
         with Progress(enabled=progress) as bar:
-            return [
-                materialize_view(view, start_of(view), end, offline=self.offline,
-                                 online=self.online, meta=self.registry.store,
-                                 repo_path=self.repo_path, progress=bar)
-                for view in views
-            ]  # fmt: skip
+            for view in views:
+                with self._materialize_run(view):
+                    results.append(
+                        materialize_view(
+                            view,
+                            start_of(view),
+                            end,
+                            offline=self.offline,
+                            online=self.online,
+                            meta=self.registry.store,
+                            repo_path=self.repo_path,
+                            progress=bar,
+                        )
+                    )
+        return results  # fmt: skip
 
     def write_to_online_store(
         self, feature_view_name: str, df: Any, allow_registry_cache: bool = True
@@ -225,8 +235,9 @@ class FeatureStore(CatalogMethods):
         from pitstop.engine.push import push
 
         snap = self.registry.snapshot(fresh=not allow_registry_cache)
-        return push(snap, self.online, self.repo_path, push_source_name, df, to,
-                    allow_missing_columns=allow_missing_columns)  # fmt: skip
+        with self._push_run(push_source_name, to):
+            return push(snap, self.online, self.repo_path, push_source_name, df, to,
+                        allow_missing_columns=allow_missing_columns)  # fmt: skip
 
     def serve(
         self,

@@ -18,13 +18,14 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Generic, TypeVar
 
+from pitstop.catalog.lineage import Graph, LineageGraph
 from pitstop.catalog.search import Searcher, SearchHit
 from pitstop.definitions.base import Definition
 from pitstop.definitions.serde import from_spec, kind_for
 from pitstop.registry import Change, Check, Registry, Snapshot
 from pitstop.registry.store import SpecChange, VersionRecord
 
-__all__ = ["Catalog", "Entry", "SearchHit"]
+__all__ = ["Catalog", "Entry", "LineageGraph", "SearchHit"]
 
 D = TypeVar("D", bound=Definition)
 # named here because the ``list`` method hides the builtin in the class body
@@ -88,6 +89,7 @@ class Catalog:
     def __init__(self, registry: Registry) -> None:
         self.registry = registry
         self._searcher: Searcher | None = None
+        self._graphs: dict[int, Graph] = {}
 
     @property
     def project(self) -> str:
@@ -172,6 +174,31 @@ class Catalog:
         if self._searcher is None or self._searcher.store is not store:
             self._searcher = Searcher(store)
         return self._searcher.search(query, kinds=kinds, tags=tags, owner=owner, limit=limit)
+
+    def snapshot_at(self, version: int | None, *, fresh: bool = False) -> Snapshot:
+        """The live objects at registry ``version`` (None: now)."""
+        if version is None:
+            return self.snapshot(fresh=fresh)
+        return self.registry.snapshot_at(version)
+
+    def lineage(
+        self,
+        name: str,
+        cls: type[Definition] | None = None,
+        *,
+        direction: str = "both",
+        version: int | None = None,
+        fresh: bool = False,
+    ) -> LineageGraph:
+        """What ``name`` is built from (``upstream``), what is built from it
+        (``downstream``), or both, at registry ``version`` (None: now)."""
+        snapshot = self.snapshot_at(version, fresh=fresh)
+        graph = self._graphs.get(snapshot.serial)
+        if graph is None:
+            if len(self._graphs) >= 8:
+                self._graphs.clear()
+            graph = self._graphs[snapshot.serial] = Graph(snapshot)
+        return graph.walk(graph.find(name, _kind(cls)), direction)
 
     # --- changes -------------------------------------------------------------------------
 

@@ -8,6 +8,7 @@ lists every accepted name.
 from __future__ import annotations
 
 from pitstop.definitions.base import Definition
+from pitstop.definitions.datasets import Model, SavedDataset
 from pitstop.definitions.entity import Entity
 from pitstop.definitions.feature_view import FeatureView
 from pitstop.definitions.on_demand import OnDemandFeatureView
@@ -29,6 +30,8 @@ COLLECTIONS: dict[str, type[Definition]] = {
     "on-demand-feature-views": OnDemandFeatureView,
     "feature-services": FeatureService,
     "projects": Project,
+    "saved-datasets": SavedDataset,
+    "models": Model,
 }
 
 

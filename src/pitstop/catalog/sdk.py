@@ -5,18 +5,26 @@ rollback."""
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING
+from contextlib import AbstractContextManager, nullcontext
+from typing import TYPE_CHECKING, Any
 
 from pitstop.definitions.base import Definition
+from pitstop.definitions.datasets import Model, SavedDataset, SavedDatasetFileStorage
 from pitstop.definitions.entity import Entity
 from pitstop.definitions.feature_view import FeatureView
 from pitstop.definitions.on_demand import OnDemandFeatureView
 from pitstop.definitions.service import FeatureService
-from pitstop.definitions.sources import DataSource
+from pitstop.definitions.sources import DataSource, PushMode
 from pitstop.definitions.stream import StreamFeatureView
+from pitstop.errors import DefinitionError
 
 if TYPE_CHECKING:
-    from pitstop.catalog import Catalog, SearchHit
+    from pathlib import Path
+
+    from pitstop.catalog import Catalog, LineageGraph, SearchHit
+    from pitstop.catalog.runs import Dataset, Emitter
+    from pitstop.config import RepoConfig
+    from pitstop.offline.job import RetrievalJob
     from pitstop.registry import Registry
     from pitstop.registry.store import SpecChange, VersionRecord
 
@@ -27,8 +35,11 @@ class CatalogMethods:
     """Mixed into ``FeatureStore``; every method asks :attr:`catalog`."""
 
     _catalog: Catalog | None = None
+    _emitter: Emitter | None = None
 
     if TYPE_CHECKING:
+        repo_path: Path
+        config: RepoConfig
 
         @property
         def registry(self) -> Registry: ...
@@ -42,6 +53,66 @@ class CatalogMethods:
         if self._catalog is None or self._catalog.registry is not registry:
             self._catalog = Catalog(registry)
         return self._catalog
+
+    def _run(
+        self, job: str, inputs: Sequence[Dataset], outputs: Sequence[Dataset]
+    ) -> AbstractContextManager[None]:
+        """A block whose START and COMPLETE/FAIL OpenLineage events are sent, when the
+        ``lineage`` section of feature_store.yaml asks for them."""
+        settings = self.config.lineage
+        if settings is None:
+            return nullcontext()
+        if self._emitter is None:
+            from pitstop.catalog.runs import Emitter, transport_config
+
+            transport = transport_config(settings.transport, self.repo_path)
+            self._emitter = Emitter(settings.namespace or self.config.project, transport)
+        return self._emitter.run(job, inputs, outputs)
+
+    def _materialize_run(self, view: FeatureView) -> AbstractContextManager[None]:
+        from pitstop.catalog.runs import Dataset
+
+        if self.config.lineage is None:
+            return nullcontext()
+        return self._run(f"materialize.{view.name}", [Dataset("data_source", view.source.name)],
+                         [Dataset("online_store", view.name)])  # fmt: skip
+
+    def _push_run(self, source: str, to: PushMode | str) -> AbstractContextManager[None]:
+        if self.config.lineage is None:
+            return nullcontext()
+        from pitstop.catalog.runs import Dataset
+        from pitstop.definitions.sources import push_mode
+        from pitstop.engine.push import push_views
+
+        views = push_views(self.catalog.snapshot(), source)
+        mode = push_mode(to).name.lower()
+        outputs = [Dataset("online_store", v.name) for v in views if "online" in mode]
+        if "offline" in mode:
+            outputs.append(Dataset("data_source", source))
+        return self._run(f"push.{source}", [Dataset("data_source", source)], outputs)
+
+    def _traced(self, job: RetrievalJob) -> RetrievalJob:
+        """``job``, sending run events when it runs (when the rows are asked for)."""
+        from pitstop.engine.historical import RetrievalMetadata
+
+        meta = job.metadata
+        if self.config.lineage is None or not isinstance(meta, RetrievalMetadata):
+            return job
+        from pitstop.catalog.runs import Dataset
+        from pitstop.offline.job import RetrievalJob
+
+        views = list(dict.fromkeys(ref.split(":", 1)[0] for ref in meta.features))
+        name = meta.feature_service or "+".join(views)
+        inputs = [Dataset("feature_view", v) for v in views]
+        outputs = [Dataset("training_set", name)]
+
+        def open_reader() -> Any:
+            with self._run(f"get_historical_features.{name}", inputs, outputs):
+                return job.to_batches()
+
+        traced = RetrievalJob(open_reader, job.to_sql)
+        traced.metadata = meta
+        return traced
 
     # --- Feast's listings and getters --------------------------------------------------------
 
@@ -107,6 +178,91 @@ class CatalogMethods:
         """
         kinds = [] if kind is None else [kind] if isinstance(kind, type) else list(kind)
         return self.catalog.search(query, kinds=kinds, tags=tags, owner=owner, limit=limit)
+
+    # --- lineage ------------------------------------------------------------------------------
+
+    def lineage(
+        self,
+        name: str,
+        kind: type[Definition] | None = None,
+        *,
+        direction: str = "both",
+        version: int | None = None,
+    ) -> LineageGraph:
+        """Which objects ``name`` is built from and which are built from it (``direction``
+        ``"upstream"``, ``"downstream"`` or ``"both"``), at registry ``version`` (None: now).
+
+        >>> store.lineage("churn_model_v1").upstream()               # doctest: +SKIP
+        [Node(kind='feature_view', name='user_features'), ...]
+        """
+        return self.catalog.lineage(name, kind, direction=direction, version=version, fresh=True)
+
+    def create_saved_dataset(
+        self,
+        from_: RetrievalJob,
+        name: str,
+        storage: SavedDatasetFileStorage,
+        tags: Tags = None,
+        *,
+        description: str = "",
+        owner: str = "",
+        allow_overwrite: bool = False,
+    ) -> SavedDataset:
+        """Write a historical retrieval's rows to ``storage`` and register them as a saved
+        dataset (a training set), with the features and service they came from.
+
+        >>> job = store.get_historical_features(entity_df, service)    # doctest: +SKIP
+        >>> store.create_saved_dataset(from_=job, name="churn_train",  # doctest: +SKIP
+        ...     storage=SavedDatasetFileStorage(path="data/churn_train.parquet"))
+        """
+        from pitstop.engine.historical import RetrievalMetadata
+
+        meta = getattr(from_, "metadata", None)
+        if not isinstance(meta, RetrievalMetadata):
+            raise DefinitionError(
+                f"saved dataset {name!r}: from_ must be the job store.get_historical_features "
+                "returned (it knows which features it holds)"
+            )
+        dataset = SavedDataset(name=name, features=meta.features, join_keys=meta.join_keys,
+                               storage=storage, full_feature_names=meta.full_feature_names,
+                               feature_service=meta.feature_service, description=description,
+                               tags=tags, owner=owner)  # fmt: skip
+        if not allow_overwrite and name in self.catalog.snapshot(fresh=True).of(SavedDataset):
+            raise DefinitionError(
+                f"saved dataset {name!r} is already registered; choose another name or pass "
+                "allow_overwrite=True"
+            )
+        path = self.repo_path / storage.path
+        path.parent.mkdir(parents=True, exist_ok=True)
+        from_.to_parquet(path)
+        self.catalog.apply([dataset])
+        return dataset
+
+    def register_model(
+        self,
+        name: str,
+        feature_service: FeatureService | str,
+        *,
+        training_datasets: Sequence[SavedDataset | str] = (),
+        uri: str = "",
+        description: str = "",
+        owner: str = "",
+        tags: Tags = None,
+        author: str | None = None,
+    ) -> Model:
+        """Register a model and what it reads: the feature service it is served with and the
+        saved datasets it was trained on (a new version when any of it changed).
+
+        >>> store.register_model("churn_xgb", "churn_model_v1",      # doctest: +SKIP
+        ...                      training_datasets=["churn_train"], uri="s3://models/churn/3")
+        """
+        service = feature_service if isinstance(feature_service, str) else feature_service.name
+        model = Model(name=name, feature_service=service,
+                      training_datasets=[d if isinstance(d, str) else d.name
+                                         for d in training_datasets],
+                      uri=uri, description=description, owner=owner, tags=tags)  # fmt: skip
+        self.catalog.apply([model], author=author)
+        return model
 
     # --- versions ----------------------------------------------------------------------------
 

@@ -355,6 +355,32 @@ def search(ctx: Context, query: str, kinds: tuple[str, ...], tags: tuple[str, ..
 
 
 @cli.command()
+@click.argument("name")
+@_kind_option
+@click.option(
+    "--upstream", "direction", flag_value="upstream", help="Only what NAME is built from."
+)
+@click.option("--downstream", "direction", flag_value="downstream",
+              help="Only what is built from NAME.")  # fmt: skip
+@click.option("--version", "version_", type=int, help="At this registry version (default: now).")
+@click.option("-o", "--output", "fmt", type=click.Choice(["text", "json", "dot", "mermaid"]),
+              default="text", show_default=True, help="Output format.")  # fmt: skip
+@pass_ctx
+def lineage(ctx: Context, name: str, kind: str | None, direction: str | None,
+            version_: int | None, fmt: str) -> None:  # fmt: skip
+    """Show what NAME is built from and what is built from it.
+
+    Sources feed feature views, views feed on-demand views and feature services, services
+    feed saved datasets and models.
+    """
+    graph = ctx.store.catalog.lineage(name, _kind(kind), direction=direction or "both",
+                                      version=version_, fresh=True)  # fmt: skip
+    render = {"text": graph.to_text, "json": graph.to_json, "dot": graph.to_dot,
+              "mermaid": graph.to_mermaid}[fmt]  # fmt: skip
+    click.echo(render())
+
+
+@cli.command()
 @click.argument("directory", default="feature_repo", type=click.Path(file_okay=False))
 @click.option("--project", default="churn_prediction", help="Project name.")
 @click.option("--users", default=1000, show_default=True, help="Synthetic users to generate.")

@@ -1,5 +1,6 @@
 """Feature definitions: pure, immutable, validated at construction, JSON-serialisable."""
 
+from pitstop.definitions.datasets import Model, SavedDataset, SavedDatasetFileStorage
 from pitstop.definitions.entity import Entity
 from pitstop.definitions.feature_logging import FileLoggingDestination, LoggingConfig
 from pitstop.definitions.feature_view import FeatureView, Projection
@@ -29,12 +30,15 @@ __all__ = [
     "FileSource",
     "KafkaSource",
     "LoggingConfig",
+    "Model",
     "OnDemandFeatureView",
     "Project",
     "Projection",
     "PushMode",
     "PushSource",
     "RequestSource",
+    "SavedDataset",
+    "SavedDatasetFileStorage",
     "StreamFeatureView",
     "on_demand_feature_view",
 ]

@@ -6,7 +6,7 @@ The offline engine executes the plan; on-demand views run afterwards on every st
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -165,7 +165,30 @@ def historical_features(
         raise RetrievalError("start_date/end_date apply only when no entity_df is given")
     pit = PitPlan(joins, timestamp_column, filter_by_created_timestamp)
     steps = [aggregate_transform(engine, windows, timestamp_column, plan)] if windows else []
-    return engine.historical(entity_df, pit).with_transforms([*steps, on_demand_transform(plan)])
+    job = engine.historical(entity_df, pit).with_transforms([*steps, on_demand_transform(plan)])
+    job.metadata = RetrievalMetadata.of(plan, features, full_feature_names)
+    return job
+
+
+@dataclass(frozen=True)
+class RetrievalMetadata:
+    """What a historical retrieval returns: its features (``view:feature``, the views' own
+    names), the service they came from and the join keys."""
+
+    features: tuple[str, ...]
+    join_keys: tuple[str, ...]
+    feature_service: str | None
+    full_feature_names: bool
+
+    @classmethod
+    def of(
+        cls, plan: RequestPlan, features: Sequence[str] | FeatureService, full: bool
+    ) -> RetrievalMetadata:
+        refs = [f"{v.view.name}:{c.feature.name}" for v in plan.views for c in v.columns
+                if c.visible]  # fmt: skip
+        refs += [f"{od.view.name}:{c.feature.name}" for od in plan.on_demand for c in od.columns]
+        service = features.name if isinstance(features, FeatureService) else None
+        return cls(tuple(refs), plan.entity_keys, service, full)
 
 
 def _entities_in_range(

@@ -57,6 +57,14 @@ class Registry:
             self._checked_at = now
             return self._snapshot
 
+    def snapshot_at(self, version: int) -> Snapshot:
+        """The live objects at registry version ``version`` (read now, not cached)."""
+        if version == self.snapshot().serial:
+            return self.snapshot()
+        live = self.store.live_at(version)
+        specs = {k: {n: r.spec for n, r in by.items()} for k, by in live.items()}
+        return Snapshot.from_specs(specs, version)  # type: ignore[arg-type]
+
     def refresh(self) -> Snapshot:
         return self.snapshot(fresh=True)
 

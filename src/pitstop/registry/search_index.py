@@ -27,6 +27,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from pitstop.definitions.base import Definition
+from pitstop.definitions.datasets import Model, SavedDataset
+from pitstop.definitions.feature_view import Projectable
 from pitstop.definitions.serde import from_spec
 from pitstop.errors import PitstopError
 from pitstop.registry.sqldialect import Database, Dialect
@@ -98,9 +100,9 @@ def docs(kind: str, name: str, spec: Mapping[str, Any]) -> list[Doc]:
     owner: str = getattr(obj, "owner", "")
     tags: Mapping[str, str] = getattr(obj, "tags", {})
     description: str = getattr(obj, "description", "")
-    features = getattr(obj, "features", None)
-    if kind == "data_source" or not isinstance(features, tuple):
+    if not isinstance(obj, Projectable):
         return [Doc(kind, name, "", owner, tags, description, context=_context(obj))]
+    features = obj.features
     names = " ".join(f.name for f in features)
     out = [Doc(kind, name, "", owner, tags, description, context=names)]
     out += [
@@ -123,9 +125,13 @@ def _raw_doc(kind: str, name: str, spec: Mapping[str, Any]) -> Doc:
 
 
 def _context(obj: Definition) -> str:
-    """Names an object refers to: a service's views, an entity's join keys."""
+    """Names an object refers to: a service's views, an entity's join keys, a saved dataset's
+    features and service, a model's service and datasets."""
     parts = [p.name_to_use for p in getattr(obj, "projections", ())]
     parts += list(getattr(obj, "join_keys", ()))
+    if isinstance(obj, SavedDataset | Model):
+        parts += [*getattr(obj, "features", ()), *getattr(obj, "training_datasets", ())]
+        parts += [obj.feature_service or ""]
     return " ".join(parts)
 
 

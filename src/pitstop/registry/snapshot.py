@@ -24,6 +24,8 @@ LABELS = {
     "on_demand_feature_view": "on-demand feature view",
     "feature_service": "feature service",
     "project": "project",
+    "saved_dataset": "saved dataset",
+    "model": "model",
 }
 
 D = TypeVar("D", bound=Definition)

@@ -472,6 +472,40 @@ class RegistryStore:
             out.setdefault(rec.kind, {})[rec.name] = rec
         return out
 
+    def live_at(self, version: int) -> Live:
+        """The live objects as the project's ``version``-th change left them (the registry
+        version; the current one is :meth:`serial`). Deleted objects are absent."""
+        when = self._version_time(version)
+        rows = self._query(
+            f"SELECT {_COLUMNS} FROM pitstop_versions v"
+            " WHERE v.project = ? AND v.applied_at <= ? AND v.version ="
+            " (SELECT MAX(w.version) FROM pitstop_versions w WHERE w.project = v.project"
+            " AND w.kind = v.kind AND w.name = v.name AND w.applied_at <= ?)"
+            " ORDER BY kind, name",
+            (self.project, when, when),
+        )
+        out: dict[str, dict[str, VersionRecord]] = {}
+        for row in rows:
+            rec = self._record(row)
+            if not rec.deleted:
+                out.setdefault(rec.kind, {})[rec.name] = rec
+        return out
+
+    def _version_time(self, version: int) -> object:
+        """When the ``version``-th change of the project was written (as stored): every
+        change writes all its rows with one time, so the changes are the distinct times."""
+        rows = self._query(
+            "SELECT DISTINCT applied_at FROM pitstop_versions WHERE project = ?"
+            " ORDER BY applied_at LIMIT 1 OFFSET ?",
+            (self.project, max(version - 1, 0)),
+        )
+        if version < 1 or not rows:
+            raise NotFoundError(
+                f"Project {self.project!r} has no registry version {version}; its versions are "
+                f"1..{self.serial()} (the current one is the last)."
+            )
+        return rows[0][0]
+
     def serial(self) -> int:
         """A counter bumped by every write that changes objects; 0 for an empty project."""
         rows = self._query("SELECT serial FROM pitstop_projects WHERE project = ?", (self.project,))

@@ -199,6 +199,24 @@ SCHEMAS: dict[str, Any] = {
                            "new": {"description": "null when removed"}},
         }}},
     },
+    "Lineage": {
+        "type": "object",
+        "required": ["root", "direction", "registry_version", "nodes", "edges"],
+        "properties": {
+            "root": {"type": "string", "description": "kind:name"},
+            "direction": {"type": "string", "enum": ["both", "upstream", "downstream"]},
+            "registry_version": {"type": "integer"},
+            "nodes": {"type": "array", "items": {
+                "type": "object", "required": ["id", "kind", "name", "missing"],
+                "properties": {"id": {"type": "string"}, "kind": {"type": "string"},
+                               "name": {"type": "string"}, "missing": {"type": "boolean"}}}},
+            "edges": {"type": "array", "description": "target is built from source",
+                      "items": {"type": "object", "required": ["source", "target", "relation"],
+                                "properties": {"source": {"type": "string"},
+                                               "target": {"type": "string"},
+                                               "relation": {"type": "string"}}}},
+        },
+    },
     "SearchResults": {
         "type": "object",
         "required": ["query", "results"],
@@ -324,6 +342,16 @@ _REGISTRY_GETS: dict[str, tuple[str, str, str, list[dict[str, Any]]]] = {
         _KIND, _OBJECT,
         {"name": "v1", "in": "query", "required": True, "schema": _VERSION},
         {"name": "v2", "in": "query", "required": True, "schema": _VERSION},
+    ]),
+    "/registry/{kind}/{name}/lineage": ("Lineage", "registry_lineage",
+                                        "What an object is built from and what is built from "
+                                        "it, now or at a registry version.", [
+        _KIND, _OBJECT,
+        {"name": "direction", "in": "query",
+         "schema": {"type": "string", "enum": ["both", "upstream", "downstream"],
+                    "default": "both"}},
+        {"name": "version", "in": "query", "description": "A registry version (default: now).",
+         "schema": _VERSION},
     ]),
 }  # fmt: skip
 _REGISTRY_ERRORS = {

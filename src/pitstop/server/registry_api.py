@@ -7,6 +7,7 @@
     GET /registry/{collection}/{name}
     GET /registry/{collection}/{name}/history
     GET /registry/{collection}/{name}/diff?v1=1&v2=2
+    GET /registry/{collection}/{name}/lineage?direction=both|upstream|downstream&version=N
 
 ``collection`` is ``entities``, ``data-sources``, ``feature-views``, ... (as on the command
 line). Every answer is plain JSON from :class:`~pitstop.catalog.Catalog`; nothing here
@@ -117,6 +118,11 @@ class RegistryEndpoints:
             return self.catalog.describe(cls, name).to_dict()
         if parts[2:] == ["history"]:
             return {"versions": [_record(r) for r in self.catalog.history(name, cls)]}
+        if parts[2:] == ["lineage"]:
+            direction = _one(query, "direction", "both") or "both"
+            version = _int(query, "version", 0) or None
+            graph = self.catalog.lineage(name, cls, direction=direction, version=version)
+            return graph.to_dict()
         if parts[2:] == ["diff"]:
             v1, v2 = _int(query, "v1"), _int(query, "v2")
             changes = self.catalog.diff(name, v1, v2, cls)
