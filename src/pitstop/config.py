@@ -255,6 +255,13 @@ class OpenLineageConfig(_Model):
     transport: dict[str, Any]
 
 
+class AuditConfig(_Model):
+    """The audit trail records every change; ``read_sample_rate`` of catalog reads (describe,
+    history, diff, search, lineage) too (0: none, 1: all)."""
+
+    read_sample_rate: float = Field(default=0.0, ge=0.0, le=1.0)
+
+
 class RepoConfig(_Model):
     """The whole ``feature_store.yaml``; ``repo_path`` is set by the loader, not the file."""
 
@@ -267,6 +274,7 @@ class RepoConfig(_Model):
     feature_server: FeatureServerConfig = FeatureServerConfig()
     auth: NoAuthConfig = NoAuthConfig()
     lineage: OpenLineageConfig | None = None
+    audit: AuditConfig = AuditConfig()
     repo_path: Path
 
     @field_validator(*_SECTIONS, mode="before")

@@ -190,20 +190,13 @@ class FeatureStore(CatalogMethods):
         results = []
         with Progress(enabled=progress) as bar:
             for view in views:
-                with self._materialize_run(view):
-                    results.append(
-                        materialize_view(
-                            view,
-                            start_of(view),
-                            end,
-                            offline=self.offline,
-                            online=self.online,
-                            meta=self.registry.store,
-                            repo_path=self.repo_path,
-                            progress=bar,
-                        )
-                    )
-        return results  # fmt: skip
+                start = start_of(view)
+                with self._materialize_run(view, start, end):
+                    done = materialize_view(view, start, end, offline=self.offline,
+                                            online=self.online, meta=self.registry.store,
+                                            repo_path=self.repo_path, progress=bar)  # fmt: skip
+                results.append(done)
+        return results
 
     def write_to_online_store(
         self, feature_view_name: str, df: Any, allow_registry_cache: bool = True

@@ -13,6 +13,7 @@ how it changed (``history``, ``diff``) and changing it (``apply``, ``rollback``,
 
 from __future__ import annotations
 
+import random
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
@@ -23,6 +24,8 @@ from pitstop.catalog.search import Searcher, SearchHit
 from pitstop.definitions.base import Definition
 from pitstop.definitions.serde import from_spec, kind_for
 from pitstop.registry import Change, Check, Registry, Snapshot
+from pitstop.registry.audit import AuditRecord, Verification
+from pitstop.registry.audit import Entry as AuditEntry
 from pitstop.registry.store import SpecChange, VersionRecord
 
 __all__ = ["Catalog", "Entry", "LineageGraph", "SearchHit"]
@@ -33,6 +36,7 @@ Records = list[VersionRecord]
 Changes = list[Change]
 SpecChanges = list[SpecChange]
 Hits = list[SearchHit]
+AuditRecords = list[AuditRecord]
 
 
 @dataclass(frozen=True)
@@ -86,8 +90,9 @@ def _kind(cls: type[Definition] | None) -> str | None:
 class Catalog:
     """Reads and changes of one project's registry objects."""
 
-    def __init__(self, registry: Registry) -> None:
+    def __init__(self, registry: Registry, *, read_sample_rate: float = 0.0) -> None:
         self.registry = registry
+        self.read_sample_rate = read_sample_rate
         self._searcher: Searcher | None = None
         self._graphs: dict[int, Graph] = {}
 
@@ -141,11 +146,13 @@ class Catalog:
     def describe(self, cls: type[D], name: str) -> Entry[D]:
         """One live object read now, with its current version record."""
         obj = self.get(cls, name, fresh=True)
+        self._read("describe", kind_for(cls), name)
         return Entry(obj, self.registry.store.history(name, kind_for(cls))[-1])
 
     def history(self, name: str, cls: type[Definition] | None = None) -> Records:
         """Every version of an object, oldest first, deletions included (``cls`` chooses
         among several kinds of one name)."""
+        self._read("history", _kind(cls), name)
         return self.registry.store.history(name, _kind(cls))
 
     def version(
@@ -156,6 +163,7 @@ class Catalog:
 
     def diff(self, name: str, v1: int, v2: int, cls: type[Definition] | None = None) -> SpecChanges:
         """What changed in an object's spec from version ``v1`` to ``v2``."""
+        self._read("diff", _kind(cls), name, f"v{v1}..v{v2}")
         return self.registry.store.diff(name, v1, v2, _kind(cls))
 
     def search(
@@ -173,7 +181,9 @@ class Catalog:
         store = self.registry.store
         if self._searcher is None or self._searcher.store is not store:
             self._searcher = Searcher(store)
-        return self._searcher.search(query, kinds=kinds, tags=tags, owner=owner, limit=limit)
+        hits = self._searcher.search(query, kinds=kinds, tags=tags, owner=owner, limit=limit)
+        self._read("search", None, None, query)
+        return hits
 
     def snapshot_at(self, version: int | None, *, fresh: bool = False) -> Snapshot:
         """The live objects at registry ``version`` (None: now)."""
@@ -198,7 +208,48 @@ class Catalog:
             if len(self._graphs) >= 8:
                 self._graphs.clear()
             graph = self._graphs[snapshot.serial] = Graph(snapshot)
-        return graph.walk(graph.find(name, _kind(cls)), direction)
+        found = graph.walk(graph.find(name, _kind(cls)), direction)
+        self._read("lineage", found.root.kind, name, direction)
+        return found
+
+    # --- audit ---------------------------------------------------------------------------
+
+    def audit_log(
+        self,
+        *,
+        since: datetime | None = None,
+        principal: str | None = None,
+        name: str | None = None,
+    ) -> AuditRecords:
+        """The project's audit trail, oldest first: records at or after ``since``, by
+        ``principal``, touching an object called ``name``."""
+        records = self.registry.store.audit_records(since=since, principal=principal)
+        return [r for r in records if name is None or name in r.names()]
+
+    def verify_audit(self) -> Verification:
+        """Recompute the trail's hash chain; ``problems`` names every edited or deleted
+        record (:mod:`pitstop.registry.audit`)."""
+        return self.registry.store.verify_audit()
+
+    def record(
+        self,
+        action: str,
+        objects: Iterable[tuple[str, str]] = (),
+        *,
+        outcome: str = "ok",
+        detail: str = "",
+    ) -> AuditRecord:
+        """Append an event that is not a registry change (a materialization, a push, a
+        denied request) to the trail; ``objects`` are ``(kind, name)`` pairs."""
+        listed = [{"kind": k, "name": n} for k, n in objects]
+        return self.registry.store.append_audit(AuditEntry(action, listed, outcome, detail))
+
+    def _read(self, action: str, kind: str | None, name: str | None, detail: str = "") -> None:
+        """Record a read when it falls in the configured sample."""
+        if self.read_sample_rate and random.random() < self.read_sample_rate:
+            objects = [] if name is None else [{"kind": kind, "name": name}]
+            self.registry.store.append_audit(AuditEntry(f"read:{action}", objects,
+                                                        detail=detail))  # fmt: skip
 
     # --- changes -------------------------------------------------------------------------
 

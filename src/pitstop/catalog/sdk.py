@@ -5,16 +5,16 @@ rollback."""
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from contextlib import AbstractContextManager, nullcontext
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
+from pitstop.catalog.jobs import JobRecords
 from pitstop.definitions.base import Definition
 from pitstop.definitions.datasets import Model, SavedDataset, SavedDatasetFileStorage
 from pitstop.definitions.entity import Entity
 from pitstop.definitions.feature_view import FeatureView
 from pitstop.definitions.on_demand import OnDemandFeatureView
 from pitstop.definitions.service import FeatureService
-from pitstop.definitions.sources import DataSource, PushMode
+from pitstop.definitions.sources import DataSource
 from pitstop.definitions.stream import StreamFeatureView
 from pitstop.errors import DefinitionError
 
@@ -22,7 +22,6 @@ if TYPE_CHECKING:
     from pathlib import Path
 
     from pitstop.catalog import Catalog, LineageGraph, SearchHit
-    from pitstop.catalog.runs import Dataset, Emitter
     from pitstop.config import RepoConfig
     from pitstop.offline.job import RetrievalJob
     from pitstop.registry import Registry
@@ -31,11 +30,10 @@ if TYPE_CHECKING:
 Tags = Mapping[str, str] | None
 
 
-class CatalogMethods:
+class CatalogMethods(JobRecords):
     """Mixed into ``FeatureStore``; every method asks :attr:`catalog`."""
 
     _catalog: Catalog | None = None
-    _emitter: Emitter | None = None
 
     if TYPE_CHECKING:
         repo_path: Path
@@ -51,68 +49,8 @@ class CatalogMethods:
 
         registry = self.registry
         if self._catalog is None or self._catalog.registry is not registry:
-            self._catalog = Catalog(registry)
+            self._catalog = Catalog(registry, read_sample_rate=self.config.audit.read_sample_rate)
         return self._catalog
-
-    def _run(
-        self, job: str, inputs: Sequence[Dataset], outputs: Sequence[Dataset]
-    ) -> AbstractContextManager[None]:
-        """A block whose START and COMPLETE/FAIL OpenLineage events are sent, when the
-        ``lineage`` section of feature_store.yaml asks for them."""
-        settings = self.config.lineage
-        if settings is None:
-            return nullcontext()
-        if self._emitter is None:
-            from pitstop.catalog.runs import Emitter, transport_config
-
-            transport = transport_config(settings.transport, self.repo_path)
-            self._emitter = Emitter(settings.namespace or self.config.project, transport)
-        return self._emitter.run(job, inputs, outputs)
-
-    def _materialize_run(self, view: FeatureView) -> AbstractContextManager[None]:
-        from pitstop.catalog.runs import Dataset
-
-        if self.config.lineage is None:
-            return nullcontext()
-        return self._run(f"materialize.{view.name}", [Dataset("data_source", view.source.name)],
-                         [Dataset("online_store", view.name)])  # fmt: skip
-
-    def _push_run(self, source: str, to: PushMode | str) -> AbstractContextManager[None]:
-        if self.config.lineage is None:
-            return nullcontext()
-        from pitstop.catalog.runs import Dataset
-        from pitstop.definitions.sources import push_mode
-        from pitstop.engine.push import push_views
-
-        views = push_views(self.catalog.snapshot(), source)
-        mode = push_mode(to).name.lower()
-        outputs = [Dataset("online_store", v.name) for v in views if "online" in mode]
-        if "offline" in mode:
-            outputs.append(Dataset("data_source", source))
-        return self._run(f"push.{source}", [Dataset("data_source", source)], outputs)
-
-    def _traced(self, job: RetrievalJob) -> RetrievalJob:
-        """``job``, sending run events when it runs (when the rows are asked for)."""
-        from pitstop.engine.historical import RetrievalMetadata
-
-        meta = job.metadata
-        if self.config.lineage is None or not isinstance(meta, RetrievalMetadata):
-            return job
-        from pitstop.catalog.runs import Dataset
-        from pitstop.offline.job import RetrievalJob
-
-        views = list(dict.fromkeys(ref.split(":", 1)[0] for ref in meta.features))
-        name = meta.feature_service or "+".join(views)
-        inputs = [Dataset("feature_view", v) for v in views]
-        outputs = [Dataset("training_set", name)]
-
-        def open_reader() -> Any:
-            with self._run(f"get_historical_features.{name}", inputs, outputs):
-                return job.to_batches()
-
-        traced = RetrievalJob(open_reader, job.to_sql)
-        traced.metadata = meta
-        return traced
 
     # --- Feast's listings and getters --------------------------------------------------------
 

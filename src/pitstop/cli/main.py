@@ -50,8 +50,14 @@ pass_ctx = click.make_pass_decorator(Context)
 @click.pass_context
 def cli(ctx: click.Context, chdir: str | None, fs_yaml: str | None) -> None:
     """pitstop: a fast, correct feature store."""
+    import socket
+
+    from pitstop.registry.audit import Actor, set_actor
+    from pitstop.registry.store import default_author
+
     ctx.obj = Context(chdir, fs_yaml)
     ctx.call_on_close(lambda: ctx.obj._store.close() if ctx.obj._store else None)
+    set_actor(Actor(default_author(), f"cli@{socket.gethostname()}"))
 
 
 @cli.command()
@@ -391,6 +397,41 @@ def init(directory: str, project: str, users: int) -> None:
     path = create_repo(Path(directory), project=project, users=users)
     click.echo(f"Created feature repo in {path}")
     click.echo(f"Next: cd {directory} && pitstop apply")
+
+
+@cli.group(invoke_without_command=True)
+@click.option("--since", help="Only records at or after this time (ISO 8601; naive is UTC).")
+@click.option("--principal", help="Only records of this principal.")
+@click.option("--object", "name", help="Only records touching an object of this name.")
+@output_option()
+@click.pass_context
+def audit(click_ctx: click.Context, since: str | None, principal: str | None, name: str | None,
+          fmt: str | None) -> None:  # fmt: skip
+    """Show the project's audit trail (every change, materialization, push and denial)."""
+    if click_ctx.invoked_subcommand is not None:
+        return
+    from pitstop.cli.output import print_audit
+
+    ctx: Context = click_ctx.obj
+    when = None if since is None else _when(since)
+    if when is not None and when.tzinfo is None:
+        from datetime import UTC
+
+        when = when.replace(tzinfo=UTC)
+    print_audit(ctx.store.catalog.audit_log(since=when, principal=principal, name=name), fmt)
+
+
+@audit.command("verify")
+@pass_ctx
+def audit_verify(ctx: Context) -> None:
+    """Check that no record of the audit trail was edited or deleted (exit 1 if one was)."""
+    result = ctx.store.catalog.verify_audit()
+    if result.ok:
+        click.echo(f"OK: {result.records} records, head {result.head or 'none'}")
+        return
+    for problem in result.problems:
+        click.secho(f"TAMPERED: {problem}", fg="red", err=True)
+    raise SystemExit(1)
 
 
 def _register_listings() -> None:

@@ -194,6 +194,24 @@ def print_search(query: str, hits: list[SearchHit], fmt: str | None) -> None:
     print_table(["name", "kind", "match", "dtype", "owner", "description"], rows)
 
 
+def print_audit(records: list[Any], fmt: str | None) -> None:
+    if fmt in ("json", "yaml"):
+        emit([r.to_dict() for r in records], fmt)
+        return
+    if not records:
+        click.echo("No audit records match.")
+        return
+    rows = [
+        [str(r.seq), r.at.strftime("%Y-%m-%d %H:%M:%S"), r.principal, r.action,
+         ", ".join(f"{o.get('name')}" + (f" v{o['version']}" if "version" in o else "")
+                   for o in r.objects),
+         r.outcome, r.origin, r.detail]
+        for r in records
+    ]  # fmt: skip
+    print_table(["#", "at (UTC)", "principal", "action", "objects", "outcome", "from", "detail"],
+                rows)  # fmt: skip
+
+
 def _row(obj: Any) -> tuple[list[str], list[str]]:
     """Column names and cells describing one object in a listing."""
     from pitstop.definitions.serde import kind_of

@@ -34,7 +34,7 @@ from types import TracebackType
 from typing import Any, Final, TypeVar
 
 from pitstop.errors import NotFoundError, RegistryError, suggest
-from pitstop.registry import search_index
+from pitstop.registry import audit, search_index
 from pitstop.registry.sqldialect import Database, Dialect, connect
 
 __all__ = [
@@ -144,6 +144,19 @@ def diff_specs(old: Any, new: Any, path: str = "") -> list[SpecChange]:
     return [SpecChange(path, old, new)]
 
 
+def _applied(result: ApplyResult) -> audit.Entry:
+    """The audit entry of one apply: every object it changed, with its new version."""
+    objects = [
+        {"kind": r.kind, "name": r.name, "version": r.version, "change": change}
+        for change, records in (("create", result.created), ("update", result.updated),
+                                ("delete", result.deleted))
+        for r in records
+    ]  # fmt: skip
+    unchanged = len(result.unchanged)
+    detail = f"{unchanged} unchanged" if unchanged else "" if objects else "no changes"
+    return audit.Entry("apply", objects, detail=detail)
+
+
 def default_author() -> str:
     """The OS user name, or ``"unknown"``."""
     try:
@@ -220,6 +233,7 @@ def _ddl(d: Dialect) -> list[str]:
         "CREATE TABLE IF NOT EXISTS pitstop_projects ("
         f" project TEXT NOT NULL PRIMARY KEY, serial {d.integer} NOT NULL)",
         *search_index.ddl(d),
+        *audit.ddl(d),
     ]
 
 
@@ -308,7 +322,13 @@ class RegistryStore:
         """
         prepared = _prepare_all(puts, deletes)
         who = author or default_author()
-        return self._write(lambda: self._apply(prepared, list(deletes), who))
+
+        def work() -> ApplyResult:
+            result = self._apply(prepared, list(deletes), who)
+            audit.append(self._db, self.project, _applied(result))
+            return result
+
+        return self._write(work)
 
     def apply_planned(
         self,
@@ -329,7 +349,9 @@ class RegistryStore:
         def work() -> tuple[T, ApplyResult]:
             puts, deletes, extra = decide(self._live())
             prepared = _prepare_all(puts, deletes)
-            return extra, self._apply(prepared, list(deletes), who)
+            result = self._apply(prepared, list(deletes), who)
+            audit.append(self._db, self.project, _applied(result))
+            return extra, result
 
         return self._write(work)
 
@@ -380,7 +402,14 @@ class RegistryStore:
         def work() -> VersionRecord:
             history = self._history(target.kind, name)
             latest = history[-1]
+            objects = [{"kind": target.kind, "name": name, "version": latest.version,
+                        "from_version": version}]  # fmt: skip
             if not latest.deleted and latest.spec_hash == target.spec_hash:
+                audit.append(
+                    self._db,
+                    self.project,
+                    audit.Entry("rollback", objects, detail="already current"),
+                )
                 return latest
             p = _prepare(target.kind, name, spec)
             now = datetime.now(UTC)
@@ -388,6 +417,8 @@ class RegistryStore:
                 target.kind, name, latest.version + 1, spec, p.spec_hash, who, now, False
             )
             self._insert([(rec, p.text)])
+            objects[0]["version"] = rec.version
+            audit.append(self._db, self.project, audit.Entry("rollback", objects))
             return rec
 
         return self._write(work)
@@ -403,12 +434,21 @@ class RegistryStore:
         )
 
     def teardown(self) -> None:
-        """Delete every row of this project (other projects are untouched); serial restarts."""
+        """Delete every object and version of this project (other projects are untouched);
+        serial restarts. The audit trail is kept, with a record of the teardown."""
 
         def work() -> None:
-            for table in ("pitstop_versions", "pitstop_meta", "pitstop_projects"):
+            live = self._live()
+            for table in ("pitstop_versions", "pitstop_projects"):
                 self._db.execute(f"DELETE FROM {table} WHERE project = ?", (self.project,))
+            self._db.execute(  # the audit trail, and its head, outlive the objects
+                "DELETE FROM pitstop_meta WHERE project = ? AND key <> ?",
+                (self.project, audit.HEAD_KEY),
+            )
             search_index.clear(self._db, self.project)
+            gone = [{"kind": r.kind, "name": r.name, "version": r.version}
+                    for by in live.values() for r in by.values()]  # fmt: skip
+            audit.append(self._db, self.project, audit.Entry("teardown", gone))
 
         self._write(work)
 
@@ -433,6 +473,23 @@ class RegistryStore:
         )
         changed = [(r.kind, r.name, None if r.deleted else r.spec) for r, _ in records]
         search_index.write(self._db, self.project, changed)
+
+    # -- audit --------------------------------------------------------------------------------
+
+    def append_audit(self, entry: audit.Entry) -> audit.AuditRecord:
+        """Append ``entry`` to the project's audit trail (its own transaction)."""
+        return self._write(lambda: audit.append(self._db, self.project, entry))
+
+    def audit_records(
+        self, *, since: datetime | None = None, principal: str | None = None
+    ) -> list[audit.AuditRecord]:
+        """The project's audit records, oldest first."""
+        return self._run(lambda: audit.read(self._db, self.project, since=since,
+                                            principal=principal))  # fmt: skip
+
+    def verify_audit(self) -> audit.Verification:
+        """Recompute the audit trail's hash chain (see :func:`pitstop.registry.audit.verify`)."""
+        return self._run(lambda: audit.verify(self._db, self.project))
 
     # -- search --------------------------------------------------------------------------------
 

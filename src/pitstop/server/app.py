@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 import gc
 import time
 from collections.abc import Awaitable, Callable, MutableMapping
@@ -21,6 +22,7 @@ from struct import error as StructError
 from typing import TYPE_CHECKING, Any
 
 from pitstop.errors import NotFoundError, RetrievalError, require
+from pitstop.registry.audit import Actor, acting_as, set_actor
 from pitstop.server import openapi
 from pitstop.server.auth import ApiKeys
 from pitstop.server.errors import HTTPError, error_body, error_type, log_error, status_of
@@ -120,6 +122,8 @@ class FeatureServer:
                 allow = route.method.encode() + (b", HEAD" if route.method == "GET" else b"")
                 raise HTTPError(405, "MethodNotAllowed", f"{path} takes {route.method}",
                                 [(b"allow", allow)])  # fmt: skip
+            if route.access != "open" and not route.inline:  # who the audit trail names
+                set_actor(_actor(scope))  # in this request's task only
             if route.access != "open" and self.keys is not None:
                 self.keys.check(_header(scope, b"authorization"), route.access == "write")
             if route.method == "POST":
@@ -136,6 +140,8 @@ class FeatureServer:
                 status, payload, ctype = await route.handler()
         except Exception as exc:
             status = status_of(exc)
+            if status in (401, 403):
+                await self._record_denial(scope, exc)
             payload = self._dumps(error_body(exc, status))
             headers = list(exc.headers) if isinstance(exc, HTTPError) else []
             self.metrics.error(error_type(exc))
@@ -158,7 +164,21 @@ class FeatureServer:
     async def _in_pool(self, fn: Callable[..., Any], *args: Any) -> Any:
         if self._pool is None:
             self._pool = ThreadPoolExecutor(max_workers=4, thread_name_prefix="pitstop-server")
-        return await asyncio.get_running_loop().run_in_executor(self._pool, fn, *args)
+        context = contextvars.copy_context()  # the request's actor goes along
+        return await asyncio.get_running_loop().run_in_executor(self._pool, context.run, fn, *args)
+
+    async def _record_denial(self, scope: Scope, exc: BaseException) -> None:
+        """Append a denied request to the audit trail; a failing registry is only logged."""
+        action = f"http {scope['method']} {scope['path']}"
+
+        def record() -> None:
+            with acting_as(_actor(scope)):
+                self.store.catalog.record(action, outcome="denied", detail=str(exc)[:500])
+
+        try:
+            await self._in_pool(record)
+        except Exception as failure:
+            log_error("AUDIT", scope["path"], 503, failure)
 
     def _online_features(self, data: dict[str, Any]) -> dict[str, Any]:
         online = self.store.online
@@ -278,6 +298,13 @@ async def _read_body(receive: Receive) -> bytes:
             raise HTTPError(413, "PayloadTooLarge", f"request bodies are limited to {MAX_BODY} B")
         chunks.append(chunk)
     return b"".join(chunks)
+
+
+def _actor(scope: Scope) -> Actor:
+    """The audit trail's principal and origin of a request."""
+    client = scope.get("client")
+    origin = f"http {client[0]}" if client else "http"
+    return Actor(ApiKeys.principal(_header(scope, b"authorization")), origin)
 
 
 def _header(scope: Scope, name: bytes) -> bytes | None:

@@ -90,6 +90,15 @@ class ApiKeys:
             raise ConfigError(f"{where}: no API key found; every request would be refused")
         return cls(keys)
 
+    @staticmethod
+    def principal(authorization: bytes | None) -> str:
+        """Who a request says it is, for the audit trail: ``api-key:<12 hex digits of the key's
+        sha256>`` (never the key), or ``anonymous``."""
+        scheme, _, key = (authorization or b"").partition(b" ")
+        if scheme.lower() != b"bearer" or not key.strip():
+            return "anonymous"
+        return "api-key:" + hashlib.sha256(key.strip()).hexdigest()[:12]
+
     def check(self, authorization: bytes | None, write: bool) -> None:
         """Raise a 401 or 403 :class:`HTTPError` unless the header grants the access."""
         if not authorization:
