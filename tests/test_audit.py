@@ -6,31 +6,20 @@ import json
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
 
 import pandas as pd
 import pytest
 
 from pitstop import FeatureStore, FeatureView
-from pitstop.config import parse_config
 from pitstop.definitions import Model
 from pitstop.errors import DataSourceError
 from pitstop.registry import audit
 from pitstop.registry.audit import Actor, acting_as
 from test_feature_store import write_users
 from test_lineage import OBJECTS, boosted, user, users
+from test_server_registry import configured as make
 
 ALICE = Actor("alice", "sdk@laptop")
-
-
-def make(tmp_path: Path, registry_url: str, project: str, **extra: Any) -> FeatureStore:
-    registry = (
-        {"registry_type": "sql", "path": registry_url}
-        if registry_url.startswith("postgresql")
-        else {"path": str(tmp_path / "registry.db")}
-    )
-    data = {"project": project, "registry": registry, **extra}
-    return FeatureStore(config=parse_config(data, repo_path=tmp_path))
 
 
 @pytest.fixture
@@ -213,3 +202,25 @@ def test_the_server_records_denials_and_who_wrote(
         ]
         assert log[1].origin == "http 127.0.0.1" and "read-only" in log[1].detail
         assert store.catalog.verify_audit().ok
+
+
+def test_pushes_are_written_in_the_background_and_at_close(
+    tmp_path: Path, registry_url: str, project_name: str
+) -> None:
+    import time
+
+    write_users(tmp_path)
+    row = pd.DataFrame({"user_id": [7], "ts": [datetime.now(UTC)], "age": [3], "score": [1.0]})
+    with make(tmp_path, registry_url, project_name) as writer, \
+            make(tmp_path, registry_url, project_name) as reader:  # fmt: skip
+        writer.apply(OBJECTS)
+        writer.push("users_push", row)
+        deadline = time.monotonic() + 5
+        while len(reader.registry.store.audit_records()) < 2 and time.monotonic() < deadline:
+            time.sleep(0.05)  # another process sees it without the writer flushing
+        assert [r.action for r in reader.registry.store.audit_records()] == ["apply", "push"]
+        writer.catalog._batched.delay = 60  # no background write now: close must write it
+        writer.push("users_push", row)
+        writer.close()
+        assert [r.action for r in reader.registry.store.audit_records()][-1] == "push"
+        assert reader.catalog.verify_audit().ok

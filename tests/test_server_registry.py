@@ -17,7 +17,7 @@ from test_search import OBJECTS, user, view
 from test_server import thread_server
 
 
-def _config(tmp_path: Path, registry_url: str, project: str, **extra: Any) -> FeatureStore:
+def configured(tmp_path: Path, registry_url: str, project: str, **extra: Any) -> FeatureStore:
     registry = (
         {"registry_type": "sql", "path": registry_url}
         if registry_url.startswith("postgresql")
@@ -30,7 +30,7 @@ def _config(tmp_path: Path, registry_url: str, project: str, **extra: Any) -> Fe
 @pytest.fixture
 def served(tmp_path: Path, registry_url: str, project_name: str) -> Iterator[tuple[str, Any]]:
     write_users(tmp_path)
-    store = _config(tmp_path, registry_url, project_name)
+    store = configured(tmp_path, registry_url, project_name)
     store.apply(OBJECTS, skip_source_validation=True, author="alice")
     store.apply([user, view("user_profile", {"age": Int64, "years": Int64})],
                 skip_source_validation=True, author="bob")  # fmt: skip
@@ -116,7 +116,7 @@ def test_registry_reads_need_a_key_when_keys_are_set(
 ) -> None:
     monkeypatch.setenv("PITSTOP_TEST_KEYS", "reader:ro")
     auth = {"auth": {"type": "api_key", "keys_env": "PITSTOP_TEST_KEYS"}}
-    store = _config(tmp_path, registry_url, project_name, feature_server=auth)
+    store = configured(tmp_path, registry_url, project_name, feature_server=auth)
     store.apply(OBJECTS, skip_source_validation=True)
     with thread_server(store, registry_ttl_sec=0) as url:
         assert get(url, "/registry/search", q="age").status_code == 401

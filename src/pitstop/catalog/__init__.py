@@ -24,7 +24,7 @@ from pitstop.catalog.search import Searcher, SearchHit
 from pitstop.definitions.base import Definition
 from pitstop.definitions.serde import from_spec, kind_for
 from pitstop.registry import Change, Check, Registry, Snapshot
-from pitstop.registry.audit import AuditRecord, Verification
+from pitstop.registry.audit import AuditRecord, Batcher, Verification
 from pitstop.registry.audit import Entry as AuditEntry
 from pitstop.registry.store import SpecChange, VersionRecord
 
@@ -93,6 +93,8 @@ class Catalog:
     def __init__(self, registry: Registry, *, read_sample_rate: float = 0.0) -> None:
         self.registry = registry
         self.read_sample_rate = read_sample_rate
+        self._batched = Batcher(lambda entries: self.registry.store.append_audit(*entries))
+        registry.before_close.append(self._batched.flush)
         self._searcher: Searcher | None = None
         self._graphs: dict[int, Graph] = {}
 
@@ -223,12 +225,14 @@ class Catalog:
     ) -> AuditRecords:
         """The project's audit trail, oldest first: records at or after ``since``, by
         ``principal``, touching an object called ``name``."""
+        self.flush_audit()
         records = self.registry.store.audit_records(since=since, principal=principal)
         return [r for r in records if name is None or name in r.names()]
 
     def verify_audit(self) -> Verification:
         """Recompute the trail's hash chain; ``problems`` names every edited or deleted
         record (:mod:`pitstop.registry.audit`)."""
+        self.flush_audit()
         return self.registry.store.verify_audit()
 
     def record(
@@ -238,18 +242,29 @@ class Catalog:
         *,
         outcome: str = "ok",
         detail: str = "",
-    ) -> AuditRecord:
+        batched: bool = False,
+    ) -> None:
         """Append an event that is not a registry change (a materialization, a push, a
-        denied request) to the trail; ``objects`` are ``(kind, name)`` pairs."""
+        denied request) to the trail; ``objects`` are ``(kind, name)`` pairs. ``batched``
+        events (pushes) are written in the background, many per transaction, within 0.2 s
+        (:meth:`flush_audit` writes them now)."""
         listed = [{"kind": k, "name": n} for k, n in objects]
-        return self.registry.store.append_audit(AuditEntry(action, listed, outcome, detail))
+        entry = AuditEntry(action, listed, outcome, detail)
+        if batched:
+            self._batched.add(entry)
+        else:
+            self.flush_audit()  # keeps the trail in the order things happened
+            self.registry.store.append_audit(entry)
+
+    def flush_audit(self) -> None:
+        """Write the batched audit records that wait."""
+        self._batched.flush()
 
     def _read(self, action: str, kind: str | None, name: str | None, detail: str = "") -> None:
         """Record a read when it falls in the configured sample."""
         if self.read_sample_rate and random.random() < self.read_sample_rate:
             objects = [] if name is None else [{"kind": kind, "name": name}]
-            self.registry.store.append_audit(AuditEntry(f"read:{action}", objects,
-                                                        detail=detail))  # fmt: skip
+            self._batched.add(AuditEntry(f"read:{action}", objects, detail=detail))
 
     # --- changes -------------------------------------------------------------------------
 

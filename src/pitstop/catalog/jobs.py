@@ -36,25 +36,26 @@ class JobRecords:
 
     @contextmanager
     def _audited(
-        self, action: str, objects: Sequence[tuple[str, str]], detail: str
+        self, action: str, objects: Sequence[tuple[str, str]], detail: str, batched: bool
     ) -> Iterator[None]:
         """Record ``action`` in the audit trail when the block ends, with its outcome."""
+        record = self.catalog.record
         try:
             yield
         except PermissionDeniedError as exc:
-            self.catalog.record(action, objects, outcome="denied", detail=str(exc)[:500])
+            record(action, objects, outcome="denied", detail=str(exc)[:500], batched=batched)
             raise
         except Exception as exc:
-            self.catalog.record(action, objects, outcome="error", detail=str(exc)[:500])
+            record(action, objects, outcome="error", detail=str(exc)[:500], batched=batched)
             raise
-        self.catalog.record(action, objects, detail=detail)
+        record(action, objects, detail=detail, batched=batched)
 
     @contextmanager
     def _materialize_run(self, view: FeatureView, start: datetime | None,
                          end: datetime) -> Iterator[None]:  # fmt: skip
         """Audit (and trace) the materialization of one view."""
         span = f"{start.isoformat() if start else 'the beginning'} .. {end.isoformat()}"
-        with self._audited("materialize", [("feature_view", view.name)], span), \
+        with self._audited("materialize", [("feature_view", view.name)], span, False), \
                 self._lineage_materialize(view):  # fmt: skip
             yield
 
@@ -62,7 +63,7 @@ class JobRecords:
     def _push_run(self, source: str, to: PushMode | str) -> Iterator[None]:
         """Audit (and trace) one push."""
         mode = push_mode(to).name.lower() if isinstance(to, PushMode | str) else str(to)
-        with self._audited("push", [("data_source", source)], f"to {mode}"), \
+        with self._audited("push", [("data_source", source)], f"to {mode}", True), \
                 self._lineage_push(source, mode):  # fmt: skip
             yield
 

@@ -35,6 +35,8 @@ class Registry:
         self._snapshot: Snapshot | None = None
         self._checked_at = 0.0
         self._lock = threading.Lock()
+        #: called by :meth:`close` before the connection goes (writes still waiting)
+        self.before_close: list[Callable[[], None]] = []
 
     @property
     def store(self) -> RegistryStore:
@@ -112,6 +114,8 @@ class Registry:
         return changes
 
     def close(self) -> None:
+        for flush in self.before_close:
+            flush()
         if self._store is not None:
             self._store.close()
             self._store = None

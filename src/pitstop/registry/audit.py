@@ -27,15 +27,18 @@ from __future__ import annotations
 import contextvars
 import hashlib
 import json
+import logging
 import socket
-from collections.abc import Iterator, Sequence
+import threading
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
 
 from pitstop.registry.sqldialect import Database, Dialect
 
+logger = logging.getLogger("pitstop.audit")
 HEAD_KEY = "audit_head"
 OUTCOMES = ("ok", "denied", "error")
 
@@ -147,33 +150,81 @@ def ddl(d: Dialect) -> list[str]:
 def append(db: Database, project: str, entry: Entry) -> AuditRecord:
     """Append ``entry`` to ``project``'s trail; call inside a transaction holding the
     project's write lock, so records form one chain."""
-    if entry.outcome not in OUTCOMES:
-        raise ValueError(f"audit outcome {entry.outcome!r} is not one of {OUTCOMES}")
-    actor = entry.actor or current_actor()
+    return append_many(db, project, [entry])[0]
+
+
+def append_many(db: Database, project: str, entries: Sequence[Entry]) -> list[AuditRecord]:
+    """Append ``entries`` in order (see :func:`append`)."""
     last = db.query(
         "SELECT seq, hash FROM pitstop_audit WHERE project = ? ORDER BY seq DESC LIMIT 1",
         (project,),
     )
-    seq, prev = (int(last[0][0]) + 1, str(last[0][1])) if last else (1, "")
-    at = datetime.now(UTC)
-    clean = [{k: v for k, v in o.items() if v is not None} for o in entry.objects]
-    detail = entry.detail.replace("\x00", "")
-    digest = record_hash(project, seq, at, actor.principal, actor.origin, entry.action, clean,
-                         entry.outcome, detail, prev)  # fmt: skip
-    db.execute(
+    seq, prev = (int(last[0][0]), str(last[0][1])) if last else (0, "")
+    records, rows = [], []
+    for entry in entries:
+        if entry.outcome not in OUTCOMES:
+            raise ValueError(f"audit outcome {entry.outcome!r} is not one of {OUTCOMES}")
+        actor = entry.actor or current_actor()
+        seq, at = seq + 1, datetime.now(UTC)
+        clean = [{k: v for k, v in o.items() if v is not None} for o in entry.objects]
+        detail = entry.detail.replace("\x00", "")
+        digest = record_hash(project, seq, at, actor.principal, actor.origin, entry.action,
+                             clean, entry.outcome, detail, prev)  # fmt: skip
+        rows.append((project, seq, db.dialect.encode_ts(at), actor.principal, actor.origin,
+                     entry.action, json.dumps(clean, separators=(",", ":"), ensure_ascii=False),
+                     entry.outcome, detail, prev, digest))  # fmt: skip
+        records.append(AuditRecord(seq, at, actor.principal, actor.origin, entry.action,
+                                   tuple(clean), entry.outcome, detail, prev, digest))  # fmt: skip
+        prev = digest
+    db.executemany(
         "INSERT INTO pitstop_audit (project, seq, at, principal, origin, action, objects,"
         " outcome, detail, prev_hash, hash) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-        (project, seq, db.dialect.encode_ts(at), actor.principal, actor.origin, entry.action,
-         json.dumps(clean, separators=(",", ":"), ensure_ascii=False), entry.outcome, detail,
-         prev, digest),
-    )  # fmt: skip
-    db.execute(
-        "INSERT INTO pitstop_meta (project, key, value) VALUES (?, ?, ?)"
-        " ON CONFLICT (project, key) DO UPDATE SET value = excluded.value",
-        (project, HEAD_KEY, f"{seq}:{digest}"),
+        rows,
     )
-    return AuditRecord(seq, at, actor.principal, actor.origin, entry.action, tuple(clean),
-                       entry.outcome, detail, prev, digest)  # fmt: skip
+    if records:
+        db.execute(
+            "INSERT INTO pitstop_meta (project, key, value) VALUES (?, ?, ?)"
+            " ON CONFLICT (project, key) DO UPDATE SET value = excluded.value",
+            (project, HEAD_KEY, f"{seq}:{prev}"),
+        )
+    return records
+
+
+class Batcher:
+    """Appends entries in the background, many per transaction, at most ``delay`` seconds
+    after they were added (for frequent events such as pushes, whose own transaction would
+    cost more than the push); :meth:`flush` writes what waits now."""
+
+    def __init__(self, write: Callable[[list[Entry]], object], delay: float = 0.2) -> None:
+        self._write = write
+        self.delay = delay
+        self._waiting: list[Entry] = []
+        self._lock = threading.Lock()
+        self._timer: threading.Timer | None = None
+
+    def add(self, entry: Entry) -> None:
+        """Queue ``entry`` (its actor is fixed now, in the caller's context)."""
+        fixed = entry if entry.actor is not None else replace(entry, actor=current_actor())
+        with self._lock:
+            self._waiting.append(fixed)
+            if self._timer is None:
+                self._timer = threading.Timer(self.delay, self.flush)
+                self._timer.daemon = True
+                self._timer.start()
+
+    def flush(self) -> None:
+        with self._lock:
+            waiting, self._waiting = self._waiting, []
+            if self._timer is not None:
+                self._timer.cancel()
+                self._timer = None
+            if not waiting:
+                return
+            try:
+                self._write(waiting)
+            except Exception as exc:  # the registry is down: keep them for the next flush
+                self._waiting[:0] = waiting
+                logger.error("audit records not written yet (%d waiting): %s", len(waiting), exc)
 
 
 def read(db: Database, project: str, *, since: datetime | None = None,

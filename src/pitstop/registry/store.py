@@ -476,9 +476,9 @@ class RegistryStore:
 
     # -- audit --------------------------------------------------------------------------------
 
-    def append_audit(self, entry: audit.Entry) -> audit.AuditRecord:
-        """Append ``entry`` to the project's audit trail (its own transaction)."""
-        return self._write(lambda: audit.append(self._db, self.project, entry))
+    def append_audit(self, *entries: audit.Entry) -> list[audit.AuditRecord]:
+        """Append ``entries`` to the project's audit trail (one transaction of their own)."""
+        return self._write(lambda: audit.append_many(self._db, self.project, entries))
 
     def audit_records(
         self, *, since: datetime | None = None, principal: str | None = None
