@@ -236,9 +236,30 @@ class AuthConfig(_Model):
     keys_file: str | None = None
 
 
+class JwtAuthConfig(_Model):
+    """Feature-server authentication by JSON Web Tokens of an OIDC issuer: the key from a PEM
+    file or the issuer's JWKS URL; roles from a claim (for access policies)."""
+
+    type: Literal["jwt"]
+    issuer: str
+    audience: str
+    public_key_file: str | None = None
+    jwks_url: str | None = None
+    roles_claim: str = "roles"
+    algorithms: list[str] = ["RS256"]
+
+
 class FeatureServerConfig(_Model):
-    auth: AuthConfig | None = None
+    auth: Annotated[AuthConfig | JwtAuthConfig, Field(discriminator="type")] | None = None
     registry_ttl_sec: int | None = Field(default=None, ge=0)
+
+    @field_validator("auth", mode="before")
+    @classmethod
+    def _api_key_by_default(cls, v: Any) -> Any:
+        """An auth section without a type is the API-key one (as before JWTs came)."""
+        if isinstance(v, dict) and "type" not in v:
+            return {**v, "type": "api_key"}
+        return v
 
 
 class NoAuthConfig(_Model):
@@ -326,11 +347,14 @@ def _walk(loc: tuple[int | str, ...]) -> tuple[list[str], type[BaseModel] | None
     """The dotted key parts without the union tag, and the model that owns the last part."""
     parts = [str(p) for p in loc]
     tag = parts.pop(1) if parts[:1] == ["online_store"] and len(parts) > 1 else ""
+    auth = parts.pop(2) if parts[:2] == ["feature_server", "auth"] and len(parts) > 2 else ""
     owner: type[BaseModel] | None = RepoConfig
     for part in parts[:-1]:
         t = owner.model_fields[part].annotation if owner and part in owner.model_fields else None
         subs = [a for a in (t, *get_args(t)) if isinstance(a, type) and issubclass(a, BaseModel)]
         owner = _ONLINE.get(tag) if part == "online_store" else next(iter(subs), None)
+        if part == "auth" and auth:
+            owner = JwtAuthConfig if auth == "jwt" else AuthConfig
     return parts, owner
 
 

@@ -208,6 +208,7 @@ class FeatureStore(CatalogMethods):
         view = snap.view(feature_view_name)
         if not isinstance(view, FeatureView):
             raise DefinitionError(f"{feature_view_name!r} is not a batch or stream feature view")
+        self._may_write_online(view)
         return write_online(snap, self.online, [view], df, f"write_to_online_store({view.name!r})")
 
     def push(
@@ -286,7 +287,8 @@ class FeatureStore(CatalogMethods):
         # check first, and create the tables the changes need: a bad repo or a failing online
         # store leaves the registry untouched
         check = None if skip_source_validation else self._check_sources
-        early, _ = online_tables(self.catalog.plan(objs, deletes, prune=prune, check=check))
+        early, _ = online_tables(self.catalog.plan(objs, deletes, prune=prune, check=check,
+                                                   gate=True))  # fmt: skip
         if early:
             self.online.update(early, [])
         changes = self.catalog.apply(objs, deletes, prune=prune, author=author)

@@ -14,17 +14,19 @@ how it changed (``history``, ``diff``) and changing it (``apply``, ``rollback``,
 from __future__ import annotations
 
 import random
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Generic, TypeVar
 
+from pitstop.access import Policy, Resource, authorize, check_all, policy_of
 from pitstop.catalog.lineage import Graph, LineageGraph
 from pitstop.catalog.search import Searcher, SearchHit
 from pitstop.definitions.base import Definition
 from pitstop.definitions.serde import from_spec, kind_for
-from pitstop.registry import Change, Check, Registry, Snapshot
-from pitstop.registry.audit import AuditRecord, Batcher, Verification
+from pitstop.errors import PermissionDeniedError
+from pitstop.registry import Change, Check, Live, Registry, Snapshot
+from pitstop.registry.audit import AuditRecord, Batcher, Verification, current_actor
 from pitstop.registry.audit import Entry as AuditEntry
 from pitstop.registry.store import SpecChange, VersionRecord
 
@@ -121,8 +123,11 @@ class Catalog:
         fresh: bool = False,
     ) -> list[D]:
         """Live objects of one kind by name, those with all ``tags`` (and ``owner``) only."""
-        found = self.snapshot(fresh=fresh).of(cls)
-        return [found[n] for n in sorted(found) if _matches(found[n], tags, owner)]
+        snapshot = self.snapshot(fresh=fresh)
+        found = snapshot.of(cls)
+        visible = _describable(snapshot)
+        return [found[n] for n in sorted(found)
+                if _matches(found[n], tags, owner) and visible(found[n])]  # fmt: skip
 
     def entries(
         self,
@@ -134,16 +139,20 @@ class Catalog:
         """Like :meth:`list`, read now, each object with its current version record."""
         kind = kind_for(cls)
         records = self.registry.store.live().get(kind, {})
+        visible = _describable(self.snapshot(fresh=True))
         out = []
         for name in sorted(records):
             obj = from_spec(kind, records[name].spec or {})
-            if isinstance(obj, cls) and _matches(obj, tags, owner):
+            if isinstance(obj, cls) and _matches(obj, tags, owner) and visible(obj):
                 out.append(Entry(obj, records[name]))
         return out
 
     def get(self, cls: type[D], name: str, *, fresh: bool = False) -> D:
         """One live object; a miss names close names and other kinds of that name."""
-        return self.snapshot(fresh=fresh).get(cls, name)
+        snapshot = self.snapshot(fresh=fresh)
+        found = snapshot.get(cls, name)
+        authorize(snapshot, "describe", Resource.of(found))
+        return found
 
     def describe(self, cls: type[D], name: str) -> Entry[D]:
         """One live object read now, with its current version record."""
@@ -155,7 +164,9 @@ class Catalog:
         """Every version of an object, oldest first, deletions included (``cls`` chooses
         among several kinds of one name)."""
         self._read("history", _kind(cls), name)
-        return self.registry.store.history(name, _kind(cls))
+        found = self.registry.store.history(name, _kind(cls))
+        self._may("describe", found[-1].kind, name)
+        return found
 
     def version(
         self, name: str, version: int, cls: type[Definition] | None = None
@@ -166,7 +177,9 @@ class Catalog:
     def diff(self, name: str, v1: int, v2: int, cls: type[Definition] | None = None) -> SpecChanges:
         """What changed in an object's spec from version ``v1`` to ``v2``."""
         self._read("diff", _kind(cls), name, f"v{v1}..v{v2}")
-        return self.registry.store.diff(name, v1, v2, _kind(cls))
+        changes = self.registry.store.diff(name, v1, v2, _kind(cls))
+        self._may("describe", self.registry.store.history(name, _kind(cls))[-1].kind, name)
+        return changes
 
     def search(
         self,
@@ -185,6 +198,11 @@ class Catalog:
             self._searcher = Searcher(store)
         hits = self._searcher.search(query, kinds=kinds, tags=tags, owner=owner, limit=limit)
         self._read("search", None, None, query)
+        policy = policy_of(self.snapshot())
+        if policy.enabled:
+            actor = current_actor()
+            allowed = policy.allows
+            hits = [h for h in hits if allowed(actor, "describe", Resource(h.kind, h.name, h.tags))]
         return hits
 
     def snapshot_at(self, version: int | None, *, fresh: bool = False) -> Snapshot:
@@ -211,6 +229,7 @@ class Catalog:
                 self._graphs.clear()
             graph = self._graphs[snapshot.serial] = Graph(snapshot)
         found = graph.walk(graph.find(name, _kind(cls)), direction)
+        self._may("describe", found.root.kind, name, snapshot)
         self._read("lineage", found.root.kind, name, direction)
         return found
 
@@ -260,6 +279,14 @@ class Catalog:
         """Write the batched audit records that wait."""
         self._batched.flush()
 
+    def _may(self, action: str, kind: str, name: str, snapshot: Snapshot | None = None) -> None:
+        """:func:`authorize` ``action`` on the object ``kind``/``name`` (its tags from the
+        snapshot; an object no longer live has none)."""
+        snapshot = snapshot or self.snapshot()
+        obj = snapshot.objects.get(kind, {}).get(name)
+        tags = getattr(obj, "tags", {}) if obj is not None else {}
+        authorize(snapshot, action, Resource(kind, name, tags))
+
     def _read(self, action: str, kind: str | None, name: str | None, detail: str = "") -> None:
         """Record a read when it falls in the configured sample."""
         if self.read_sample_rate and random.random() < self.read_sample_rate:
@@ -275,9 +302,18 @@ class Catalog:
         *,
         prune: bool,
         check: Check | None = None,
+        gate: bool = False,
     ) -> Changes:
-        """What :meth:`apply` would change now, without writing."""
-        return self.registry.plan(objects, deletes, prune=prune, check=check)[0]
+        """What :meth:`apply` would change now, without writing (``gate``: refuse, as
+        :meth:`apply` would, changes the caller may not make)."""
+        changes = self.registry.plan(objects, deletes, prune=prune, check=check)[0]
+        if gate:
+            try:
+                self._guard(changes, self.registry.store.live())
+            except PermissionDeniedError as exc:
+                self.record("apply", outcome="denied", detail=str(exc)[:500])
+                raise
+        return changes
 
     def apply(
         self,
@@ -288,8 +324,31 @@ class Catalog:
         author: str | None = None,
         check: Check | None = None,
     ) -> Changes:
-        """Write new versions of changed objects in one transaction (see ``Registry.apply``)."""
-        return self.registry.apply(objects, deletes, prune=prune, author=author, check=check)
+        """Write new versions of changed objects in one transaction (see ``Registry.apply``);
+        each change needs the ``apply`` (or ``delete``) permission under the policy in force
+        before it."""
+        try:
+            return self.registry.apply(objects, deletes, prune=prune, author=author, check=check,
+                                       guard=self._guard)  # fmt: skip
+        except PermissionDeniedError as exc:
+            self.record("apply", outcome="denied", detail=str(exc)[:500])
+            raise
+
+    @staticmethod
+    def _guard(changes: Changes, live: Live) -> None:
+        """Refuse changes the caller may not make, under the policy of ``live``."""
+
+        def decoded(kind: str) -> Iterable[Any]:
+            return [from_spec(kind, r.spec or {}) for r in live.get(kind, {}).values()]
+
+        policy = Policy(decoded("permission"), decoded("role"))
+        if not policy.enabled:
+            return
+        for c in changes:
+            if c.changed:
+                spec = c.spec if c.spec is not None else c.old or {}
+                action = "delete" if c.action == "delete" else "apply"
+                authorize(policy, action, Resource(c.kind, c.name, spec.get("tags") or {}))
 
     def rollback(
         self,
@@ -300,6 +359,7 @@ class Catalog:
         author: str | None = None,
     ) -> VersionRecord:
         """Make ``version`` current again as a new version; history is never rewritten."""
+        self._may("apply", self.registry.store.history(name, _kind(cls))[-1].kind, name)
         try:
             return self.registry.store.rollback(name, version, _kind(cls), author=author)
         finally:
@@ -307,10 +367,21 @@ class Catalog:
 
     def teardown(self) -> None:
         """Remove every object of the project from the registry (history included)."""
+        snapshot = self.snapshot(fresh=True)
+        check_all(snapshot, "delete", [o for by in snapshot.objects.values() for o in by.values()])
         try:
             self.registry.store.teardown()
         finally:
             self.registry.refresh()
+
+
+def _describable(snapshot: Snapshot) -> Callable[[Definition], bool]:
+    """Whether the caller may describe an object, under the policy of ``snapshot``."""
+    policy = policy_of(snapshot)
+    if not policy.enabled:
+        return lambda obj: True
+    actor = current_actor()
+    return lambda obj: policy.allows(actor, "describe", Resource.of(obj))
 
 
 def _matches(obj: Definition, tags: Mapping[str, str] | None, owner: str | None) -> bool:

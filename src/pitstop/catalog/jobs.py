@@ -9,6 +9,7 @@ from contextlib import AbstractContextManager, contextmanager, nullcontext
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
+from pitstop.access import check_all, policy_of
 from pitstop.definitions.feature_view import FeatureView
 from pitstop.definitions.sources import PushMode, push_mode
 from pitstop.errors import PermissionDeniedError
@@ -55,17 +56,30 @@ class JobRecords:
                          end: datetime) -> Iterator[None]:  # fmt: skip
         """Audit (and trace) the materialization of one view."""
         span = f"{start.isoformat() if start else 'the beginning'} .. {end.isoformat()}"
-        with self._audited("materialize", [("feature_view", view.name)], span, False), \
-                self._lineage_materialize(view):  # fmt: skip
-            yield
+        with self._audited("materialize", [("feature_view", view.name)], span, False):
+            check_all(self.catalog.snapshot(), "materialize", [view])
+            with self._lineage_materialize(view):
+                yield
 
     @contextmanager
     def _push_run(self, source: str, to: PushMode | str) -> Iterator[None]:
         """Audit (and trace) one push."""
         mode = push_mode(to).name.lower() if isinstance(to, PushMode | str) else str(to)
-        with self._audited("push", [("data_source", source)], f"to {mode}", True), \
-                self._lineage_push(source, mode):  # fmt: skip
-            yield
+        with self._audited("push", [("data_source", source)], f"to {mode}", True):
+            snapshot = self.catalog.snapshot()
+            if policy_of(snapshot).enabled:
+                from pitstop.engine.push import push_views
+
+                fed = push_views(snapshot, source)
+                for part in ("online", "offline"):
+                    if part in mode:
+                        check_all(snapshot, f"write_{part}", fed)
+            with self._lineage_push(source, mode):
+                yield
+
+    def _may_write_online(self, view: FeatureView) -> None:
+        """``write_online`` on ``view`` (``write_to_online_store``)."""
+        check_all(self.catalog.snapshot(), "write_online", [view])
 
     def _run(
         self, job: str, inputs: Sequence[Dataset], outputs: Sequence[Dataset]

@@ -7,6 +7,7 @@ lists every accepted name.
 
 from __future__ import annotations
 
+from pitstop.definitions.access import Permission, Role
 from pitstop.definitions.base import Definition
 from pitstop.definitions.datasets import Model, SavedDataset
 from pitstop.definitions.entity import Entity
@@ -32,6 +33,8 @@ COLLECTIONS: dict[str, type[Definition]] = {
     "projects": Project,
     "saved-datasets": SavedDataset,
     "models": Model,
+    "permissions": Permission,
+    "roles": Role,
 }
 
 

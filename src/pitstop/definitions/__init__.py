@@ -1,5 +1,6 @@
 """Feature definitions: pure, immutable, validated at construction, JSON-serialisable."""
 
+from pitstop.definitions.access import Permission, Role
 from pitstop.definitions.datasets import Model, SavedDataset, SavedDatasetFileStorage
 from pitstop.definitions.entity import Entity
 from pitstop.definitions.feature_logging import FileLoggingDestination, LoggingConfig
@@ -32,11 +33,13 @@ __all__ = [
     "LoggingConfig",
     "Model",
     "OnDemandFeatureView",
+    "Permission",
     "Project",
     "Projection",
     "PushMode",
     "PushSource",
     "RequestSource",
+    "Role",
     "SavedDataset",
     "SavedDatasetFileStorage",
     "StreamFeatureView",

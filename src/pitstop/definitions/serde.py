@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from pitstop.definitions.access import Permission, Role
 from pitstop.definitions.base import Definition
 from pitstop.definitions.datasets import Model, SavedDataset
 from pitstop.definitions.entity import Entity
@@ -26,6 +27,8 @@ KINDS: dict[str, type[Definition]] = {
     "project": Project,
     "saved_dataset": SavedDataset,
     "model": Model,
+    "permission": Permission,
+    "role": Role,
 }
 
 VIEW_KINDS = ("feature_view", "stream_feature_view", "on_demand_feature_view")

@@ -11,6 +11,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from pitstop.access import check_all
 from pitstop.definitions.feature_view import FeatureView
 from pitstop.definitions.service import FeatureService
 from pitstop.definitions.sources import FileSource
@@ -147,6 +148,8 @@ def historical_features(
     from pitstop.offline.pit import PitPlan
 
     plan = build_plan(snapshot, features, full_feature_names)
+    check_all(snapshot, "read_offline", [*(v.view for v in plan.views),
+                                         *(od.view for od in plan.on_demand)])  # fmt: skip
     joins = tuple(_join_for(v, repo_path) for v in plan.views if not aggregated(v.view))
     windows = [aggregate_join(v, repo_path) for v in plan.views if aggregated(v.view)]
     if entity_df is None and windows:

@@ -18,10 +18,13 @@ from pitstop.registry.plan import Change, Objects, plan, resolve
 from pitstop.registry.snapshot import LABELS, Snapshot
 from pitstop.registry.store import Deletes, Live, Puts, RegistryStore, VersionRecord
 
-__all__ = ["LABELS", "Change", "Check", "Registry", "Snapshot", "VersionRecord"]
+__all__ = ["LABELS", "Change", "Check", "Guard", "Live", "Registry", "Snapshot", "VersionRecord"]
 
 #: Called with the resolved definitions an apply or plan was given; raises to reject them.
 Check = Callable[[Sequence[Definition]], None]
+#: Called, inside the apply's transaction, with its changes and the live objects they
+#: replace; raises to refuse them (access control).
+Guard = Callable[[list[Change], Live], None]
 
 
 class Registry:
@@ -93,6 +96,7 @@ class Registry:
         prune: bool = False,
         author: str | None = None,
         check: Check | None = None,
+        guard: Guard | None = None,
     ) -> list[Change]:
         """Write ``objects`` (and remove ``deletes``, or everything else with ``prune``).
 
@@ -103,6 +107,8 @@ class Registry:
 
         def decide(live: Live) -> tuple[Puts, Deletes, list[Change]]:
             changes, _ = _changes(objects, deletes, live, prune, check)
+            if guard is not None:
+                guard(changes, live)
             puts = [(c.kind, c.name, c.spec) for c in changes if c.action in ("create", "update")]
             dels = [(c.kind, c.name) for c in changes if c.action == "delete"]
             return puts, dels, changes  # type: ignore[return-value]

@@ -25,6 +25,7 @@ Who and where default to the OS user and this host; front ends set them per call
 from __future__ import annotations
 
 import contextvars
+import functools
 import hashlib
 import json
 import logging
@@ -45,12 +46,14 @@ OUTCOMES = ("ok", "denied", "error")
 
 @dataclass(frozen=True)
 class Actor:
-    """Who acts and from where."""
+    """Who acts, from where, and the roles a verified token gave them."""
 
     principal: str
     origin: str
+    roles: tuple[str, ...] = ()
 
 
+@functools.cache
 def _default_actor() -> Actor:
     from pitstop.registry.store import default_author
 

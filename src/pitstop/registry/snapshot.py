@@ -26,6 +26,8 @@ LABELS = {
     "project": "project",
     "saved_dataset": "saved dataset",
     "model": "model",
+    "permission": "permission",
+    "role": "role",
 }
 
 D = TypeVar("D", bound=Definition)

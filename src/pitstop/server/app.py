@@ -22,9 +22,9 @@ from struct import error as StructError
 from typing import TYPE_CHECKING, Any
 
 from pitstop.errors import NotFoundError, RetrievalError, require
-from pitstop.registry.audit import Actor, acting_as, set_actor
+from pitstop.registry.audit import Actor, set_actor
 from pitstop.server import openapi
-from pitstop.server.auth import ApiKeys
+from pitstop.server.auth import ApiKeys, JwtAuth
 from pitstop.server.errors import HTTPError, error_body, error_type, log_error, status_of
 from pitstop.server.handlers import Endpoints
 from pitstop.server.metrics import Metrics
@@ -63,7 +63,7 @@ class FeatureServer:
         store: FeatureStore,
         *,
         registry_ttl_sec: float = 5.0,
-        keys: ApiKeys | None = None,
+        keys: ApiKeys | JwtAuth | None = None,
         owns_store: bool = False,
     ) -> None:
         orjson: Any = require("orjson", "server")
@@ -122,10 +122,13 @@ class FeatureServer:
                 allow = route.method.encode() + (b", HEAD" if route.method == "GET" else b"")
                 raise HTTPError(405, "MethodNotAllowed", f"{path} takes {route.method}",
                                 [(b"allow", allow)])  # fmt: skip
-            if route.access != "open" and not route.inline:  # who the audit trail names
-                set_actor(_actor(scope))  # in this request's task only
             if route.access != "open" and self.keys is not None:
-                self.keys.check(_header(scope, b"authorization"), route.access == "write")
+                auth = _header(scope, b"authorization")
+                set_actor(_actor(scope))  # this request's task only; named in a refusal
+                set_actor(self.keys.actor(auth, _origin(scope)))
+                self.keys.check(auth, route.access == "write")
+            elif route.access != "open" and not route.inline:  # who the audit trail names
+                set_actor(_actor(scope))
             if route.method == "POST":
                 data = self._parse(await _read_body(receive))
                 if route.inline:
@@ -171,9 +174,8 @@ class FeatureServer:
         """Append a denied request to the audit trail; a failing registry is only logged."""
         action = f"http {scope['method']} {scope['path']}"
 
-        def record() -> None:
-            with acting_as(_actor(scope)):
-                self.store.catalog.record(action, outcome="denied", detail=str(exc)[:500])
+        def record() -> None:  # as the request's actor, when it got that far
+            self.store.catalog.record(action, outcome="denied", detail=str(exc)[:500])
 
         try:
             await self._in_pool(record)
@@ -300,11 +302,14 @@ async def _read_body(receive: Receive) -> bytes:
     return b"".join(chunks)
 
 
-def _actor(scope: Scope) -> Actor:
-    """The audit trail's principal and origin of a request."""
+def _origin(scope: Scope) -> str:
     client = scope.get("client")
-    origin = f"http {client[0]}" if client else "http"
-    return Actor(ApiKeys.principal(_header(scope, b"authorization")), origin)
+    return f"http {client[0]}" if client else "http"
+
+
+def _actor(scope: Scope) -> Actor:
+    """The audit trail's principal and origin of a request (before any token is checked)."""
+    return Actor(ApiKeys.principal(_header(scope, b"authorization")), _origin(scope))
 
 
 def _header(scope: Scope, name: bytes) -> bytes | None:

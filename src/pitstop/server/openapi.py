@@ -254,7 +254,8 @@ SCHEMAS: dict[str, Any] = {
 _ERRORS = {
     "400": "Malformed request: JSON, shape, value types, missing request data.",
     "401": "Missing or invalid API key (when auth is configured).",
-    "403": "A read-only API key called a write endpoint.",
+    "403": "A read-only API key called a write endpoint, or the project's access policies do "
+    "not let this caller do this (PermissionDeniedError).",
     "404": "Unknown feature view, feature, feature service or push source.",
     "413": "The request body is larger than 64 MiB.",
     "422": "The named object cannot do this, or its source data is unreadable.",
@@ -357,6 +358,7 @@ _REGISTRY_GETS: dict[str, tuple[str, str, str, list[dict[str, Any]]]] = {
 _REGISTRY_ERRORS = {
     "400": "A malformed query parameter.",
     "401": _ERRORS["401"],
+    "403": "The project's access policies do not let this caller describe the object.",
     "404": "No such collection, object or version.",
     "503": _ERRORS["503"],
 }
@@ -378,8 +380,7 @@ def _json(schema: dict[str, Any]) -> dict[str, Any]:
 def _post(path: str, request: str, answer: str, summary: str, access: str) -> dict[str, Any]:
     responses: dict[str, Any] = {"200": {"description": "OK", **_json({"$ref": _REF + answer})}}
     for code, text in _ERRORS.items():
-        if code != "403" or access == "write":
-            responses[code] = {"description": text, **_json({"$ref": _REF + "Error"})}
+        responses[code] = {"description": text, **_json({"$ref": _REF + "Error"})}
     examples = {"features": {"value": _EXAMPLES[path]}}
     if path == "/get-online-features":
         examples["feature_service"] = {"value": _SERVICE_EXAMPLE}
