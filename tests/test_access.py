@@ -168,8 +168,6 @@ def _jwt_pair(tmp_path: Path) -> tuple[Any, Path]:
 def test_the_server_with_api_keys_and_jwts(
     tmp_path: Path, registry_url: str, project_name: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import hashlib
-
     import httpx
     import jwt
 
@@ -231,7 +229,74 @@ def test_the_server_with_api_keys_and_jwts(
         log = store.catalog.audit_log()
         denials = [(r.principal, r.outcome) for r in log if r.outcome == "denied"]
         assert ("jwt:bob", "denied") in denials
-        assert hashlib  # imported for symmetry with the API-key principal format
+
+
+HTTP_ACTS = {
+    "describe": ("GET", "/registry/feature-views/users", None),
+    "read_online": ("POST", "/get-online-features",
+                    {"features": ["users:age"], "entities": {"user_id": [1]}}),
+    "write_online": ("POST", "/write-to-online-store", {"feature_view_name": "users", "df": {
+        "user_id": [1], "ts": [NOW.isoformat()], "age": [1], "score": [1.0], "x": [0]}}),
+    "write_offline": ("POST", "/push", {"push_source_name": "users_push", "to": "offline",
+                                        "allow_missing_columns": True, "df": {
+        "user_id": [1], "ts": [NOW.isoformat()], "age": [1], "score": [1.0]}}),
+    "materialize": ("POST", "/materialize", {"start_ts": (NOW - timedelta(days=1)).isoformat(),
+                                             "end_ts": NOW.isoformat()}),
+}  # fmt: skip
+
+
+def test_every_http_action_allowed_and_denied_with_api_keys(
+    tmp_path: Path, registry_url: str, project_name: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import hashlib
+
+    import httpx
+
+    from test_server import thread_server
+
+    def principal(key: str) -> str:
+        return "api-key:" + hashlib.sha256(key.encode()).hexdigest()[:12]
+
+    monkeypatch.setenv("PITSTOP_TEST_KEYS", "admin-key:rw reader-key:rw nobody-key:rw")
+    write_users(tmp_path)
+    auth = {"auth": {"type": "api_key", "keys_env": "PITSTOP_TEST_KEYS"}}
+    with configured(tmp_path, registry_url, project_name, feature_server=auth) as store:
+        with acting_as(ADMIN):
+            store.apply(
+                [
+                    *OBJECTS,
+                    *POLICY,
+                    Role(name="admins-by-key", principals=[principal("admin-key")]),
+                    Role(name="readers-by-key", principals=[principal("reader-key")]),
+                ]
+            )
+            store.apply(
+                [
+                    Permission(
+                        name="admin-all", roles=["admins", "admins-by-key"], actions=list(ACTIONS)
+                    ),
+                    Permission(
+                        name="readers-read",
+                        roles=["readers", "readers-by-key"],
+                        actions=["describe", "read_online", "read_offline"],
+                    ),
+                ]
+            )
+            store.materialize(NOW - timedelta(days=3650), NOW)  # fmt: skip
+        with thread_server(store, registry_ttl_sec=0) as url:
+            for action, (method, path, body) in HTTP_ACTS.items():
+                reader_may = action in ("describe", "read_online")
+                for key, allowed in (("admin-key", True), ("reader-key", reader_may),
+                                     ("nobody-key", False)):  # fmt: skip
+                    headers = {"Authorization": f"Bearer {key}"}
+                    r = httpx.request(method, f"{url}{path}", json=body, headers=headers,
+                                      timeout=30)  # fmt: skip
+                    assert r.status_code == (200 if allowed else 403), (action, key, r.text)
+                    if not allowed:
+                        assert f"{principal(key)} may not {action.replace('_', ' ')}" in (
+                            r.json()["error"]["message"]), (action, key)  # fmt: skip
+        denied = {r.principal for r in store.catalog.audit_log() if r.outcome == "denied"}
+        assert denied == {principal("reader-key"), principal("nobody-key")}
 
 
 def test_jwt_auth_settings_are_checked(tmp_path: Path) -> None:
