@@ -196,7 +196,9 @@ class Catalog:
         store = self.registry.store
         if self._searcher is None or self._searcher.store is not store:
             self._searcher = Searcher(store)
-        hits = self._searcher.search(query, kinds=kinds, tags=tags, owner=owner, limit=limit)
+        serial = self.snapshot().serial  # cached: no round trip for the words of typos
+        hits = self._searcher.search(query, kinds=kinds, tags=tags, owner=owner, limit=limit,
+                                     serial=serial)  # fmt: skip
         self._read("search", None, None, query)
         policy = policy_of(self.snapshot())
         if policy.enabled:

@@ -100,8 +100,11 @@ class Searcher:
         tags: Mapping[str, str] | None = None,
         owner: str | None = None,
         limit: int = 20,
+        serial: int | None = None,
     ) -> list[SearchHit]:
-        """The best ``limit`` hits for ``query``, best first (see the module docstring)."""
+        """The best ``limit`` hits for ``query``, best first (see the module docstring).
+        ``serial``: the registry's change counter as the caller last read it (the words
+        known for typos are re-read when it moves); None asks the registry."""
         text = _check(query, limit)
         for value in [owner or "", *(tags or {}).keys(), *(tags or {}).values()]:
             if not isinstance(value, str) or any(ord(c) < 32 for c in value):
@@ -129,15 +132,16 @@ class Searcher:
             return hits
         if take(index.match([[t] for t in tokens], True, filters, limit + len(hits)), "token"):
             return hits
-        typos = self._typos()
+        typos = self._typos(serial)
         if typos.misspelled(tokens):
             alternatives = typos.alternatives(tokens)
             if alternatives is not None:
                 take(index.match(alternatives, False, filters, limit + len(hits)), "fuzzy")
         return hits
 
-    def _typos(self) -> _Typos:
-        serial = self.store.serial()
+    def _typos(self, serial: int | None) -> _Typos:
+        if serial is None:
+            serial = self.store.serial()
         with self._lock:
             if self._fuzzy is None or self._fuzzy[0] != serial:
                 self._fuzzy = (serial, _Typos(self.store.index.vocabulary()))
