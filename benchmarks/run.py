@@ -15,6 +15,7 @@ SUITES = [
     "materialize.py",
     "server.py",
     "streams.py",
+    "catalog.py",
 ]
 
 if __name__ == "__main__":

@@ -96,7 +96,7 @@ def test_plan_apply_history_diff_rollback(repo: Path) -> None:
         assert "Updated feature view user_features" in applied
     finally:
         source.write_text(original)
-    history = pitstop("history", "user_features", "--kind", "feature_view", cwd=repo).stdout
+    history = pitstop("history", "user_features", "--kind", "feature-views", cwd=repo).stdout
     assert "v1" in history and "v2" in history
     diff = pitstop("diff", "user_features", "1", "2", "--kind", "feature_view", cwd=repo).stdout
     assert "ttl_seconds: 86400.0 → 172800.0" in diff
@@ -128,6 +128,7 @@ def test_removed_object_is_deleted_with_history_kept(repo: Path) -> None:
         (["feature-views", "describe", "user_featurs"], "Did you mean 'user_features'"),
         (["history", "no_such_thing"], "no_such_thing"),
         (["diff", "user_features", "1", "99", "--kind", "feature_view"], "99"),
+        (["history", "user_features", "--kind", "feature_veiw"], "'feature_veiw' is not a kind"),
     ],
 )
 def test_user_mistakes_are_one_line_errors(repo: Path, args: list[str], message: str) -> None:
@@ -364,3 +365,43 @@ def test_describe_is_a_table_on_a_terminal_and_json_when_piped(repo: Path) -> No
     assert re.search(r"ttl +│ 1d ", seen) and re.search(r"source\.path +│ data/user_", seen)
     piped = pitstop("feature-views", "describe", "user_features", cwd=repo).stdout
     assert json.loads(piped)["ttl_seconds"] == 86400
+
+
+def test_list_by_owner(repo: Path) -> None:
+    pitstop("apply", cwd=repo)
+    out = pitstop("feature-services", "list", "--owner", "data-science", "-o", "json", cwd=repo)
+    assert [s["name"] for s in json.loads(out.stdout)] == ["churn_model_v1"]
+    none = pitstop("feature-services", "list", "--owner", "nobody", cwd=repo).stdout
+    assert "No feature services match the filters." in none
+
+
+def test_search(repo: Path) -> None:
+    pitstop("apply", cwd=repo)
+    table = pitstop("search", "purchase", cwd=repo).stdout
+    assert "user_features:total_purchases" in table and "token" in table
+    hits = json.loads(pitstop("search", "purchse", "--kind", "feature", "-o", "json",
+                              cwd=repo).stdout)  # fmt: skip
+    assert {h["match"] for h in hits} == {"fuzzy"} and all(h["feature"] for h in hits)
+    tagged = json.loads(pitstop("search", "user", "--tag", "team=ml-platform", "-o", "json",
+                                cwd=repo).stdout)  # fmt: skip
+    assert tagged[0]["ref"] == "user_features" and tagged[0]["match"] == "prefix"
+    assert "Nothing matches 'zzzz'." in pitstop("search", "zzzz", cwd=repo).stdout
+    bad = pitstop("search", "user", "--tag", "team", cwd=repo, ok=False)
+    assert bad.returncode == 1 and "write key=value" in bad.stderr
+
+
+def test_lineage(repo: Path) -> None:
+    pitstop("apply", cwd=repo)
+    text = pitstop("lineage", "user_features", cwd=repo).stdout
+    assert text.startswith("user_features (feature view), registry version")
+    assert "  user_features_source (data source, source)" in text
+    assert "churn_model_v1 (feature service, features)" in text
+    up = json.loads(pitstop("lineage", "churn_model_v1", "--upstream", "-o", "json",
+                            cwd=repo).stdout)  # fmt: skip
+    assert up["direction"] == "upstream" and "feature_view:user_features" in {
+        n["id"] for n in up["nodes"]}  # fmt: skip
+    assert "digraph lineage" in pitstop("lineage", "user_id", "-o", "dot", cwd=repo).stdout
+    mermaid = pitstop("lineage", "user_id", "--downstream", "-o", "mermaid", cwd=repo).stdout
+    assert mermaid.startswith("flowchart LR")
+    missing = pitstop("lineage", "user_featurs", cwd=repo, ok=False)
+    assert missing.returncode == 1 and "Did you mean 'user_features'" in missing.stderr

@@ -80,7 +80,7 @@ def test_apply_versions_only_on_change(store: FeatureStore) -> None:
     assert all(c.action == "unchanged" for c in again)
     changed = {(c.kind, c.name): c.action for c in store.apply([view(ttl_days=2)])}
     assert changed[("feature_view", "users")] == "update"
-    history = store.registry.store.history("users", "feature_view")
+    history = store.history("users", FeatureView)
     assert [r.version for r in history] == [1, 2]
     assert store.get_feature_view("users").ttl == timedelta(days=2)
 
@@ -92,7 +92,7 @@ def test_partial_apply_keeps_other_objects_and_prune_removes_them(store: Feature
     changes = store.apply([user, view(name="b")], partial=False)
     assert ("feature_view", "a", "delete") in {(c.kind, c.name, c.action) for c in changes}
     assert [v.name for v in store.list_feature_views()] == ["b"]
-    assert store.registry.store.history("a", "feature_view")[-1].deleted
+    assert store.history("a", FeatureView)[-1].deleted
 
 
 def test_objects_to_delete(store: FeatureStore) -> None:
@@ -185,7 +185,7 @@ def test_readers_cache_until_ttl(tmp_path: Path, registry_url: str, project_name
 def test_rollback_through_the_registry(store: FeatureStore) -> None:
     store.apply([user, view(ttl_days=1)])
     store.apply([view(ttl_days=2)])
-    record = store.registry.store.rollback("users", 1, "feature_view")
+    record = store.rollback("users", 1, FeatureView)
     assert record.version == 3
     store.refresh_registry()
     assert store.get_feature_view("users").ttl == timedelta(days=1)

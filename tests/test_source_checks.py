@@ -83,7 +83,7 @@ def problems(store: FeatureStore, objects: list[Any]) -> str:
     """The message of the one error ``apply`` raises; checks nothing was written."""
     with pytest.raises(DataSourceError) as info:
         store.apply(objects)
-    assert store.registry.store.serial() == 0
+    assert store.catalog.serial() == 0
     assert store.list_feature_views(allow_cache=False) == []
     message = str(info.value)
     assert "--skip-source-validation" in message and "skip_source_validation=True" in message
@@ -217,7 +217,7 @@ def test_types_the_data_can_hold_pass(store: FeatureStore) -> None:
         return {"y": inputs["bonus"]}
 
     store.apply([user, fits, req, boosted])
-    assert store.registry.store.serial() == 1
+    assert store.catalog.serial() == 1
 
 
 def test_timestamps_as_text_or_dates_pass(store: FeatureStore, tmp_path: Path) -> None:
@@ -307,7 +307,7 @@ def test_feature_named_like_a_timestamp_column_is_rejected(
     with pytest.raises(DefinitionError, match=rf"feature view 'v': feature '\w+' has the name of "
                        rf"{role} of the view; rename the feature"):  # fmt: skip
         store.apply([user, view(**kwargs)], skip_source_validation=True)
-    assert store.registry.store.serial() == 0
+    assert store.catalog.serial() == 0
 
 
 def test_aggregation_named_like_a_join_key_is_rejected(store: FeatureStore) -> None:

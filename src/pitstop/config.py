@@ -144,15 +144,51 @@ class AuthConfig(_Model):
     keys_file: str | None = None
 
 
+class JwtAuthConfig(_Model):
+    """Feature-server authentication by JSON Web Tokens of an OIDC issuer: the key from a PEM
+    file or the issuer's JWKS URL; roles from a claim (for access policies)."""
+
+    type: Literal["jwt"]
+    issuer: str
+    audience: str
+    public_key_file: str | None = None
+    jwks_url: str | None = None
+    roles_claim: str = "roles"
+    algorithms: list[str] = ["RS256"]
+
+
 class FeatureServerConfig(_Model):
-    auth: AuthConfig | None = None
+    auth: Annotated[AuthConfig | JwtAuthConfig, Field(discriminator="type")] | None = None
     registry_ttl_sec: int | None = Field(default=None, ge=0)
+
+    @field_validator("auth", mode="before")
+    @classmethod
+    def _api_key_by_default(cls, v: Any) -> Any:
+        """An auth section without a type is the API-key one (as before JWTs came)."""
+        if isinstance(v, dict) and "type" not in v:
+            return {**v, "type": "api_key"}
+        return v
 
 
 class NoAuthConfig(_Model):
     """Feast's top-level ``auth`` section, which its templates write as ``type: no_auth``."""
 
     type: Literal["no_auth"] = "no_auth"
+
+
+class OpenLineageConfig(_Model):
+    """Where OpenLineage run events go (``pitstop.catalog.runs``): the client's transport
+    settings as its documentation gives them, and the namespace (default: the project)."""
+
+    namespace: str | None = None
+    transport: dict[str, Any]
+
+
+class AuditConfig(_Model):
+    """The audit trail records every change; ``read_sample_rate`` of catalog reads (describe,
+    history, diff, search, lineage) too (0: none, 1: all)."""
+
+    read_sample_rate: float = Field(default=0.0, ge=0.0, le=1.0)
 
 
 class RepoConfig(_Model):
@@ -170,6 +206,8 @@ class RepoConfig(_Model):
     entity_key_serialization_version: int = Field(default=3, ge=1, le=3)
     feature_server: FeatureServerConfig = FeatureServerConfig()
     auth: NoAuthConfig = NoAuthConfig()
+    lineage: OpenLineageConfig | None = None
+    audit: AuditConfig = AuditConfig()
     repo_path: Path
 
     @field_validator(*_SECTIONS, mode="before")
@@ -246,6 +284,7 @@ def _walk(
 ) -> tuple[list[str], type[BaseModel] | None]:
     """The dotted key parts, and the model that owns the last part."""
     parts = [str(p) for p in loc]
+    auth = parts.pop(2) if parts[:2] == ["feature_server", "auth"] and len(parts) > 2 else ""
     owner: type[BaseModel] | None = RepoConfig
     for depth, part in enumerate(parts[:-1]):
         if depth == 0 and part in _DEFAULT_TYPE:
@@ -254,6 +293,8 @@ def _walk(
         t = owner.model_fields[part].annotation if owner and part in owner.model_fields else None
         subs = [a for a in (t, *get_args(t)) if isinstance(a, type) and issubclass(a, BaseModel)]
         owner = next(iter(subs), None)
+        if part == "auth" and auth:
+            owner = JwtAuthConfig if auth == "jwt" else AuthConfig
     return parts, owner
 
 

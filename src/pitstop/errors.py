@@ -13,6 +13,7 @@ do not know pitstop::
     ├── RetrievalError         (ValueError)      a feature request is malformed (columns, types)
     ├── DataSourceError        (ValueError)      a source's data is missing or unreadable
     ├── BackendUnavailableError(ConnectionError) a server (Redis, PostgreSQL) does not answer
+    ├── PermissionDeniedError  (PermissionError) the caller may not do this (access policies)
     └── MissingExtraError      (ImportError)     an optional dependency is not installed
 
 Messages name the object, the file or key, and the fix. Mapping errors to HTTP status codes or
@@ -61,6 +62,10 @@ class DataSourceError(PitstopError, ValueError):
 
 class BackendUnavailableError(PitstopError, ConnectionError):
     """A backend server does not answer."""
+
+
+class PermissionDeniedError(PitstopError, PermissionError):
+    """The caller is not allowed to do this by the project's access policies."""
 
 
 class MissingExtraError(PitstopError, ImportError):

@@ -10,13 +10,11 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from pitstop.catalog.sdk import CatalogMethods
 from pitstop.definitions.base import Definition
-from pitstop.definitions.entity import Entity
 from pitstop.definitions.feature_view import FeatureView
-from pitstop.definitions.on_demand import OnDemandFeatureView
 from pitstop.definitions.service import FeatureService
-from pitstop.definitions.sources import DataSource, PushMode
-from pitstop.definitions.stream import StreamFeatureView
+from pitstop.definitions.sources import PushMode
 from pitstop.errors import DefinitionError
 
 if TYPE_CHECKING:
@@ -31,7 +29,7 @@ if TYPE_CHECKING:
     from pitstop.registry import Change, Registry
 
 
-class FeatureStore:
+class FeatureStore(CatalogMethods):
     """A feature repo's store: registry, offline engine, online store.
 
     >>> store = FeatureStore(repo_path="feature_repo")            # doctest: +SKIP
@@ -98,7 +96,7 @@ class FeatureStore:
 
         if features is None:
             raise DefinitionError("get_historical_features needs features=[...] or a service")
-        return historical_features(
+        return self._traced(historical_features(
             self.registry.snapshot(),
             self.offline,
             self.repo_path,
@@ -108,7 +106,7 @@ class FeatureStore:
             start_date=start_date,
             end_date=end_date,
             filter_by_created_timestamp=filter_by_created_timestamp,
-        )
+        ))  # fmt: skip
 
     # --- serving ------------------------------------------------------------------------------
 
@@ -180,13 +178,16 @@ class FeatureStore:
         snap = self.registry.snapshot(fresh=True)
         views = online_views([*snap.feature_views.values(), *snap.stream_feature_views.values()],
                              names)  # fmt: skip
+        results = []
         with Progress(enabled=progress) as bar:
-            return [
-                materialize_view(view, start_of(view), end, offline=self.offline,
-                                 online=self.online, meta=self.registry.store,
-                                 repo_path=self.repo_path, progress=bar)
-                for view in views
-            ]  # fmt: skip
+            for view in views:
+                start = start_of(view)
+                with self._materialize_run(view, start, end):
+                    done = materialize_view(view, start, end, offline=self.offline,
+                                            online=self.online, meta=self.registry.store,
+                                            repo_path=self.repo_path, progress=bar)  # fmt: skip
+                results.append(done)
+        return results
 
     def write_to_online_store(
         self, feature_view_name: str, df: Any, allow_registry_cache: bool = True
@@ -198,6 +199,7 @@ class FeatureStore:
         view = snap.view(feature_view_name)
         if not isinstance(view, FeatureView):
             raise DefinitionError(f"{feature_view_name!r} is not a batch or stream feature view")
+        self._may_write_online(view)
         return write_online(snap, self.online, [view], df, f"write_to_online_store({view.name!r})")
 
     def push(
@@ -218,8 +220,9 @@ class FeatureStore:
         from pitstop.engine.push import push
 
         snap = self.registry.snapshot(fresh=not allow_registry_cache)
-        return push(snap, self.online, self.offline, self.repo_path, push_source_name, df, to,
-                    allow_missing_columns=allow_missing_columns)  # fmt: skip
+        with self._push_run(push_source_name, to):
+            return push(snap, self.online, self.offline, self.repo_path, push_source_name, df, to,
+                        allow_missing_columns=allow_missing_columns)  # fmt: skip
 
     def serve(
         self,
@@ -249,8 +252,7 @@ class FeatureStore:
         File sources are checked as in :meth:`apply` unless ``skip_source_validation``.
         """
         check = None if skip_source_validation else self._check_sources
-        changes, _ = self.registry.plan(_flatten(objects), prune=prune, check=check)
-        return changes
+        return self.catalog.plan(_flatten(objects), prune=prune, check=check)
 
     def apply(
         self,
@@ -276,10 +278,11 @@ class FeatureStore:
         # check first, and create the tables the changes need: a bad repo or a failing online
         # store leaves the registry untouched
         check = None if skip_source_validation else self._check_sources
-        early, _ = online_tables(self.registry.plan(objs, deletes, prune=prune, check=check)[0])
+        early, _ = online_tables(self.catalog.plan(objs, deletes, prune=prune, check=check,
+                                                   gate=True))  # fmt: skip
         if early:
             self.online.update(early, [])
-        changes = self.registry.apply(objs, deletes, prune=prune, author=author)
+        changes = self.catalog.apply(objs, deletes, prune=prune, author=author)
         keep, drop = online_tables(changes)  # what was committed, maybe after another apply
         late = [name for name in keep if name not in early]
         if late or drop:
@@ -296,71 +299,11 @@ class FeatureStore:
         snap = self.registry.snapshot(fresh=True)
         views = [*snap.feature_views, *snap.stream_feature_views]
         self.online.teardown(views)
-        self.registry.store.teardown()
-        self.registry.refresh()
+        self.catalog.teardown()
 
     def refresh_registry(self) -> None:
         """Re-read the registry now instead of waiting for the cache TTL."""
         self.registry.refresh()
-
-    # --- discovery ---------------------------------------------------------------------------
-
-    def _list(self, kind: str, tags: Mapping[str, str] | None, allow_cache: bool) -> list[Any]:
-        snap = self.registry.snapshot(fresh=not allow_cache)
-        items: list[Any] = sorted(snap.of(kind).values(), key=lambda o: o.name)
-        if tags:
-            items = [o for o in items if all(o.tags.get(k) == v for k, v in tags.items())]
-        return items
-
-    def list_entities(
-        self, allow_cache: bool = True, tags: Mapping[str, str] | None = None
-    ) -> list[Entity]:
-        return self._list("entity", tags, allow_cache)
-
-    def list_data_sources(
-        self, allow_cache: bool = True, tags: Mapping[str, str] | None = None
-    ) -> list[DataSource]:
-        return self._list("data_source", tags, allow_cache)
-
-    def list_feature_views(
-        self, allow_cache: bool = True, tags: Mapping[str, str] | None = None
-    ) -> list[FeatureView]:
-        return self._list("feature_view", tags, allow_cache)
-
-    def list_stream_feature_views(
-        self, allow_cache: bool = True, tags: Mapping[str, str] | None = None
-    ) -> list[StreamFeatureView]:
-        return self._list("stream_feature_view", tags, allow_cache)
-
-    def list_on_demand_feature_views(
-        self, allow_cache: bool = True, tags: Mapping[str, str] | None = None
-    ) -> list[OnDemandFeatureView]:
-        return self._list("on_demand_feature_view", tags, allow_cache)
-
-    def list_feature_services(
-        self, allow_cache: bool = True, tags: Mapping[str, str] | None = None
-    ) -> list[FeatureService]:
-        return self._list("feature_service", tags, allow_cache)
-
-    def get_entity(self, name: str) -> Entity:
-        return self.registry.snapshot().get("entity", name)  # type: ignore[return-value]
-
-    def get_data_source(self, name: str) -> DataSource:
-        return self.registry.snapshot().get("data_source", name)  # type: ignore[return-value]
-
-    def get_feature_view(self, name: str) -> FeatureView:
-        return self.registry.snapshot().get("feature_view", name)  # type: ignore[return-value]
-
-    def get_stream_feature_view(self, name: str) -> StreamFeatureView:
-        snap = self.registry.snapshot()
-        return snap.get("stream_feature_view", name)  # type: ignore[return-value]
-
-    def get_on_demand_feature_view(self, name: str) -> OnDemandFeatureView:
-        snap = self.registry.snapshot()
-        return snap.get("on_demand_feature_view", name)  # type: ignore[return-value]
-
-    def get_feature_service(self, name: str) -> FeatureService:
-        return self.registry.snapshot().get("feature_service", name)  # type: ignore[return-value]
 
     def close(self) -> None:
         if self._online is not None:

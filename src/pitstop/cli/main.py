@@ -50,8 +50,14 @@ pass_ctx = click.make_pass_decorator(Context)
 @click.pass_context
 def cli(ctx: click.Context, chdir: str | None, fs_yaml: str | None) -> None:
     """pitstop: a fast, correct feature store."""
+    import socket
+
+    from pitstop.registry.audit import Actor, set_actor
+    from pitstop.registry.store import default_author
+
     ctx.obj = Context(chdir, fs_yaml)
     ctx.call_on_close(lambda: ctx.obj._store.close() if ctx.obj._store else None)
+    set_actor(Actor(default_author(), f"cli@{socket.gethostname()}"))
 
 
 @cli.command()
@@ -288,7 +294,7 @@ def registry_dump(ctx: Context) -> None:
     """Print the live registry objects as JSON."""
     import json
 
-    snap = ctx.store.registry.snapshot(fresh=True)
+    snap = ctx.store.catalog.snapshot(fresh=True)
     out = {
         kind: [obj.to_spec() for _, obj in sorted(by_name.items())]
         for kind, by_name in sorted(snap.objects.items())
@@ -296,42 +302,128 @@ def registry_dump(ctx: Context) -> None:
     click.echo(json.dumps({"project": ctx.store.project, "objects": out}, indent=2))
 
 
+def _kind(text: str | None) -> Any:
+    """The class a ``--kind`` option names, or None."""
+    from pitstop.catalog.kinds import parse_kind
+
+    return None if text is None else parse_kind(text)
+
+
+_kind_option = click.option(
+    "--kind", help="Object kind (feature_view, entity, ...), when the name is used by several."
+)
+
+
 @cli.command()
 @click.argument("name")
-@click.option("--kind", help="Object kind, when the name is used by several kinds.")
+@_kind_option
 @output_option()
 @pass_ctx
 def history(ctx: Context, name: str, kind: str | None, fmt: str | None) -> None:
     """List every version of an object."""
     from pitstop.cli.output import print_history
 
-    print_history(ctx.store.registry.store.history(name, kind), fmt)
+    print_history(ctx.store.catalog.history(name, _kind(kind)), fmt)
 
 
 @cli.command()
 @click.argument("name")
 @click.argument("v1", type=int)
 @click.argument("v2", type=int)
-@click.option("--kind", help="Object kind, when the name is used by several kinds.")
+@_kind_option
 @output_option("text")
 @pass_ctx
 def diff(ctx: Context, name: str, v1: int, v2: int, kind: str | None, fmt: str | None) -> None:
     """Show what changed in an object between two versions."""
     from pitstop.cli.output import print_spec_changes
 
-    changes = ctx.store.registry.store.diff(name, v1, v2, kind)
+    changes = ctx.store.catalog.diff(name, v1, v2, _kind(kind))
     print_spec_changes(name, v1, v2, changes, fmt)
 
 
 @cli.command()
 @click.argument("name")
 @click.argument("version_", metavar="VERSION", type=int)
-@click.option("--kind", help="Object kind, when the name is used by several kinds.")
+@_kind_option
 @pass_ctx
 def rollback(ctx: Context, name: str, version_: int, kind: str | None) -> None:
     """Make an earlier version current again (as a new version)."""
-    rec = ctx.store.registry.store.rollback(name, version_, kind)
+    rec = ctx.store.catalog.rollback(name, version_, _kind(kind))
     click.echo(f"{rec.kind.replace('_', ' ')} {name!r} is now v{rec.version} (= v{version_})")
+
+
+def _search_kind(text: str) -> Any:
+    """``--kind`` of search: a registry kind, or ``feature`` for features."""
+    from pitstop.catalog.kinds import parse_kind
+    from pitstop.definitions.field import Field
+
+    return Field if text.lower() in ("feature", "features", "field") else parse_kind(text)
+
+
+def _tag_pairs(pairs: tuple[str, ...]) -> dict[str, str]:
+    """``--tag key=value`` options as a dict."""
+    from pitstop.errors import ConfigError
+
+    tags = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise ConfigError(f"--tag {pair!r}: write key=value, e.g. --tag team=growth")
+        tags[key] = value
+    return tags
+
+
+@cli.command()
+@click.argument("query")
+@click.option(
+    "--kind",
+    "kinds",
+    multiple=True,
+    help="Only this kind (feature_view, entity, ..., or feature); repeatable.",
+)
+@click.option("--tag", "tags", multiple=True, help="Only objects tagged KEY=VALUE; repeatable.")
+@click.option("--owner", help="Only objects with this owner.")
+@click.option("-n", "--limit", default=20, show_default=True, help="Most results.")
+@output_option()
+@pass_ctx
+def search(ctx: Context, query: str, kinds: tuple[str, ...], tags: tuple[str, ...],
+           owner: str | None, limit: int, fmt: str | None) -> None:  # fmt: skip
+    """Find objects and features by name, feature name, description, tag, owner or dtype.
+
+    Exact names first, then names starting with QUERY, then objects holding every word of
+    QUERY, then words with a typo.
+    """
+    from pitstop.cli.output import print_search
+
+    hits = ctx.store.catalog.search(query, kinds=[_search_kind(k) for k in kinds],
+                                    tags=_tag_pairs(tags), owner=owner, limit=limit)  # fmt: skip
+    print_search(query, hits, fmt)
+
+
+@cli.command()
+@click.argument("name")
+@_kind_option
+@click.option(
+    "--upstream", "direction", flag_value="upstream", help="Only what NAME is built from."
+)
+@click.option("--downstream", "direction", flag_value="downstream",
+              help="Only what is built from NAME.")  # fmt: skip
+@click.option("--version", "version_", type=int, help="At this registry version (default: now).")
+@click.option("-o", "--output", "fmt", type=click.Choice(["text", "json", "dot", "mermaid"]),
+              default="text", show_default=True, help="Output format.")  # fmt: skip
+@pass_ctx
+def lineage(ctx: Context, name: str, kind: str | None, direction: str | None,
+            version_: int | None, fmt: str) -> None:  # fmt: skip
+    """Show what NAME is built from and what is built from it.
+
+    Sources feed feature views, views feed on-demand views and feature services, services
+    feed saved datasets and models.
+    """
+    graph = ctx.store.catalog.lineage(name, _kind(kind), direction=direction or "both",
+                                      version=version_, fresh=True)  # fmt: skip
+    render = {"text": graph.to_text, "json": graph.to_json, "dot": graph.to_dot,
+              "mermaid": graph.to_mermaid}[fmt]  # fmt: skip
+    click.echo(render())
 
 
 @cli.command()
@@ -347,10 +439,46 @@ def init(directory: str, project: str, users: int) -> None:
     click.echo(f"Next: cd {directory} && pitstop apply")
 
 
-def _register_listings() -> None:
-    from pitstop.cli.output import LISTINGS, describe_command, list_command
+@cli.group(invoke_without_command=True)
+@click.option("--since", help="Only records at or after this time (ISO 8601; naive is UTC).")
+@click.option("--principal", help="Only records of this principal.")
+@click.option("--object", "name", help="Only records touching an object of this name.")
+@output_option()
+@click.pass_context
+def audit(click_ctx: click.Context, since: str | None, principal: str | None, name: str | None,
+          fmt: str | None) -> None:  # fmt: skip
+    """Show the project's audit trail (every change, materialization, push and denial)."""
+    if click_ctx.invoked_subcommand is not None:
+        return
+    from pitstop.cli.output import print_audit
 
-    for group_name, kind in LISTINGS.items():
+    ctx: Context = click_ctx.obj
+    when = None if since is None else _when(since)
+    if when is not None and when.tzinfo is None:
+        from datetime import UTC
+
+        when = when.replace(tzinfo=UTC)
+    print_audit(ctx.store.catalog.audit_log(since=when, principal=principal, name=name), fmt)
+
+
+@audit.command("verify")
+@pass_ctx
+def audit_verify(ctx: Context) -> None:
+    """Check that no record of the audit trail was edited or deleted (exit 1 if one was)."""
+    result = ctx.store.catalog.verify_audit()
+    if result.ok:
+        click.echo(f"OK: {result.records} records, head {result.head or 'none'}")
+        return
+    for problem in result.problems:
+        click.secho(f"TAMPERED: {problem}", fg="red", err=True)
+    raise SystemExit(1)
+
+
+def _register_listings() -> None:
+    from pitstop.catalog.kinds import COLLECTIONS
+    from pitstop.cli.output import describe_command, list_command
+
+    for group_name, kind in COLLECTIONS.items():
         group = click.Group(group_name, help=f"Inspect {group_name.replace('-', ' ')}.")
         group.add_command(list_command(kind, pass_ctx))
         group.add_command(describe_command(kind, pass_ctx))

@@ -17,18 +17,11 @@ import click
 if TYPE_CHECKING:
     from rich.console import Console
 
+    from pitstop.catalog.search import SearchHit
+    from pitstop.definitions.base import Definition
     from pitstop.registry import Change
     from pitstop.registry.store import SpecChange, VersionRecord
 
-LISTINGS = {
-    "entities": "entity",
-    "data-sources": "data_source",
-    "feature-views": "feature_view",
-    "stream-feature-views": "stream_feature_view",
-    "on-demand-feature-views": "on_demand_feature_view",
-    "feature-services": "feature_service",
-    "projects": "project",
-}
 _VERBS = {
     "create": ("Created", "green"),
     "update": ("Updated", "yellow"),
@@ -110,6 +103,12 @@ def _label(kind: str) -> str:
     return LABELS.get(kind, kind)
 
 
+def _kind_label(cls: type[Definition]) -> str:
+    from pitstop.catalog.kinds import label
+
+    return label(cls)
+
+
 def print_changes(changes: list[Change], *, dry_run: bool) -> None:
     from pitstop.registry.store import diff_specs
 
@@ -180,8 +179,44 @@ def print_spec_changes(
         out.print(f"{d.path}: {_short(d.old)} → {_short(d.new)}", markup=False)
 
 
-def _row(kind: str, obj: Any) -> tuple[list[str], list[str]]:
+def print_search(query: str, hits: list[SearchHit], fmt: str | None) -> None:
+    if fmt in ("json", "yaml"):
+        emit([h.to_dict() for h in hits], fmt)
+        return
+    if not hits:
+        click.echo(f"Nothing matches {query!r}.")
+        return
+    rows = [
+        [h.ref, "feature" if h.feature else _label(h.kind), h.match, h.dtype, h.owner,
+         h.description]
+        for h in hits
+    ]  # fmt: skip
+    print_table(["name", "kind", "match", "dtype", "owner", "description"], rows)
+
+
+def print_audit(records: list[Any], fmt: str | None) -> None:
+    if fmt in ("json", "yaml"):
+        emit([r.to_dict() for r in records], fmt)
+        return
+    if not records:
+        click.echo("No audit records match.")
+        return
+    rows = [
+        [str(r.seq), r.at.strftime("%Y-%m-%d %H:%M:%S"), r.principal, r.action,
+         ", ".join(f"{o.get('name')}" + (f" v{o['version']}" if "version" in o else "")
+                   for o in r.objects),
+         r.outcome, r.origin, r.detail]
+        for r in records
+    ]  # fmt: skip
+    print_table(["#", "at (UTC)", "principal", "action", "objects", "outcome", "from", "detail"],
+                rows)  # fmt: skip
+
+
+def _row(obj: Any) -> tuple[list[str], list[str]]:
     """Column names and cells describing one object in a listing."""
+    from pitstop.definitions.serde import kind_of
+
+    kind = kind_of(obj)
     tags = ", ".join(f"{k}={v}" for k, v in obj.tags.items())
     if kind == "entity":
         return ["name", "join keys", "type", "description"], [
@@ -219,40 +254,42 @@ def _row(kind: str, obj: Any) -> tuple[list[str], list[str]]:
     return ["name", "views", "description", "tags"], [obj.name, views, obj.description, tags]
 
 
-def list_command(kind: str, pass_ctx: Callable[..., Any]) -> click.Command:
+def list_command(kind: type[Definition], pass_ctx: Callable[..., Any]) -> click.Command:
     @click.command("list")
     @click.option("--tags", multiple=True, help="Only objects with tag KEY:VALUE.")
+    @click.option("--owner", help="Only objects with this owner.")
     @output_option()
     @pass_ctx
-    def run(ctx: Any, tags: tuple[str, ...], fmt: str | None) -> None:
+    def run(ctx: Any, tags: tuple[str, ...], owner: str | None, fmt: str | None) -> None:
         wanted = dict(t.split(":", 1) for t in tags if ":" in t)
-        objects = ctx.store._list(kind, wanted, allow_cache=False)
+        objects = ctx.store.catalog.list(kind, tags=wanted, owner=owner, fresh=True)
         if fmt in ("json", "yaml"):
             emit([obj.to_spec() for obj in objects], fmt)
             return
         if not objects:
-            click.echo(f"No {_label(kind)}s registered.")
+            filtered = " match the filters" if wanted or owner else " registered"
+            click.echo(f"No {_kind_label(kind)}s{filtered}.")
             return
-        print_table(_row(kind, objects[0])[0], [_row(kind, obj)[1] for obj in objects])
+        print_table(_row(objects[0])[0], [_row(obj)[1] for obj in objects])
 
-    run.help = f"List registered {_label(kind)}s (-o json|yaml: their specs)."
+    run.help = f"List registered {_kind_label(kind)}s (-o json|yaml: their specs)."
     return run
 
 
-def describe_command(kind: str, pass_ctx: Callable[..., Any]) -> click.Command:
+def describe_command(kind: type[Definition], pass_ctx: Callable[..., Any]) -> click.Command:
     @click.command("describe")
     @click.argument("name")
     @output_option("table on a terminal, else json")
     @pass_ctx
     def run(ctx: Any, name: str, fmt: str | None) -> None:
-        spec = ctx.store.registry.snapshot(fresh=True).get(kind, name).to_spec()
+        spec = ctx.store.catalog.get(kind, name, fresh=True).to_spec()
         fmt = fmt or ("table" if is_terminal() else "json")
         if fmt == "table":
             print_table(["field", "value"], list(_spec_rows("", spec)))
         else:
             emit(spec, fmt)
 
-    run.help = f"Print one {_label(kind)}'s spec (JSON when piped)."
+    run.help = f"Print one {_kind_label(kind)}'s spec (JSON when piped)."
     return run
 
 

@@ -1,5 +1,7 @@
 """Feature definitions: pure, immutable, validated at construction, JSON-serialisable."""
 
+from pitstop.definitions.access import Permission, Role
+from pitstop.definitions.datasets import Model, SavedDataset, SavedDatasetFileStorage
 from pitstop.definitions.entity import Entity
 from pitstop.definitions.feature_logging import FileLoggingDestination, LoggingConfig
 from pitstop.definitions.feature_view import FeatureView, Projection
@@ -29,12 +31,17 @@ __all__ = [
     "FileSource",
     "KafkaSource",
     "LoggingConfig",
+    "Model",
     "OnDemandFeatureView",
+    "Permission",
     "Project",
     "Projection",
     "PushMode",
     "PushSource",
     "RequestSource",
+    "Role",
+    "SavedDataset",
+    "SavedDatasetFileStorage",
     "StreamFeatureView",
     "on_demand_feature_view",
 ]

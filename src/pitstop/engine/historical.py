@@ -6,11 +6,12 @@ The offline engine executes the plan; on-demand views run afterwards on every st
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from pitstop.access import check_all
 from pitstop.definitions.feature_view import FeatureView
 from pitstop.definitions.service import FeatureService
 from pitstop.definitions.sources import FileSource
@@ -149,6 +150,8 @@ def historical_features(
     from pitstop.offline.pit import PitPlan
 
     plan = build_plan(snapshot, features, full_feature_names)
+    check_all(snapshot, "read_offline", [*(v.view for v in plan.views),
+                                         *(od.view for od in plan.on_demand)])  # fmt: skip
     joins = tuple(_join_for(v, repo_path) for v in plan.views if not aggregated(v.view))
     windows = [aggregate_join(v, repo_path) for v in plan.views if aggregated(v.view)]
     sources = [j.source for j in joins] + [w.source for w in windows]
@@ -169,7 +172,30 @@ def historical_features(
         raise RetrievalError("start_date/end_date apply only when no entity_df is given")
     pit = PitPlan(joins, timestamp_column, filter_by_created_timestamp, aggregates=tuple(windows))
     steps = [cast_transform(_declared(plan, windows))] if windows else []
-    return engine.historical(entity_df, pit).with_transforms([*steps, on_demand_transform(plan)])
+    job = engine.historical(entity_df, pit).with_transforms([*steps, on_demand_transform(plan)])
+    job.metadata = RetrievalMetadata.of(plan, features, full_feature_names)
+    return job
+
+
+@dataclass(frozen=True)
+class RetrievalMetadata:
+    """What a historical retrieval returns: its features (``view:feature``, the views' own
+    names), the service they came from and the join keys."""
+
+    features: tuple[str, ...]
+    join_keys: tuple[str, ...]
+    feature_service: str | None
+    full_feature_names: bool
+
+    @classmethod
+    def of(
+        cls, plan: RequestPlan, features: Sequence[str] | FeatureService, full: bool
+    ) -> RetrievalMetadata:
+        refs = [f"{v.view.name}:{c.feature.name}" for v in plan.views for c in v.columns
+                if c.visible]  # fmt: skip
+        refs += [f"{od.view.name}:{c.feature.name}" for od in plan.on_demand for c in od.columns]
+        service = features.name if isinstance(features, FeatureService) else None
+        return cls(tuple(refs), plan.entity_keys, service, full)
 
 
 def _declared(plan: RequestPlan, windows: Sequence[AggregateJoin]) -> dict[str, pa.DataType]:

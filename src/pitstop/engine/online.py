@@ -14,6 +14,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from pitstop.access import Policy, Resource, authorize, policy_of
 from pitstop.definitions.service import FeatureService
 from pitstop.definitions.stream import StreamFeatureView
 from pitstop.engine.ondemand import call_udf, input_columns
@@ -22,6 +23,7 @@ from pitstop.engine.streams import layout_of, read_values
 from pitstop.engine.tiles import TileLayout
 from pitstop.errors import PitstopError, RetrievalError
 from pitstop.online.encoding import decode_value, entity_key
+from pitstop.registry.audit import Actor, current_actor
 from pitstop.types import Array, Bool, Float32, Float64, Int32, Int64, String, UnixTimestamp
 
 if TYPE_CHECKING:
@@ -240,6 +242,7 @@ class OnlineRetriever:
         self.enforce_ttl = enforce_ttl
         self._plans: dict[tuple[Any, ...], CompiledPlan] = {}
         self._unreadable: set[str] = set()  # views whose undecodable values were logged
+        self._allowed: dict[tuple[int, Actor], Snapshot] = {}  # plan, caller -> checked under
 
     def compiled(
         self, snapshot: Snapshot, features: Sequence[str] | FeatureService, full: bool
@@ -264,6 +267,9 @@ class OnlineRetriever:
     ) -> OnlineResponse:
         snapshot = self.registry.snapshot()
         compiled = self.compiled(snapshot, features, full_feature_names)
+        policy = policy_of(snapshot)
+        if policy.enabled:
+            self._authorize(policy, snapshot, compiled)
         columns, n = _columns(entity_rows)
         steps = compiled.steps
         requests = []
@@ -295,6 +301,18 @@ class OnlineRetriever:
             {k: stamps[k] for k in order},
             compiled.dtypes,
         )
+
+    def _authorize(self, policy: Policy, snapshot: Snapshot, compiled: CompiledPlan) -> None:
+        """``read_online`` on every view the plan reads, checked once per plan and caller."""
+        key = (id(compiled), current_actor())
+        if self._allowed.get(key) is snapshot:
+            return
+        plan = compiled.plan
+        for view in [*(v.view for v in plan.views), *(od.view for od in plan.on_demand)]:
+            authorize(policy, "read_online", Resource.of(view))
+        if len(self._allowed) > 4096:
+            self._allowed.clear()
+        self._allowed[key] = snapshot
 
     def _fill(
         self,

@@ -35,6 +35,10 @@ class RetrievalJob:
         transforms: callables applied to each batch, in order.
     """
 
+    #: What the job retrieves (features, service, keys), when the engine knows it; saved
+    #: datasets record it. Not carried over by :meth:`with_transforms`.
+    metadata: object = None
+
     def __init__(
         self,
         open_reader: Callable[[], pa.RecordBatchReader],

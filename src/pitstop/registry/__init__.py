@@ -18,10 +18,13 @@ from pitstop.registry.plan import Change, Objects, plan, resolve
 from pitstop.registry.snapshot import LABELS, Snapshot
 from pitstop.registry.store import Deletes, Live, Puts, RegistryStore, VersionRecord
 
-__all__ = ["LABELS", "Change", "Check", "Registry", "Snapshot", "VersionRecord"]
+__all__ = ["LABELS", "Change", "Check", "Guard", "Live", "Registry", "Snapshot", "VersionRecord"]
 
 #: Called with the resolved definitions an apply or plan was given; raises to reject them.
 Check = Callable[[Sequence[Definition]], None]
+#: Called, inside the apply's transaction, with its changes and the live objects they
+#: replace; raises to refuse them (access control).
+Guard = Callable[[list[Change], Live], None]
 
 
 class Registry:
@@ -35,6 +38,8 @@ class Registry:
         self._snapshot: Snapshot | None = None
         self._checked_at = 0.0
         self._lock = threading.Lock()
+        #: called by :meth:`close` before the connection goes (writes still waiting)
+        self.before_close: list[Callable[[], None]] = []
 
     @property
     def store(self) -> RegistryStore:
@@ -56,6 +61,14 @@ class Registry:
                 self._snapshot = Snapshot.from_specs(specs, serial)  # type: ignore[arg-type]
             self._checked_at = now
             return self._snapshot
+
+    def snapshot_at(self, version: int) -> Snapshot:
+        """The live objects at registry version ``version`` (read now, not cached)."""
+        if version == self.snapshot().serial:
+            return self.snapshot()
+        live = self.store.live_at(version)
+        specs = {k: {n: r.spec for n, r in by.items()} for k, by in live.items()}
+        return Snapshot.from_specs(specs, version)  # type: ignore[arg-type]
 
     def refresh(self) -> Snapshot:
         return self.snapshot(fresh=True)
@@ -83,6 +96,7 @@ class Registry:
         prune: bool = False,
         author: str | None = None,
         check: Check | None = None,
+        guard: Guard | None = None,
     ) -> list[Change]:
         """Write ``objects`` (and remove ``deletes``, or everything else with ``prune``).
 
@@ -93,6 +107,8 @@ class Registry:
 
         def decide(live: Live) -> tuple[Puts, Deletes, list[Change]]:
             changes, _ = _changes(objects, deletes, live, prune, check)
+            if guard is not None:
+                guard(changes, live)
             puts = [(c.kind, c.name, c.spec) for c in changes if c.action in ("create", "update")]
             dels = [(c.kind, c.name) for c in changes if c.action == "delete"]
             return puts, dels, changes  # type: ignore[return-value]
@@ -104,6 +120,8 @@ class Registry:
         return changes
 
     def close(self) -> None:
+        for flush in self.before_close:
+            flush()
         if self._store is not None:
             self._store.close()
             self._store = None

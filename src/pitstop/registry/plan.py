@@ -7,10 +7,11 @@ from dataclasses import dataclass
 from typing import Any
 
 from pitstop.definitions.base import Definition
+from pitstop.definitions.datasets import Model, SavedDataset
 from pitstop.definitions.entity import Entity
 from pitstop.definitions.feature_view import FeatureView, Projectable, Projection
 from pitstop.definitions.on_demand import OnDemandFeatureView
-from pitstop.definitions.serde import KINDS, VIEW_KINDS, kind_of
+from pitstop.definitions.serde import KINDS, RUNTIME_KINDS, VIEW_KINDS, kind_of
 from pitstop.definitions.service import FeatureService
 from pitstop.errors import DefinitionError, suggest
 from pitstop.registry.store import VersionRecord, canonical_hash
@@ -62,7 +63,41 @@ def resolve(objects: Objects) -> Objects:
         assert isinstance(svc, FeatureService)
         for p in svc.projections:
             _check_projection(p, views, f"feature service {svc.name!r}")
+    _check_runtime(out, views)
     return out
+
+
+def _check_runtime(out: Objects, views: Mapping[str, Projectable]) -> None:
+    """Saved datasets and models name objects that exist."""
+    services, datasets = out["feature_service"], out["saved_dataset"]
+    for ds in datasets.values():
+        assert isinstance(ds, SavedDataset)
+        what = f"saved dataset {ds.name!r}"
+        if ds.feature_service is not None and ds.feature_service not in services:
+            raise DefinitionError(
+                f"{what} names feature service {ds.feature_service!r}, which "
+                f"is not registered.{suggest(ds.feature_service, services)}"
+            )
+        for view in ds.views:
+            if view not in views:
+                raise DefinitionError(
+                    f"{what} holds features of {view!r}, which is not a "
+                    f"registered feature view.{suggest(view, views)}"
+                )
+    for model in out["model"].values():
+        assert isinstance(model, Model)
+        what = f"model {model.name!r}"
+        if model.feature_service not in services:
+            raise DefinitionError(
+                f"{what} reads feature service {model.feature_service!r}, "
+                f"which is not registered.{suggest(model.feature_service, services)}"
+            )
+        for name in model.training_datasets:
+            if name not in datasets:
+                raise DefinitionError(
+                    f"{what} was trained on saved dataset {name!r}, which is "
+                    f"not registered.{suggest(name, datasets)}"
+                )
 
 
 def _check_feature_names(view: FeatureView) -> None:
@@ -115,7 +150,7 @@ def plan(
                 changes.append(Change(kind, name, "update", spec, current[name].spec))
             else:
                 changes.append(Change(kind, name, "unchanged", spec))
-        if prune:
+        if prune and kind not in RUNTIME_KINDS:
             changes.extend(
                 Change(kind, n, "delete", None, current[n].spec)
                 for n in sorted(current)

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import TypeVar, overload
 
 from pitstop.definitions.base import Definition
 from pitstop.definitions.entity import Entity
 from pitstop.definitions.feature_view import FeatureView, Projectable
 from pitstop.definitions.on_demand import OnDemandFeatureView
-from pitstop.definitions.serde import KINDS, VIEW_KINDS, from_spec
+from pitstop.definitions.serde import KINDS, VIEW_KINDS, from_spec, kind_for
 from pitstop.definitions.service import FeatureService
 from pitstop.definitions.sources import DataSource
 from pitstop.definitions.stream import StreamFeatureView
@@ -23,7 +24,18 @@ LABELS = {
     "on_demand_feature_view": "on-demand feature view",
     "feature_service": "feature service",
     "project": "project",
+    "saved_dataset": "saved dataset",
+    "model": "model",
+    "permission": "permission",
+    "role": "role",
 }
+
+D = TypeVar("D", bound=Definition)
+
+
+def article(label: str) -> str:
+    """``"an entity"``, ``"a feature view"``."""
+    return f"{'an' if label[:1].lower() in 'aeio' else 'a'} {label}"
 
 
 @dataclass(frozen=True)
@@ -43,17 +55,46 @@ class Snapshot:
             serial,
         )
 
-    def of(self, kind: str) -> dict[str, Definition]:
-        return dict(self.objects.get(kind, {}))
+    @overload
+    def of(self, cls: type[D]) -> dict[str, D]: ...
+    @overload
+    def of(self, cls: str) -> dict[str, Definition]: ...
+    def of(self, cls: type[D] | str) -> dict[str, D] | dict[str, Definition]:
+        """The live objects of one class by name: ``snapshot.of(FeatureView)``.
 
-    def get(self, kind: str, name: str) -> Definition:
+        A subclass narrows its kind: ``of(FileSource)`` is the data sources that are file
+        sources. (A kind's name, ``"feature_view"``, is still accepted.)
+        """
+        if isinstance(cls, str):
+            return dict(self.objects.get(cls, {}))
+        found = self.objects.get(kind_for(cls), {})
+        return {n: o for n, o in found.items() if isinstance(o, cls)}
+
+    @overload
+    def get(self, cls: type[D], name: str) -> D: ...
+    @overload
+    def get(self, cls: str, name: str) -> Definition: ...
+    def get(self, cls: type[D] | str, name: str) -> D | Definition:
+        """One live object: ``snapshot.get(FeatureView, "user_features")``.
+
+        A miss raises :class:`NotFoundError` naming close names, and the kind of any other
+        object of that name.
+        """
+        kind = cls if isinstance(cls, str) else kind_for(cls)
         found = self.objects.get(kind, {}).get(name)
+        label = LABELS.get(kind, kind)
         if found is None:
-            label = LABELS.get(kind, kind)
+            others = [article(LABELS[k]) for k, by in self.objects.items()
+                      if k != kind and name in by]  # fmt: skip
+            also = f" ({name!r} is {' and '.join(others)}.)" if others else ""
             hint = suggest(name, self.objects.get(kind, {}))
             raise NotFoundError(
-                f"{label} {name!r} is not in the registry.{hint}"
+                f"{label} {name!r} is not in the registry.{hint}{also}"
                 " Run `pitstop apply` if it was added recently."
+            )
+        if not isinstance(cls, str) and not isinstance(found, cls):
+            raise NotFoundError(
+                f"{label} {name!r} is {article(type(found).__name__)}, not {article(cls.__name__)}."
             )
         return found
 
@@ -71,27 +112,27 @@ class Snapshot:
 
     @property
     def entities(self) -> dict[str, Entity]:
-        return self.of("entity")  # type: ignore[return-value]
+        return self.of(Entity)
 
     @property
     def data_sources(self) -> dict[str, DataSource]:
-        return self.of("data_source")  # type: ignore[return-value]
+        return self.of(DataSource)
 
     @property
     def feature_views(self) -> dict[str, FeatureView]:
-        return self.of("feature_view")  # type: ignore[return-value]
+        return self.of(FeatureView)
 
     @property
     def stream_feature_views(self) -> dict[str, StreamFeatureView]:
-        return self.of("stream_feature_view")  # type: ignore[return-value]
+        return self.of(StreamFeatureView)
 
     @property
     def on_demand_feature_views(self) -> dict[str, OnDemandFeatureView]:
-        return self.of("on_demand_feature_view")  # type: ignore[return-value]
+        return self.of(OnDemandFeatureView)
 
     @property
     def feature_services(self) -> dict[str, FeatureService]:
-        return self.of("feature_service")  # type: ignore[return-value]
+        return self.of(FeatureService)
 
 
 assert set(LABELS) == set(KINDS)

@@ -1,8 +1,9 @@
 """Versioned storage of registry objects, over SQLite or PostgreSQL.
 
 The store knows nothing of what objects mean: each is ``(kind, name, spec)`` with a
-JSON-serialisable ``spec`` dict. Every change appends an immutable version; nothing ever updates
-or deletes a version row (except :meth:`RegistryStore.teardown`). Example::
+JSON-serialisable ``spec`` dict (only the search index it keeps reads specs, for their words).
+Every change appends an immutable version; nothing ever updates or deletes a version row
+(except :meth:`RegistryStore.teardown`). Example::
 
     with RegistryStore.open("sqlite:///tmp/registry.db", project="demo") as store:
         store.apply([("entity", "driver", {"join_keys": ["driver_id"]})])
@@ -15,22 +16,24 @@ Tables (shared by all projects, rows keyed by project):
   deletion marker); ``spec_hash`` is the sha256 of the canonical JSON (sorted keys).
 - ``pitstop_meta(project, key, value)`` — small key/value pairs.
 - ``pitstop_projects(project, serial)`` — bumped by every write that changes something.
+- ``pitstop_search`` — the full-text index of live objects (:mod:`pitstop.registry.search_index`),
+  written in the transaction of the versions it describes.
 """
 
 from __future__ import annotations
 
 import getpass
-import hashlib
 import json
-import re
 import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from types import TracebackType
-from typing import Any, Final, TypeVar
+from typing import Any, TypeVar
 
 from pitstop.errors import NotFoundError, RegistryError, suggest
+from pitstop.registry import audit, search_index
+from pitstop.registry.specs import MISSING, SpecChange, canonical_hash, diff_specs
 from pitstop.registry.sqldialect import Database, Dialect, connect
 
 __all__ = [
@@ -75,69 +78,17 @@ class ApplyResult:
         return bool(self.created or self.updated or self.deleted)
 
 
-class _Missing:
-    """Marks a key or list item absent on one side of a :class:`SpecChange`."""
-
-    def __repr__(self) -> str:
-        return "<missing>"
-
-    def __bool__(self) -> bool:
-        return False
-
-
-#: ``SpecChange.old`` for an added key/item, ``SpecChange.new`` for a removed one.
-MISSING: Final = _Missing()
-
-
-@dataclass(frozen=True)
-class SpecChange:
-    """One leaf difference between two specs; ``path`` like ``schema[2].dtype``."""
-
-    path: str
-    old: Any
-    new: Any
-
-    @property
-    def op(self) -> str:
-        """``"added"``, ``"removed"`` or ``"changed"``."""
-        if self.old is MISSING:
-            return "added"
-        return "removed" if self.new is MISSING else "changed"
-
-
-def canonical_hash(spec: dict[str, Any]) -> str:
-    """sha256 of ``spec`` as JSON with sorted keys and compact separators."""
-    text = json.dumps(spec, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
-    return hashlib.sha256(text.encode("utf-8")).hexdigest()
-
-
-_IDENT = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
-
-
-def _join(path: str, key: str) -> str:
-    if _IDENT.match(key):
-        return f"{path}.{key}" if path else key
-    return f"{path}[{json.dumps(key)}]"
-
-
-def diff_specs(old: Any, new: Any, path: str = "") -> list[SpecChange]:
-    """Structural differences between two JSON values, recursing into dicts and lists."""
-    if isinstance(old, dict) and isinstance(new, dict):
-        changes: list[SpecChange] = []
-        for key in sorted(old.keys() | new.keys(), key=str):
-            sub = _join(path, str(key))
-            changes += diff_specs(old.get(key, MISSING), new.get(key, MISSING), sub)
-        return changes
-    if isinstance(old, list) and isinstance(new, list):
-        changes = []
-        for i in range(max(len(old), len(new))):
-            a = old[i] if i < len(old) else MISSING
-            b = new[i] if i < len(new) else MISSING
-            changes += diff_specs(a, b, f"{path}[{i}]")
-        return changes
-    if type(old) is type(new) and old == new:
-        return []
-    return [SpecChange(path, old, new)]
+def _applied(result: ApplyResult) -> audit.Entry:
+    """The audit entry of one apply: every object it changed, with its new version."""
+    objects = [
+        {"kind": r.kind, "name": r.name, "version": r.version, "change": change}
+        for change, records in (("create", result.created), ("update", result.updated),
+                                ("delete", result.deleted))
+        for r in records
+    ]  # fmt: skip
+    unchanged = len(result.unchanged)
+    detail = f"{unchanged} unchanged" if unchanged else "" if objects else "no changes"
+    return audit.Entry("apply", objects, detail=detail)
 
 
 def default_author() -> str:
@@ -215,6 +166,8 @@ def _ddl(d: Dialect) -> list[str]:
         " PRIMARY KEY (project, key))",
         "CREATE TABLE IF NOT EXISTS pitstop_projects ("
         f" project TEXT NOT NULL PRIMARY KEY, serial {d.integer} NOT NULL)",
+        *search_index.ddl(d),
+        *audit.ddl(d),
     ]
 
 
@@ -303,7 +256,13 @@ class RegistryStore:
         """
         prepared = _prepare_all(puts, deletes)
         who = author or default_author()
-        return self._write(lambda: self._apply(prepared, list(deletes), who))
+
+        def work() -> ApplyResult:
+            result = self._apply(prepared, list(deletes), who)
+            audit.append(self._db, self.project, _applied(result))
+            return result
+
+        return self._write(work)
 
     def apply_planned(
         self,
@@ -324,7 +283,9 @@ class RegistryStore:
         def work() -> tuple[T, ApplyResult]:
             puts, deletes, extra = decide(self._live())
             prepared = _prepare_all(puts, deletes)
-            return extra, self._apply(prepared, list(deletes), who)
+            result = self._apply(prepared, list(deletes), who)
+            audit.append(self._db, self.project, _applied(result))
+            return extra, result
 
         return self._write(work)
 
@@ -351,6 +312,8 @@ class RegistryStore:
             result.deleted.append(rec)
             rows.append((rec, None))
         self._insert(rows)
+        if not heads and rows:  # a new project: its index is complete from the first write
+            search_index.mark_built(self._db, self.project)
         return result
 
     def rollback(
@@ -373,7 +336,14 @@ class RegistryStore:
         def work() -> VersionRecord:
             history = self._history(target.kind, name)
             latest = history[-1]
+            objects = [{"kind": target.kind, "name": name, "version": latest.version,
+                        "from_version": version}]  # fmt: skip
             if not latest.deleted and latest.spec_hash == target.spec_hash:
+                audit.append(
+                    self._db,
+                    self.project,
+                    audit.Entry("rollback", objects, detail="already current"),
+                )
                 return latest
             p = _prepare(target.kind, name, spec)
             now = datetime.now(UTC)
@@ -381,6 +351,8 @@ class RegistryStore:
                 target.kind, name, latest.version + 1, spec, p.spec_hash, who, now, False
             )
             self._insert([(rec, p.text)])
+            objects[0]["version"] = rec.version
+            audit.append(self._db, self.project, audit.Entry("rollback", objects))
             return rec
 
         return self._write(work)
@@ -396,11 +368,21 @@ class RegistryStore:
         )
 
     def teardown(self) -> None:
-        """Delete every row of this project (other projects are untouched); serial restarts."""
+        """Delete every object and version of this project (other projects are untouched);
+        serial restarts. The audit trail is kept, with a record of the teardown."""
 
         def work() -> None:
-            for table in ("pitstop_versions", "pitstop_meta", "pitstop_projects"):
+            live = self._live()
+            for table in ("pitstop_versions", "pitstop_projects"):
                 self._db.execute(f"DELETE FROM {table} WHERE project = ?", (self.project,))
+            self._db.execute(  # the audit trail, and its head, outlive the objects
+                "DELETE FROM pitstop_meta WHERE project = ? AND key <> ?",
+                (self.project, audit.HEAD_KEY),
+            )
+            search_index.clear(self._db, self.project)
+            gone = [{"kind": r.kind, "name": r.name, "version": r.version}
+                    for by in live.values() for r in by.values()]  # fmt: skip
+            audit.append(self._db, self.project, audit.Entry("teardown", gone))
 
         self._write(work)
 
@@ -423,6 +405,45 @@ class RegistryStore:
             " ON CONFLICT (project) DO UPDATE SET serial = pitstop_projects.serial + 1",
             (self.project,),
         )
+        changed = [(r.kind, r.name, None if r.deleted else r.spec) for r, _ in records]
+        search_index.write(self._db, self.project, changed)
+
+    # -- audit --------------------------------------------------------------------------------
+
+    def append_audit(self, *entries: audit.Entry) -> list[audit.AuditRecord]:
+        """Append ``entries`` to the project's audit trail (one transaction of their own)."""
+        return self._write(lambda: audit.append_many(self._db, self.project, entries))
+
+    def audit_records(
+        self, *, since: datetime | None = None, principal: str | None = None
+    ) -> list[audit.AuditRecord]:
+        """The project's audit records, oldest first."""
+        return self._run(lambda: audit.read(self._db, self.project, since=since,
+                                            principal=principal))  # fmt: skip
+
+    def verify_audit(self) -> audit.Verification:
+        """Recompute the audit trail's hash chain (see :func:`pitstop.registry.audit.verify`)."""
+        return self._run(lambda: audit.verify(self._db, self.project))
+
+    # -- search --------------------------------------------------------------------------------
+
+    @property
+    def index(self) -> search_index.SearchIndex:
+        """Full-text queries over this project's live objects (see :meth:`ensure_index`)."""
+        return search_index.SearchIndex(self._query, self._db.dialect, self.project)
+
+    def ensure_index(self) -> None:
+        """Build the search index of this project if it was never built by this version of
+        the index (a registry written before the index existed); cheap when it was."""
+        if self.get_meta(search_index.META_KEY) == search_index.INDEX_VERSION:
+            return
+
+        def work() -> None:
+            live = self._live()
+            objects = [(k, n, r.spec) for k, by in live.items() for n, r in by.items()]
+            search_index.rebuild(self._db, self.project, objects)  # type: ignore[arg-type]
+
+        self._write(work)
 
     # -- reads -------------------------------------------------------------------------------
 
@@ -441,6 +462,40 @@ class RegistryStore:
             rec = self._record(row)
             out.setdefault(rec.kind, {})[rec.name] = rec
         return out
+
+    def live_at(self, version: int) -> Live:
+        """The live objects as the project's ``version``-th change left them (the registry
+        version; the current one is :meth:`serial`). Deleted objects are absent."""
+        when = self._version_time(version)
+        rows = self._query(
+            f"SELECT {_COLUMNS} FROM pitstop_versions v"
+            " WHERE v.project = ? AND v.applied_at <= ? AND v.version ="
+            " (SELECT MAX(w.version) FROM pitstop_versions w WHERE w.project = v.project"
+            " AND w.kind = v.kind AND w.name = v.name AND w.applied_at <= ?)"
+            " ORDER BY kind, name",
+            (self.project, when, when),
+        )
+        out: dict[str, dict[str, VersionRecord]] = {}
+        for row in rows:
+            rec = self._record(row)
+            if not rec.deleted:
+                out.setdefault(rec.kind, {})[rec.name] = rec
+        return out
+
+    def _version_time(self, version: int) -> object:
+        """When the ``version``-th change of the project was written (as stored): every
+        change writes all its rows with one time, so the changes are the distinct times."""
+        rows = self._query(
+            "SELECT DISTINCT applied_at FROM pitstop_versions WHERE project = ?"
+            " ORDER BY applied_at LIMIT 1 OFFSET ?",
+            (self.project, max(version - 1, 0)),
+        )
+        if version < 1 or not rows:
+            raise NotFoundError(
+                f"Project {self.project!r} has no registry version {version}; its versions are "
+                f"1..{self.serial()} (the current one is the last)."
+            )
+        return rows[0][0]
 
     def serial(self) -> int:
         """A counter bumped by every write that changes objects; 0 for an empty project."""

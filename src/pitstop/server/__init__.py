@@ -16,6 +16,8 @@ speaks Feast's JSON shapes, so Feast clients work unchanged:
 - ``GET /health`` — 200 when the registry and the online store answer, else 503 and why;
   ``GET /metrics`` — Prometheus text (:mod:`pitstop.server.metrics`); ``GET /openapi.json``
   and ``GET /docs`` — the OpenAPI document and a self-contained docs page.
+- ``GET /registry/search?q=``, ``GET /registry/{collection}[/{name}[/history|/diff]]`` —
+  search and read the registry (:mod:`pitstop.server.registry_api`).
 
 Errors answer ``{"error": {"type": "<PitstopError subclass>", "message": "..."}}`` with the
 status from the one table in :mod:`pitstop.server.errors` (400 malformed, 404 unknown name,

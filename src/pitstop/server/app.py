@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 import gc
 import time
 from collections.abc import Awaitable, Callable, MutableMapping
@@ -21,11 +22,13 @@ from struct import error as StructError
 from typing import TYPE_CHECKING, Any
 
 from pitstop.errors import NotFoundError, RetrievalError, require
+from pitstop.registry.audit import Actor, set_actor
 from pitstop.server import openapi
-from pitstop.server.auth import ApiKeys
+from pitstop.server.auth import ApiKeys, JwtAuth
 from pitstop.server.errors import HTTPError, error_body, error_type, log_error, status_of
 from pitstop.server.handlers import Endpoints
 from pitstop.server.metrics import Metrics
+from pitstop.server.registry_api import PREFIX, RegistryEndpoints, parse_query
 from pitstop.server.wire import fallback
 
 if TYPE_CHECKING:
@@ -49,6 +52,7 @@ class _Route:
     handler: Callable[..., Any]
     access: str  # "open", "read" or "write"
     inline: bool = False  # run on the event loop (POST) instead of the thread pool
+    label: str | None = None  # the path in metrics, for routes serving many paths
 
 
 class FeatureServer:
@@ -59,7 +63,7 @@ class FeatureServer:
         store: FeatureStore,
         *,
         registry_ttl_sec: float = 5.0,
-        keys: ApiKeys | None = None,
+        keys: ApiKeys | JwtAuth | None = None,
         owns_store: bool = False,
     ) -> None:
         orjson: Any = require("orjson", "server")
@@ -90,6 +94,7 @@ class FeatureServer:
             "/openapi.json": _Route("GET", self._static(self._openapi, _JSON), "open"),
             "/docs": _Route("GET", self._static(self._docs, _HTML), "open"),
         }
+        self._registry = _Route("GET", self._registry_get, "read", label="/registry")
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         kind = scope["type"]
@@ -106,6 +111,8 @@ class FeatureServer:
         started = time.perf_counter()
         path, method = scope["path"], scope["method"]
         route = self.routes.get(path)
+        if route is None and path.startswith(PREFIX):
+            route = self._registry
         headers: list[tuple[bytes, bytes]] = []
         ctype = _JSON
         try:
@@ -116,7 +123,12 @@ class FeatureServer:
                 raise HTTPError(405, "MethodNotAllowed", f"{path} takes {route.method}",
                                 [(b"allow", allow)])  # fmt: skip
             if route.access != "open" and self.keys is not None:
-                self.keys.check(_header(scope, b"authorization"), route.access == "write")
+                auth = _header(scope, b"authorization")
+                set_actor(_actor(scope))  # this request's task only; named in a refusal
+                set_actor(self.keys.actor(auth, _origin(scope)))
+                self.keys.check(auth, route.access == "write")
+            elif route.access != "open" and not route.inline:  # who the audit trail names
+                set_actor(_actor(scope))
             if route.method == "POST":
                 data = self._parse(await _read_body(receive))
                 if route.inline:
@@ -125,10 +137,14 @@ class FeatureServer:
                     result = await self._in_pool(route.handler, data)
                 payload = self._dumps(result, default=fallback, option=self._dump_opts)
                 status = 200
+            elif route is self._registry:
+                status, payload, ctype = await route.handler(path, scope.get("query_string", b""))
             else:
                 status, payload, ctype = await route.handler()
         except Exception as exc:
             status = status_of(exc)
+            if status in (401, 403):
+                await self._record_denial(scope, exc)
             payload = self._dumps(error_body(exc, status))
             headers = list(exc.headers) if isinstance(exc, HTTPError) else []
             self.metrics.error(error_type(exc))
@@ -136,7 +152,8 @@ class FeatureServer:
         headers += [(b"content-type", ctype), (b"content-length", str(len(payload)).encode())]
         await send({"type": "http.response.start", "status": status, "headers": headers})
         await send({"type": "http.response.body", "body": b"" if method == "HEAD" else payload})
-        self.metrics.request(path if route else "other", status, time.perf_counter() - started)
+        label = (route.label or path) if route else "other"
+        self.metrics.request(label, status, time.perf_counter() - started)
 
     def _parse(self, body: bytes) -> dict[str, Any]:
         try:
@@ -150,7 +167,20 @@ class FeatureServer:
     async def _in_pool(self, fn: Callable[..., Any], *args: Any) -> Any:
         if self._pool is None:
             self._pool = ThreadPoolExecutor(max_workers=4, thread_name_prefix="pitstop-server")
-        return await asyncio.get_running_loop().run_in_executor(self._pool, fn, *args)
+        context = contextvars.copy_context()  # the request's actor goes along
+        return await asyncio.get_running_loop().run_in_executor(self._pool, context.run, fn, *args)
+
+    async def _record_denial(self, scope: Scope, exc: BaseException) -> None:
+        """Append a denied request to the audit trail; a failing registry is only logged."""
+        action = f"http {scope['method']} {scope['path']}"
+
+        def record() -> None:  # as the request's actor, when it got that far
+            self.store.catalog.record(action, outcome="denied", detail=str(exc)[:500])
+
+        try:
+            await self._in_pool(record)
+        except Exception as failure:
+            log_error("AUDIT", scope["path"], 503, failure)
 
     def _online_features(self, data: dict[str, Any]) -> dict[str, Any]:
         online = self.store.online
@@ -187,6 +217,12 @@ class FeatureServer:
             else:
                 reason = error_body(exc, 503)["error"]
             return 503, self._dumps({"status": "unavailable", "error": reason}), _JSON
+
+    async def _registry_get(self, path: str, query: bytes) -> tuple[int, bytes, bytes]:
+        """``GET /registry/...``: the catalog's answer, read in the thread pool."""
+        api = RegistryEndpoints(self.store.catalog)
+        answer = await self._in_pool(api.get, path, parse_query(query))
+        return 200, self._dumps(answer, default=fallback), _JSON
 
     async def _metrics(self) -> tuple[int, bytes, bytes]:
         return 200, self.metrics.render(), _TEXT
@@ -240,7 +276,7 @@ class FeatureServer:
         import pyarrow.compute  # noqa: F401  (what the first push needs, loaded now)
 
         try:
-            self.store.registry.snapshot()
+            self.store.catalog.snapshot()
             self._time_reads(self.store.online)
         except Exception as exc:  # served as 503 by /health until the backend answers
             log_error("STARTUP", "-", 503, exc)
@@ -264,6 +300,16 @@ async def _read_body(receive: Receive) -> bytes:
             raise HTTPError(413, "PayloadTooLarge", f"request bodies are limited to {MAX_BODY} B")
         chunks.append(chunk)
     return b"".join(chunks)
+
+
+def _origin(scope: Scope) -> str:
+    client = scope.get("client")
+    return f"http {client[0]}" if client else "http"
+
+
+def _actor(scope: Scope) -> Actor:
+    """The audit trail's principal and origin of a request (before any token is checked)."""
+    return Actor(ApiKeys.principal(_header(scope, b"authorization")), _origin(scope))
 
 
 def _header(scope: Scope, name: bytes) -> bytes | None:

@@ -26,10 +26,13 @@ from __future__ import annotations
 import hashlib
 import os
 import re
+import time
 from pathlib import Path
+from typing import Any
 
-from pitstop.config import AuthConfig
-from pitstop.errors import ConfigError
+from pitstop.config import AuthConfig, JwtAuthConfig
+from pitstop.errors import ConfigError, require
+from pitstop.registry.audit import Actor
 from pitstop.server.errors import HTTPError
 
 READ = "ro"
@@ -90,6 +93,19 @@ class ApiKeys:
             raise ConfigError(f"{where}: no API key found; every request would be refused")
         return cls(keys)
 
+    @staticmethod
+    def principal(authorization: bytes | None) -> str:
+        """Who a request says it is, for the audit trail: ``api-key:<12 hex digits of the key's
+        sha256>`` (never the key), or ``anonymous``."""
+        scheme, _, key = (authorization or b"").partition(b" ")
+        if scheme.lower() != b"bearer" or not key.strip():
+            return "anonymous"
+        return "api-key:" + hashlib.sha256(key.strip()).hexdigest()[:12]
+
+    def actor(self, authorization: bytes | None, origin: str) -> Actor:
+        """Who sends the request: ``api-key:<hex>`` (:meth:`principal`)."""
+        return Actor(self.principal(authorization), origin)
+
     def check(self, authorization: bytes | None, write: bool) -> None:
         """Raise a 401 or 403 :class:`HTTPError` unless the header grants the access."""
         if not authorization:
@@ -101,3 +117,65 @@ class ApiKeys:
         if write and role != WRITE:
             raise HTTPError(403, "Forbidden", "this API key is read-only; this call needs a key "
                             "with the rw role (key:rw in the key file)")  # fmt: skip
+
+
+class JwtAuth:
+    """Bearer tokens signed by an OIDC issuer, checked with PyJWT (``pip install
+    'pitstop[jwt]'``): signature, issuer, audience and expiry. The principal is
+    ``jwt:<sub>``; the roles claim gives roles the access policies know. Which calls a
+    token may make is the access policies' decision, not the server's."""
+
+    def __init__(self, config: JwtAuthConfig, key: Any) -> None:
+        self.config = config
+        self._key = key
+        self._jwt: Any = require("jwt", "jwt")
+        self._verified: dict[bytes, tuple[float, str, tuple[str, ...]]] = {}  # token -> exp, ...
+
+    @classmethod
+    def load(cls, config: JwtAuthConfig, repo_path: Path) -> JwtAuth:
+        where = "feature_store.yaml: feature_server.auth"
+        jwt: Any = require("jwt", "jwt")
+        if config.public_key_file:
+            path = (repo_path / Path(config.public_key_file).expanduser()).resolve()
+            try:
+                return cls(config, path.read_text(encoding="utf-8"))
+            except (OSError, UnicodeDecodeError) as exc:
+                raise ConfigError(f"{where}.public_key_file: cannot read {path}: {exc}") from None
+        if config.jwks_url:
+            return cls(config, jwt.PyJWKClient(config.jwks_url))
+        raise ConfigError(f"{where}: give public_key_file (PEM) or jwks_url (the issuer's keys)")
+
+    def _claims(self, token: bytes) -> dict[str, Any]:
+        key = self._key
+        if not isinstance(key, str):
+            key = key.get_signing_key_from_jwt(token.decode()).key
+        claims: dict[str, Any] = self._jwt.decode(
+            token, key, algorithms=self.config.algorithms, audience=self.config.audience,
+            issuer=self.config.issuer, options={"require": ["exp", "iss", "aud", "sub"]},
+        )  # fmt: skip
+        return claims
+
+    def actor(self, authorization: bytes | None, origin: str) -> Actor:
+        """The verified caller; a missing or invalid token is a 401."""
+        scheme, _, token = (authorization or b"").partition(b" ")
+        if scheme.lower() != b"bearer" or not token.strip():
+            raise HTTPError(401, "Unauthorized", "send Authorization: Bearer <token>", _CHALLENGE)
+        token = token.strip()
+        known = self._verified.get(token)
+        if known is not None and known[0] > time.time():  # verified before, not expired
+            return Actor(known[1], origin, known[2])
+        try:
+            claims = self._claims(token)
+        except Exception as exc:  # PyJWT's errors, and the JWKS fetch's
+            raise HTTPError(401, "Unauthorized", f"invalid token: {exc}", _CHALLENGE) from None
+        roles = claims.get(self.config.roles_claim) or []
+        if isinstance(roles, str):
+            roles = roles.split()
+        who, held = f"jwt:{claims['sub']}", tuple(str(r) for r in roles)
+        if len(self._verified) > 10_000:
+            self._verified.clear()
+        self._verified[token] = (float(claims["exp"]), who, held)
+        return Actor(who, origin, held)
+
+    def check(self, authorization: bytes | None, write: bool) -> None:
+        """Tokens are checked by :meth:`actor`; what they may do, by the access policies."""

@@ -24,6 +24,7 @@ from pitstop.errors import (
     DefinitionError,
     MissingExtraError,
     NotFoundError,
+    PermissionDeniedError,
     PitstopError,
     RegistryError,
     RepoError,
@@ -38,6 +39,7 @@ STATUS: dict[type[BaseException], int] = {
     RetrievalError: 400,  # the request is malformed: JSON, shape, key types, request data
     ConfigError: 400,  # a value in the request is not a valid setting (e.g. a push mode)
     NotFoundError: 404,  # a named view, feature, service or push source does not exist
+    PermissionDeniedError: 403,  # the project's access policies do not allow this caller
     DefinitionError: 422,  # the named object cannot do this (e.g. write to an on-demand view)
     DataSourceError: 422,  # the source data a materialization needs is missing or unreadable
     BackendUnavailableError: 503,  # the online store or registry server does not answer

@@ -70,7 +70,7 @@ class Endpoints:
                 "'entities' has no columns; send the join keys, e.g. {\"user_id\": [1001]}"
             )
         full = wire.field(body, "full_feature_names", bool, False)
-        snapshot = self.store.registry.snapshot()
+        snapshot = self.store.catalog.snapshot()
         service = wire.field(body, "feature_service", str, None)
         features: list[str] | FeatureService
         if service is not None and body.get("features") is not None:
@@ -80,7 +80,7 @@ class Endpoints:
         if service == "":
             raise RetrievalError("'feature_service' is empty; name a feature service")
         if service is not None:
-            features = snapshot.get("feature_service", service)  # type: ignore[assignment]
+            features = snapshot.get(FeatureService, service)
             key: tuple[Any, ...] = (service, full, True)
         else:
             refs = wire.string_list(body, "features")
@@ -162,7 +162,7 @@ class Endpoints:
 
     def health(self) -> dict[str, Any]:
         """Ask the registry and the online store one question each; raise if either fails."""
-        serial = self.store.registry.store.serial()
+        serial = self.store.catalog.serial()
         started = time.perf_counter()
         self.store.online.read([(_HEALTH_VIEW, [b"\x00"])])
         return {

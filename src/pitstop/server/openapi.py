@@ -9,6 +9,8 @@ import html
 import json
 from typing import Any
 
+from pitstop.catalog.kinds import COLLECTIONS
+
 _REF = "#/components/schemas/"
 _NAME = {"type": "string", "minLength": 1}
 _NAMES = {
@@ -153,6 +155,90 @@ SCHEMAS: dict[str, Any] = {
             "error": {"$ref": _REF + "ErrorDetail"},
         },
     },
+    "RegistryObject": {
+        "type": "object",
+        "required": ["kind", "name", "version", "spec_hash", "author", "applied_at", "spec"],
+        "properties": {"kind": {"type": "string"}, "name": {"type": "string"},
+                       "version": {"type": "integer", "minimum": 1},
+                       "spec_hash": {"type": "string"}, "author": {"type": "string"},
+                       "applied_at": {"type": "string", "format": "date-time"},
+                       "spec": {"type": "object", "description": "The object's definition, "
+                                "as `pitstop registry-dump` prints it."}},
+    },
+    "RegistryObjects": {
+        "type": "object",
+        "required": ["objects"],
+        "properties": {"objects": {"type": "array", "items": {"$ref": _REF + "RegistryObject"}}},
+    },
+    "Versions": {
+        "type": "object",
+        "required": ["versions"],
+        "properties": {"versions": {"type": "array", "description": "Oldest first.", "items": {
+            "type": "object",
+            "required": ["kind", "name", "version", "spec_hash", "author", "applied_at",
+                         "deleted"],
+            "properties": {"kind": {"type": "string"}, "name": {"type": "string"},
+                           "version": {"type": "integer", "minimum": 1},
+                           "spec_hash": {"type": "string", "description": "Empty for a "
+                                         "deletion."},
+                           "author": {"type": "string"},
+                           "applied_at": {"type": "string", "format": "date-time"},
+                           "deleted": {"type": "boolean"}},
+        }}},
+    },
+    "SpecDiff": {
+        "type": "object",
+        "required": ["name", "v1", "v2", "changes"],
+        "properties": {"name": {"type": "string"}, "v1": {"type": "integer"},
+                       "v2": {"type": "integer"}, "changes": {"type": "array", "items": {
+            "type": "object",
+            "required": ["path", "op", "old", "new"],
+            "properties": {"path": {"type": "string", "description": "Like schema[2].dtype."},
+                           "op": {"type": "string", "enum": ["added", "removed", "changed"]},
+                           "old": {"description": "null when added"},
+                           "new": {"description": "null when removed"}},
+        }}},
+    },
+    "Lineage": {
+        "type": "object",
+        "required": ["root", "direction", "registry_version", "nodes", "edges"],
+        "properties": {
+            "root": {"type": "string", "description": "kind:name"},
+            "direction": {"type": "string", "enum": ["both", "upstream", "downstream"]},
+            "registry_version": {"type": "integer"},
+            "nodes": {"type": "array", "items": {
+                "type": "object", "required": ["id", "kind", "name", "missing"],
+                "properties": {"id": {"type": "string"}, "kind": {"type": "string"},
+                               "name": {"type": "string"}, "missing": {"type": "boolean"}}}},
+            "edges": {"type": "array", "description": "target is built from source",
+                      "items": {"type": "object", "required": ["source", "target", "relation"],
+                                "properties": {"source": {"type": "string"},
+                                               "target": {"type": "string"},
+                                               "relation": {"type": "string"}}}},
+        },
+    },
+    "SearchResults": {
+        "type": "object",
+        "required": ["query", "results"],
+        "properties": {"query": {"type": "string"}, "results": {
+            "type": "array", "description": "Best first: exact names, then name prefixes, "
+            "then every word of the query, then words with a typo.", "items": {
+                "type": "object",
+                "required": ["kind", "name", "feature", "ref", "view_kind", "match",
+                             "description", "owner", "tags", "dtype"],
+                "properties": {
+                    "kind": {"type": "string", "description": "feature, or the object's kind"},
+                    "name": {"type": "string", "description": "The object (a feature's view)"},
+                    "feature": {"type": ["string", "null"]},
+                    "ref": {"type": "string", "description": "view:feature, or the name"},
+                    "view_kind": {"type": ["string", "null"]},
+                    "match": {"type": "string", "enum": ["exact", "prefix", "token", "fuzzy"]},
+                    "description": {"type": "string"}, "owner": {"type": "string"},
+                    "tags": {"type": "object", "additionalProperties": {"type": "string"}},
+                    "dtype": {"type": "string"},
+                },
+            }}},
+    },
     "ErrorDetail": {
         "type": "object",
         "required": ["type", "message"],
@@ -168,7 +254,8 @@ SCHEMAS: dict[str, Any] = {
 _ERRORS = {
     "400": "Malformed request: JSON, shape, value types, missing request data.",
     "401": "Missing or invalid API key (when auth is configured).",
-    "403": "A read-only API key called a write endpoint.",
+    "403": "A read-only API key called a write endpoint, or the project's access policies do "
+    "not let this caller do this (PermissionDeniedError).",
     "404": "Unknown feature view, feature, feature service or push source.",
     "413": "The request body is larger than 64 MiB.",
     "422": "The named object cannot do this, or its source data is unreadable.",
@@ -214,6 +301,78 @@ _POSTS = {
 }  # fmt: skip
 
 
+_COLLECTIONS = list(COLLECTIONS)
+_KIND: dict[str, Any] = {
+    "name": "kind", "in": "path", "required": True, "description": "The collection.",
+    "schema": {"type": "string", "enum": _COLLECTIONS}}  # fmt: skip
+_OBJECT: dict[str, Any] = {
+    "name": "name", "in": "path", "required": True, "description": "The object's name.",
+    "schema": {"type": "string", "pattern": "^[A-Za-z0-9_][A-Za-z0-9_.\\-]*$"}}  # fmt: skip
+_FILTERS: list[dict[str, Any]] = [
+    {"name": "tag", "in": "query", "description": "Only objects tagged key=value (repeatable).",
+     "schema": {"type": "array", "items": {"type": "string", "pattern": "^[^=]+="}},
+     "style": "form", "explode": True},
+    {"name": "owner", "in": "query", "description": "Only objects with this owner.",
+     "schema": {"type": "string"}},
+]  # fmt: skip
+_VERSION = {"type": "integer", "minimum": 1}
+_REGISTRY_GETS: dict[str, tuple[str, str, str, list[dict[str, Any]]]] = {
+    "/registry/search": ("SearchResults", "registry_search",
+                         "Objects and features matching q: exact names, then prefixes, words, "
+                         "words with a typo.", [
+        {"name": "q", "in": "query", "required": True, "description": "What to look for.",
+         "schema": {"type": "string", "minLength": 1, "maxLength": 200}},
+        {"name": "kind", "in": "query", "description": "Only these kinds (repeatable).",
+         "schema": {"type": "array", "items": {"type": "string",
+                                               "enum": [*_COLLECTIONS, "feature"]}},
+         "style": "form", "explode": True},
+        *_FILTERS,
+        {"name": "limit", "in": "query", "description": "Most results.",
+         "schema": {"type": "integer", "minimum": 1, "maximum": 1000, "default": 20}},
+    ]),
+    "/registry/{kind}": ("RegistryObjects", "registry_list",
+                         "The live objects of one kind, with their current versions.",
+                         [_KIND, *_FILTERS]),
+    "/registry/{kind}/{name}": ("RegistryObject", "registry_describe",
+                                "One live object with its current version.", [_KIND, _OBJECT]),
+    "/registry/{kind}/{name}/history": ("Versions", "registry_history",
+                                        "Every version of an object, deletions included.",
+                                        [_KIND, _OBJECT]),
+    "/registry/{kind}/{name}/diff": ("SpecDiff", "registry_diff",
+                                     "What changed in an object from version v1 to v2.", [
+        _KIND, _OBJECT,
+        {"name": "v1", "in": "query", "required": True, "schema": _VERSION},
+        {"name": "v2", "in": "query", "required": True, "schema": _VERSION},
+    ]),
+    "/registry/{kind}/{name}/lineage": ("Lineage", "registry_lineage",
+                                        "What an object is built from and what is built from "
+                                        "it, now or at a registry version.", [
+        _KIND, _OBJECT,
+        {"name": "direction", "in": "query",
+         "schema": {"type": "string", "enum": ["both", "upstream", "downstream"],
+                    "default": "both"}},
+        {"name": "version", "in": "query", "description": "A registry version (default: now).",
+         "schema": _VERSION},
+    ]),
+}  # fmt: skip
+_REGISTRY_ERRORS = {
+    "400": "A malformed query parameter.",
+    "401": _ERRORS["401"],
+    "403": "The project's access policies do not let this caller describe the object.",
+    "404": "No such collection, object or version.",
+    "503": _ERRORS["503"],
+}
+
+
+def _registry_get(answer: str, operation: str, summary: str,
+                  parameters: list[dict[str, Any]]) -> dict[str, Any]:  # fmt: skip
+    responses: dict[str, Any] = {"200": {"description": "OK", **_json({"$ref": _REF + answer})}}
+    for code, text in _REGISTRY_ERRORS.items():
+        responses[code] = {"description": text, **_json({"$ref": _REF + "Error"})}
+    return {"get": {"summary": summary, "operationId": operation, "parameters": parameters,
+                    "responses": responses, "security": [{}, {"bearerAuth": []}]}}  # fmt: skip
+
+
 def _json(schema: dict[str, Any]) -> dict[str, Any]:
     return {"content": {"application/json": {"schema": schema}}}
 
@@ -221,8 +380,7 @@ def _json(schema: dict[str, Any]) -> dict[str, Any]:
 def _post(path: str, request: str, answer: str, summary: str, access: str) -> dict[str, Any]:
     responses: dict[str, Any] = {"200": {"description": "OK", **_json({"$ref": _REF + answer})}}
     for code, text in _ERRORS.items():
-        if code != "403" or access == "write":
-            responses[code] = {"description": text, **_json({"$ref": _REF + "Error"})}
+        responses[code] = {"description": text, **_json({"$ref": _REF + "Error"})}
     examples = {"features": {"value": _EXAMPLES[path]}}
     if path == "/get-online-features":
         examples["feature_service"] = {"value": _SERVICE_EXAMPLE}
@@ -262,6 +420,7 @@ def document() -> dict[str, Any]:
             },
         }
     }
+    paths.update({path: _registry_get(*spec) for path, spec in _REGISTRY_GETS.items()})
     return {
         "openapi": "3.1.0",
         "info": {"title": "pitstop feature server", "version": __version__,

@@ -44,11 +44,15 @@ def create_app(
     >>> # uvicorn.run(app, port=6566)
     """
     from pitstop.server.app import FeatureServer
-    from pitstop.server.auth import ApiKeys
+    from pitstop.server.auth import ApiKeys, JwtAuth
 
     ttl = registry_ttl(store, registry_ttl_sec)
     auth = store.config.feature_server.auth
-    keys = ApiKeys.load(auth, store.repo_path) if auth is not None else None
+    keys: ApiKeys | JwtAuth | None = None
+    if auth is not None and auth.type == "jwt":
+        keys = JwtAuth.load(auth, store.repo_path)
+    elif auth is not None:
+        keys = ApiKeys.load(auth, store.repo_path)
     return FeatureServer(store, registry_ttl_sec=ttl, keys=keys, owns_store=owns_store)
 
 
