@@ -19,6 +19,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator
 
 from pitstop.errors import ConfigError, suggest
+from pitstop.offline.spark.config import SparkOfflineConfig
 
 _SCHEME = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*)://")
 _REDIS_OPTIONS = ("db", "password", "username", "ssl")
@@ -225,7 +226,10 @@ class DuckDBOfflineConfig(_Model):
     temp_directory: str | None = None
 
 
-OfflineStoreConfig = DuckDBOfflineConfig
+OfflineStoreConfig = Annotated[
+    DuckDBOfflineConfig | SparkOfflineConfig, Field(discriminator="type")
+]
+_OFFLINE = {"duckdb": DuckDBOfflineConfig, "file": DuckDBOfflineConfig, "spark": SparkOfflineConfig}
 
 
 class AuthConfig(_Model):
@@ -269,6 +273,8 @@ class RepoConfig(_Model):
             return {"path": v}
         if info.field_name == "online_store" and isinstance(v, dict) and "type" not in v:
             return {**v, "type": "sqlite"}
+        if info.field_name == "offline_store" and isinstance(v, dict) and "type" not in v:
+            return {**v, "type": "duckdb"}
         return v
 
     @field_validator("project")
@@ -308,12 +314,13 @@ def _interpolate(value: Any, key: str, source: str) -> Any:
 def _walk(loc: tuple[int | str, ...]) -> tuple[list[str], type[BaseModel] | None]:
     """The dotted key parts without the union tag, and the model that owns the last part."""
     parts = [str(p) for p in loc]
-    tag = parts.pop(1) if parts[:1] == ["online_store"] and len(parts) > 1 else ""
+    unions = {"online_store": _ONLINE, "offline_store": _OFFLINE}
+    tag = parts.pop(1) if len(parts) > 1 and parts[0] in unions else ""
     owner: type[BaseModel] | None = RepoConfig
     for part in parts[:-1]:
         t = owner.model_fields[part].annotation if owner and part in owner.model_fields else None
         subs = [a for a in (t, *get_args(t)) if isinstance(a, type) and issubclass(a, BaseModel)]
-        owner = _ONLINE.get(tag) if part == "online_store" else next(iter(subs), None)
+        owner = unions[part].get(tag) if part in unions else next(iter(subs), None)
     return parts, owner
 
 

@@ -71,11 +71,18 @@ class FeatureStore:
 
     @property
     def offline(self) -> OfflineEngine:
-        """The offline engine (DuckDB) that builds training sets and feeds materialization."""
+        """The offline engine (DuckDB, or Spark) that builds training sets and feeds
+        materialization."""
         if self._offline is None:
+            from pitstop.config import DuckDBOfflineConfig
             from pitstop.offline.duckdb import DuckDBEngine
 
             cfg = self.config.offline_store
+            if not isinstance(cfg, DuckDBOfflineConfig):
+                from pitstop.offline.spark import SparkEngine
+
+                self._offline = SparkEngine(cfg)
+                return self._offline
             temp = cfg.temp_directory
             self._offline = DuckDBEngine(
                 threads=cfg.threads,

@@ -14,6 +14,7 @@ from pitstop.definitions.sources import (
     PushMode,
     PushSource,
     RequestSource,
+    SparkSource,
 )
 from pitstop.definitions.stream import Aggregation, StreamFeatureView
 
@@ -35,6 +36,7 @@ __all__ = [
     "PushMode",
     "PushSource",
     "RequestSource",
+    "SparkSource",
     "StreamFeatureView",
     "on_demand_feature_view",
 ]

@@ -42,12 +42,15 @@ class EngineCapabilities:
         streaming: results stream in record batches without being materialised whole.
         spills_to_disk: joins larger than memory spill to a temp directory instead of failing.
         file_formats: source file formats the engine reads.
+        catalog_sources: reads tables and queries of its own catalog
+            (:attr:`~pitstop.offline.pit.SourceRef.table`, ``query``), not only files.
     """
 
     entity_sql: bool = False
     streaming: bool = False
     spills_to_disk: bool = False
     file_formats: tuple[str, ...] = ("parquet",)
+    catalog_sources: bool = False
 
 
 @runtime_checkable

@@ -1,0 +1,516 @@
+"""The Spark offline engine: point-in-time plans as Spark jobs, for data beyond one machine.
+
+Sources are read where they are (files, pushed part files, tables, queries;
+:mod:`.reader`), the joins run as the DataFrame plans of :mod:`.sql`, and results stay in Spark
+until asked for: ``to_spark()`` hands out the DataFrame, ``to_parquet()`` writes with Spark,
+``to_arrow()``/``to_df()``/``to_batches()`` stream Arrow batches partition by partition
+(:mod:`.results`). The entity frame may be a Spark DataFrame, a SQL query, or an in-memory
+frame (pandas, Arrow, polars), which is sent to Spark once.
+
+Example::
+
+    engine = SparkEngine(SparkOfflineConfig(master="local[2]"))
+    frame = engine.historical(entity_df, plan).to_spark()
+"""
+
+from __future__ import annotations
+
+import threading
+import uuid
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from pitstop.errors import DataSourceError, PitstopError, RetrievalError
+from pitstop.offline import duckdb_sql as dsql
+from pitstop.offline.base import EngineCapabilities, EntityInput, LatestRows
+from pitstop.offline.duckdb import _check_key_types, _check_source_columns
+from pitstop.offline.entity import (
+    ROW_NUMBER,
+    TIMESTAMP,
+    PreparedEntity,
+    key_column,
+    prepare_entity,
+    timestamp_column,
+    to_arrow_table,
+)
+from pitstop.offline.files import has_data
+from pitstop.offline.job import RetrievalJob
+from pitstop.offline.pit import PitPlan, SourceRef, ViewJoin
+from pitstop.offline.spark import sql as ssql
+from pitstop.offline.spark.config import SparkOfflineConfig
+from pitstop.offline.spark.reader import RawSource, arrow_types, read_source
+from pitstop.offline.spark.results import SparkResult, spark_error, stream
+
+if TYPE_CHECKING:
+    from pyspark.sql import DataFrame, SparkSession
+
+    from pitstop.offline.aggregate import AggregateJoin
+
+__all__ = ["SparkEngine"]
+
+
+def _micros(value: datetime | None) -> int | None:
+    if value is None:
+        return None
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=UTC)
+    return ssql.micros(value - datetime(1970, 1, 1, tzinfo=UTC))
+
+
+def _is_spark_frame(value: object) -> bool:
+    return type(value).__module__.startswith("pyspark.sql") and hasattr(value, "sparkSession")
+
+
+class SparkEngine:
+    """Execute point-in-time plans with Apache Spark.
+
+    Args:
+        config: where Spark runs and its properties (default: ``local[*]``).
+        session: a SparkSession to use instead of the process's one.
+    """
+
+    capabilities = EngineCapabilities(
+        entity_sql=True,
+        streaming=True,
+        spills_to_disk=True,
+        file_formats=("parquet", "csv"),
+        catalog_sources=True,
+    )
+
+    def __init__(
+        self, config: SparkOfflineConfig | None = None, *, session: SparkSession | None = None
+    ) -> None:
+        self.config = config or SparkOfflineConfig()
+        self.batch_rows = self.config.batch_rows
+        self._session = session
+        self._lock = threading.Lock()
+
+    def __enter__(self) -> SparkEngine:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __reduce__(self) -> Any:
+        raise RetrievalError(
+            "The Spark engine lives in the driver and cannot be sent to Spark executors."
+        )
+
+    @property
+    def spark(self) -> SparkSession:
+        """The SparkSession (the process's one, started on first use)."""
+        with self._lock:
+            if self._session is None:
+                from pitstop.offline.spark.session import spark_session
+
+                self._session = spark_session(self.config)
+            return self._session
+
+    def close(self) -> None:
+        """Forget the session; the process's SparkSession keeps running for other users
+        (:func:`pitstop.offline.spark.session.stop_session` stops it)."""
+        with self._lock:
+            self._session = None
+
+    # -- sources -------------------------------------------------------------------------------
+
+    def _source(self, view: ViewJoin, raws: dict[SourceRef, RawSource]) -> RawSource:
+        """The view's source as Spark reads it (once per source), its columns checked."""
+        raw = raws.get(view.source)
+        if raw is None:
+            raw = raws[view.source] = read_source(self.spark, view.source, f"view {view.name!r}")
+        _check_source_columns(view, self._scan(raw))
+        return raw
+
+    @staticmethod
+    def _scan(raw: RawSource) -> dsql.ScanInfo:
+        return dsql.ScanInfo("", arrow_types(raw.frame))
+
+    @staticmethod
+    def _nanos(view: ViewJoin, raw: RawSource) -> frozenset[str]:
+        """Raw ``long`` columns holding nanoseconds: found in a footer, or a Parquet source's
+        time columns (Spark reads ``TIMESTAMP(NANOS)`` as ``long``)."""
+        src = view.source
+        if src.file_format != "parquet" or src.in_catalog:
+            return raw.nanos
+        times = [src.raw_column(src.timestamp_field)]
+        if src.created_timestamp_column:
+            times.append(src.raw_column(src.created_timestamp_column))
+        return raw.nanos | frozenset(times)
+
+    def _projected(
+        self,
+        view: ViewJoin,
+        raws: dict[SourceRef, RawSource],
+        *,
+        lo: int | None = None,
+        hi: int | None = None,
+        empty: bool = False,
+    ) -> DataFrame:
+        raw = self._source(view, raws)
+        return ssql.source_frame(
+            raw.frame, view, nanos=self._nanos(view, raw), lo=lo, hi=hi, empty=empty
+        )
+
+    # -- historical ----------------------------------------------------------------------------
+
+    def historical(self, entity: EntityInput, plan: PitPlan) -> RetrievalJob:
+        """Join ``plan``'s views onto ``entity`` point-in-time correctly (runs lazily).
+
+        The result has the entity frame's columns (timestamp as tz-aware UTC) followed by the
+        plan's feature columns, one row per entity row in input order.
+        """
+        run = _HistoricalRun(self, entity, plan)
+        what = "Point-in-time join of view(s) " + ", ".join(repr(v.name) for v in plan.views)
+        return self._job(run.frame, what)
+
+    def _job(self, frame: Callable[[], DataFrame], what: str) -> RetrievalJob:
+        def open_reader() -> pa.RecordBatchReader:
+            return stream(frame(), self.batch_rows, what)
+
+        def describe() -> str:
+            plan: Any = frame()._jdf.queryExecution().logical()
+            return str(plan.toString())
+
+        return RetrievalJob(open_reader, describe, distributed=SparkResult(frame, what))
+
+    def range(self, view: ViewJoin, start: datetime | None, end: datetime | None) -> RetrievalJob:
+        """All rows of ``view`` with ``start <= event_ts <= end`` (either bound optional).
+
+        Columns: the entity key names, the source's timestamp field (tz-aware UTC), features.
+        Rows come in no particular order.
+        """
+        frame = _cached(
+            lambda: ssql.range_frame(
+                view, self._projected(view, {}, lo=_micros(start), hi=_micros(end))
+            )
+        )
+        return self._job(frame, f"Reading view {view.name!r}")
+
+    def latest(
+        self,
+        view: ViewJoin,
+        start: datetime | None,
+        end: datetime | None,
+        *,
+        key_order: bool = False,
+    ) -> LatestRows:
+        """Per key, the latest row of ``view`` in ``[start, end]`` (ties: the greater created
+        timestamp), streamed in batches about one Spark partition at a time, and the number of
+        rows. The rows are computed once (kept by Spark, spilling to disk) and released when
+        the stream ends. ``key_order`` sorts them by the key columns in name order."""
+        from pyspark import StorageLevel
+
+        what = f"Latest rows of view {view.name!r}"
+        source = self._projected(view, {}, lo=_micros(start), hi=_micros(end))
+        frame = ssql.latest_frame(view, source)
+        if key_order:
+            frame = frame.orderBy(*[ssql.col(k) for k in sorted(view.entity_keys)])
+        frame = frame.persist(StorageLevel.MEMORY_AND_DISK)
+        try:
+            rows = frame.count()
+            reader = stream(frame, self.batch_rows, what)
+        except PitstopError:
+            frame.unpersist()
+            raise
+        except Exception as exc:
+            frame.unpersist()
+            raise spark_error(exc, what) from exc
+
+        def batches() -> Iterator[pa.RecordBatch]:
+            try:
+                yield from reader
+            finally:
+                frame.unpersist()
+
+        return LatestRows(pa.RecordBatchReader.from_batches(reader.schema, batches()), rows)
+
+    # -- windowed aggregations -----------------------------------------------------------------
+
+    def aggregate(self, entity: pa.Table, ts_column: str, join: AggregateJoin) -> pa.Table:
+        """Windowed aggregations of ``join`` for each row of ``entity`` (in input order)."""
+        plan = PitPlan(views=(join.check_view(),), timestamp_column=ts_column)
+        prepared = prepare_entity(entity.replace_schema_metadata(None), plan)
+        raws: dict[SourceRef, RawSource] = {}
+        raw = self._source(plan.views[0], raws)
+        _check_key_types(plan.views[0], self._scan(raw), prepared)
+        t_min, t_max = prepared.time_bounds()
+        longest = max(window for _, _, window, _ in join.aggregations)
+        lo = None
+        if t_min is not None and t_min - datetime.min > longest:
+            lo = _micros(t_min - longest)
+        view = join.source_view()
+        source = ssql.source_frame(
+            raw.frame,
+            view,
+            nanos=self._nanos(view, raw),
+            lo=lo,
+            hi=_micros(t_max),
+            empty=t_min is None,
+        )
+        narrow = prepared.narrow
+        columns = {ROW_NUMBER: narrow.column(ROW_NUMBER), TIMESTAMP: _long_micros(narrow)}
+        for i, k in enumerate(join.entity_keys):
+            columns[f"__e{i}"] = narrow.column(key_column(prepared.key_index(k)))
+        frame = self.spark.createDataFrame(_sendable(pa.table(columns)))
+        what = f"Windowed aggregations of view {join.name!r}"
+        try:
+            table = ssql.aggregate_frame(frame, join, source).toArrow()
+        except Exception as exc:
+            raise spark_error(exc, what) from exc
+        table = table.sort_by(ROW_NUMBER).drop_columns([ROW_NUMBER])
+        from pitstop.offline.duckdb import utc_schema
+
+        return table.cast(utc_schema(table.schema))
+
+    # -- writes --------------------------------------------------------------------------------
+
+    def append(self, source: SourceRef, table: pa.Table) -> None:
+        """Add ``table`` (columns named after the field mapping) to ``source``'s rows: to its
+        table (``INSERT INTO``), or as one Parquet part file in its pushed-data folder, which
+        appears whole (written aside, then renamed)."""
+        if source.query:
+            raise DataSourceError(
+                f"Source {source.display_name!r} is a Spark SQL query; rows cannot be added to "
+                "a query. Point the push source's batch source at a table or files instead."
+            )
+        renamed = table.rename_columns([source.raw_column(c) for c in table.column_names])
+        frame = self.spark.createDataFrame(_sendable(renamed), schema=_spark_schema(renamed))
+        what = f"Appending {table.num_rows} row(s) to source {source.display_name!r}"
+        try:
+            if source.table:
+                self._insert(source.table, frame, what)
+            else:
+                self._write_part(source, frame)
+        except PitstopError:
+            raise
+        except Exception as exc:
+            raise spark_error(exc, what) from exc
+
+    def _insert(self, name: str, frame: DataFrame, what: str) -> None:
+        target = self.spark.table(name).columns
+        missing = [c for c in target if c not in frame.columns]
+        extra = [c for c in frame.columns if c not in target]
+        if missing or extra:
+            raise DataSourceError(
+                f"{what}: the rows' columns do not match table {name!r} (missing {missing}, "
+                f"not in the table {extra}); the table has {target}."
+            )
+        frame.select(*[ssql.col(c) for c in target]).write.insertInto(name)
+
+    def _write_part(self, source: SourceRef, frame: DataFrame) -> None:
+        if not source.pushed:
+            raise DataSourceError(
+                f"Source {source.display_name!r} has no folder for pushed rows; offline "
+                "pushes need a file source."
+            )
+        jvm: Any = self.spark._jvm
+        hadoop: Any = jvm.org.apache.hadoop.fs.Path
+        conf = self.spark._jsc.hadoopConfiguration()
+        name = uuid.uuid4().hex
+        staging = hadoop(f"{source.pushed.rstrip('/')}/_staging-{name}")
+        fs = staging.getFileSystem(conf)
+        frame.coalesce(1).write.parquet(staging.toString())
+        try:
+            parts = [
+                s.getPath()
+                for s in fs.listStatus(staging)
+                if s.getPath().getName().endswith(".parquet")
+            ]
+            for i, part in enumerate(parts):
+                final = hadoop(f"{source.pushed.rstrip('/')}/part-{name}-{i}.parquet")
+                if not fs.rename(part, final):
+                    raise DataSourceError(
+                        f"Could not move the pushed rows into {final.toString()} (source "
+                        f"{source.display_name!r}); check that the folder is writable."
+                    )
+        finally:
+            fs.delete(staging, True)
+
+    def has_rows(self, source: SourceRef) -> bool:
+        """Whether ``source`` has any offline rows (a push-fed source has none until its
+        first offline push)."""
+        if source.in_catalog:
+            raw = read_source(self.spark, source, "a row check")
+            return not raw.frame.isEmpty()
+        if "://" not in source.path and "://" not in (source.pushed or ""):
+            return has_data(source.path, source.pushed)
+        jvm: Any = self.spark._jvm
+        conf = self.spark._jsc.hadoopConfiguration()
+        patterns = [source.path]
+        if source.pushed:
+            patterns.append(f"{source.pushed.rstrip('/')}/*.parquet")
+        for pattern in patterns:
+            path = jvm.org.apache.hadoop.fs.Path(pattern)
+            found = path.getFileSystem(conf).globStatus(path)
+            if found is not None and len(found) > 0:
+                return True
+        return False
+
+
+def _cached(build: Callable[[], DataFrame]) -> Callable[[], DataFrame]:
+    """``build`` run once, on first call (later calls give the same DataFrame)."""
+    made: list[DataFrame] = []
+
+    def frame() -> DataFrame:
+        if not made:
+            made.append(build())
+        return made[0]
+
+    return frame
+
+
+def _long_micros(narrow: pa.Table) -> pa.ChunkedArray:
+    """The narrow frame's timestamp (tz-naive UTC, us) as microseconds since the epoch."""
+    return pc.cast(narrow.column(TIMESTAMP), pa.int64())
+
+
+def _sendable(table: pa.Table) -> pa.Table:
+    """``table`` with types Spark takes from Arrow: dictionaries decoded, unsigned integers
+    widened to signed ones, nanosecond timestamps truncated to microseconds."""
+    fields = []
+    for field in table.schema:
+        t = field.type
+        if pa.types.is_dictionary(t):
+            t = t.value_type
+        if pa.types.is_unsigned_integer(t):
+            t = {8: pa.int16(), 16: pa.int32(), 32: pa.int64()}.get(t.bit_width, pa.int64())
+        if pa.types.is_timestamp(t) and t.unit == "ns":
+            t = pa.timestamp("us", t.tz)
+        fields.append(field.with_type(t))
+    schema = pa.schema(fields)
+    if schema.equals(table.schema):
+        return table
+    columns = [
+        pc.cast(c, f.type, safe=not (pa.types.is_timestamp(f.type)))
+        for c, f in zip(table.columns, schema, strict=True)
+    ]
+    return pa.table(columns, schema=schema)
+
+
+def _spark_schema(table: pa.Table) -> Any:
+    """The Spark schema of ``table``, zone-less timestamps kept zone-less (TIMESTAMP_NTZ)."""
+    from pyspark.sql.pandas.types import from_arrow_schema
+
+    return from_arrow_schema(_sendable(table).schema, prefer_timestamp_ntz=True)
+
+
+class _HistoricalRun:
+    """Builds (once) the DataFrame of one historical retrieval."""
+
+    def __init__(self, engine: SparkEngine, entity: EntityInput, plan: PitPlan) -> None:
+        self.engine = engine
+        self.entity = entity
+        self.plan = plan
+        self._frame: DataFrame | None = None
+
+    def frame(self) -> DataFrame:
+        if self._frame is None:
+            self._frame = self._build()
+        return self._frame
+
+    def _entity(self) -> tuple[DataFrame, PreparedEntity, list[str], tuple[int | None, int | None]]:
+        """The entity rows in Spark (user columns, timestamp as an instant, ``__rn``,
+        ``__t``), their checked stand-in, the user's column names and the time bounds."""
+        spark = self.engine.spark
+        entity = self.entity
+        if isinstance(entity, str):
+            try:
+                entity = spark.sql(entity)
+            except Exception as exc:
+                raise RetrievalError(f"The entity SQL query failed: {exc}") from exc
+        if _is_spark_frame(entity):
+            return self._spark_entity(entity)
+        table = to_arrow_table(entity).replace_schema_metadata(None)
+        prepared = prepare_entity(table, self.plan)
+        ts_name = timestamp_column(table.schema, self.plan.timestamp_column)
+        output = prepared.output
+        index = output.column_names.index(ts_name)
+        micros = _long_micros(prepared.narrow)
+        output = output.set_column(index, ts_name, pc.cast(micros, pa.timestamp("us", "UTC")))
+        output = output.append_column(ROW_NUMBER, prepared.narrow.column(ROW_NUMBER))
+        output = output.append_column(TIMESTAMP, micros)
+        frame = spark.createDataFrame(_sendable(output))
+        t_min, t_max = prepared.time_bounds()
+        return frame, prepared, table.column_names, (_micros(t_min), _micros(t_max))
+
+    def _spark_entity(
+        self, frame: DataFrame
+    ) -> tuple[DataFrame, PreparedEntity, list[str], tuple[int | None, int | None]]:
+        from pyspark.sql import functions as F
+
+        types = arrow_types(frame)
+        names = list(types)
+        stand_in = pa.table({n: pa.nulls(1, t) for n, t in types.items()})  # schema checks
+        prepared = prepare_entity(stand_in, self.plan)
+        ts_name = timestamp_column(stand_in.schema, self.plan.timestamp_column)
+        dtype = next(f.dataType for f in frame.schema.fields if f.name == ts_name)
+        micros = ssql.time_micros(ts_name, dtype)
+        if micros is None:
+            raise RetrievalError(
+                f"The timestamp column {ts_name!r} of the entity frame has type "
+                f"{dtype.simpleString()}; use timestamps (with or without a zone), dates or "
+                "ISO 8601 text such as '2024-05-01T12:00:00Z'."
+            )
+        with_time = frame.select(
+            *[ssql.col(n) for n in names],
+            micros.alias(TIMESTAMP),
+            F.monotonically_increasing_id().alias(ROW_NUMBER),
+        )
+        with_time = with_time.withColumn(ts_name, F.timestamp_micros(ssql.col(TIMESTAMP)))
+        groups = {v.entity_keys for v in self.plan.views if v.columns}
+        if len(groups) > 1:  # read more than once: the row numbers must not change
+            with_time = with_time.localCheckpoint()
+        return with_time, prepared, names, (None, None)
+
+    def _build(self) -> DataFrame:
+        engine = self.engine
+        entity, prepared, names, (t_min, t_max) = self._entity()
+        raws: dict[SourceRef, RawSource] = {}
+        groups: dict[tuple[str, ...], list[ssql.GroupView]] = {}
+        for i, view in enumerate(self.plan.views):
+            if not view.columns:
+                continue
+            raw = engine._source(view, raws)
+            _check_key_types(view, engine._scan(raw), prepared)
+            ttl = view.effective_ttl
+            lo = None if t_min is None or ttl is None else t_min - ssql.micros(ttl)
+            source = ssql.source_frame(
+                raw.frame,
+                view,
+                nanos=engine._nanos(view, raw),
+                lo=lo,
+                hi=t_max,
+                empty=t_min is None and not _is_spark_frame(self.entity),
+            )
+            groups.setdefault(view.entity_keys, []).append(ssql.GroupView(i, view, source))
+        if not groups:
+            result = entity.select(ssql.col(ROW_NUMBER), *[ssql.col(n) for n in names])
+            return result.orderBy(ssql.col(ROW_NUMBER)).drop(ROW_NUMBER)
+        parts = [
+            ssql.pit_frame(
+                entity,
+                keys,
+                views,
+                created_filter=self.plan.filter_by_created_timestamp,
+                carry=names if first else (),
+            )
+            for first, (keys, views) in zip(
+                [True] + [False] * (len(groups) - 1), groups.items(), strict=True
+            )
+        ]
+        joined = parts[0]
+        for part in parts[1:]:
+            joined = joined.join(part, ROW_NUMBER, "left")
+        row = ssql.col(ssql.ROW)
+        outputs = [out for view in self.plan.views for _, out in view.columns]
+        result = joined.select(
+            ssql.col(ROW_NUMBER),
+            *[row[n].alias(n) for n in names],
+            *[ssql.col(out) for out in outputs],
+        )
+        return result.orderBy(ssql.col(ROW_NUMBER)).drop(ROW_NUMBER)
