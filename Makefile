@@ -2,7 +2,7 @@
 PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
-EXTRAS := dev,server,demo
+EXTRAS := dev,server,demo,spark
 STAMP  := $(VENV)/.installed
 
 .PHONY: install demo test test-min test-install lint format bench fuzz clean

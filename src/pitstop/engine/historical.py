@@ -13,11 +13,11 @@ from typing import TYPE_CHECKING, Any
 
 from pitstop.definitions.feature_view import FeatureView
 from pitstop.definitions.service import FeatureService
-from pitstop.definitions.sources import FileSource
+from pitstop.definitions.sources import FileSource, SparkSource
 from pitstop.definitions.stream import StreamFeatureView
 from pitstop.engine.ondemand import on_demand_transform
 from pitstop.engine.request import RequestPlan, ViewRequest, build_plan
-from pitstop.errors import RetrievalError
+from pitstop.errors import DataSourceError, RetrievalError
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -30,10 +30,22 @@ if TYPE_CHECKING:
 
 
 def source_ref(source: FileSource, repo_path: Path) -> SourceRef:
-    """Where a file source's rows are, with relative paths resolved against the repo root."""
+    """Where a file source's rows are, with relative paths resolved against the repo root
+    (a :class:`SparkSource` over a table or query: that table or query)."""
     from pitstop.offline.files import pushed_folder
     from pitstop.offline.pit import SourceRef
 
+    if isinstance(source, SparkSource) and source.in_catalog:
+        return SourceRef(
+            path="",
+            file_format=source.file_format,
+            timestamp_field=source.timestamp_field,
+            created_timestamp_column=source.created_timestamp_column or None,
+            field_mapping=source.field_mapping,
+            name=source.name,
+            table=source.table or None,
+            query=source.query or None,
+        )
     return SourceRef(
         path=source.resolve_path(repo_path),
         file_format=source.file_format,
@@ -43,6 +55,21 @@ def source_ref(source: FileSource, repo_path: Path) -> SourceRef:
         name=source.name,
         pushed=str(pushed_folder(source, repo_path)),
     )
+
+
+def check_engine_reads(engine: OfflineEngine, sources: Sequence[SourceRef]) -> None:
+    """Raise if ``engine`` cannot read one of ``sources`` (a Spark table or query needs an
+    engine with catalog sources)."""
+    if engine.capabilities.catalog_sources:
+        return
+    for source in sources:
+        if source.in_catalog:
+            what = f"the Spark table {source.table!r}" if source.table else "a Spark SQL query"
+            raise DataSourceError(
+                f"SparkSource {source.display_name!r} reads {what}, which the configured "
+                "offline engine cannot read; set `offline_store: {type: spark}` in "
+                "feature_store.yaml, or point the source at Parquet or CSV files (path=...)."
+            )
 
 
 def view_join(
@@ -149,6 +176,7 @@ def historical_features(
     plan = build_plan(snapshot, features, full_feature_names)
     joins = tuple(_join_for(v, repo_path) for v in plan.views if not aggregated(v.view))
     windows = [aggregate_join(v, repo_path) for v in plan.views if aggregated(v.view)]
+    check_engine_reads(engine, [*(j.source for j in joins), *(w.source for w in windows)])
     if entity_df is None and windows:
         raise RetrievalError(
             "entity-less retrieval (start_date/end_date) does not support stream views with "

@@ -18,6 +18,7 @@ from __future__ import annotations
 import threading
 import uuid
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
@@ -243,7 +244,13 @@ class SparkEngine:
         lo = None
         if t_min is not None and t_min - datetime.min > longest:
             lo = _micros(t_min - longest)
-        view = join.source_view()
+        view = ViewJoin(  # the aggregated columns as __f<j> (no file order: see .sql)
+            name=join.name,
+            source=join.source,
+            entity_keys=join.entity_keys,
+            source_keys=join.source_keys,
+            columns=tuple((c, f"__f{j}") for j, c in enumerate(join.columns)),
+        )
         source = ssql.source_frame(
             raw.frame,
             view,
@@ -399,6 +406,24 @@ def _spark_schema(table: pa.Table) -> Any:
     return from_arrow_schema(_sendable(table).schema, prefer_timestamp_ntz=True)
 
 
+@dataclass(frozen=True)
+class _Entity:
+    """An entity frame in Spark and what is known of it.
+
+    Attributes:
+        frame: the user's columns (timestamp as an instant), ``__rn`` and ``__t``.
+        prepared: the checked frame, or a one-row stand-in with its schema (a Spark frame).
+        names: the user's column names, in order.
+        bounds: smallest and greatest ``__t`` (``None`` each when no row has a time);
+            ``None`` when unknown (a Spark frame is not scanned for them).
+    """
+
+    frame: DataFrame
+    prepared: PreparedEntity
+    names: list[str]
+    bounds: tuple[int | None, int | None] | None
+
+
 class _HistoricalRun:
     """Builds (once) the DataFrame of one historical retrieval."""
 
@@ -413,9 +438,9 @@ class _HistoricalRun:
             self._frame = self._build()
         return self._frame
 
-    def _entity(self) -> tuple[DataFrame, PreparedEntity, list[str], tuple[int | None, int | None]]:
+    def _entity(self) -> _Entity:
         """The entity rows in Spark (user columns, timestamp as an instant, ``__rn``,
-        ``__t``), their checked stand-in, the user's column names and the time bounds."""
+        ``__t``) and what is known of them."""
         spark = self.engine.spark
         entity = self.entity
         if isinstance(entity, str):
@@ -436,11 +461,9 @@ class _HistoricalRun:
         output = output.append_column(TIMESTAMP, micros)
         frame = spark.createDataFrame(_sendable(output))
         t_min, t_max = prepared.time_bounds()
-        return frame, prepared, table.column_names, (_micros(t_min), _micros(t_max))
+        return _Entity(frame, prepared, table.column_names, (_micros(t_min), _micros(t_max)))
 
-    def _spark_entity(
-        self, frame: DataFrame
-    ) -> tuple[DataFrame, PreparedEntity, list[str], tuple[int | None, int | None]]:
+    def _spark_entity(self, frame: DataFrame) -> _Entity:
         from pyspark.sql import functions as F
 
         types = arrow_types(frame)
@@ -465,18 +488,19 @@ class _HistoricalRun:
         groups = {v.entity_keys for v in self.plan.views if v.columns}
         if len(groups) > 1:  # read more than once: the row numbers must not change
             with_time = with_time.localCheckpoint()
-        return with_time, prepared, names, (None, None)
+        return _Entity(with_time, prepared, names, None)
 
     def _build(self) -> DataFrame:
         engine = self.engine
-        entity, prepared, names, (t_min, t_max) = self._entity()
+        entity = self._entity()
+        t_min, t_max = entity.bounds or (None, None)
         raws: dict[SourceRef, RawSource] = {}
         groups: dict[tuple[str, ...], list[ssql.GroupView]] = {}
         for i, view in enumerate(self.plan.views):
             if not view.columns:
                 continue
             raw = engine._source(view, raws)
-            _check_key_types(view, engine._scan(raw), prepared)
+            _check_key_types(view, engine._scan(raw), entity.prepared)
             ttl = view.effective_ttl
             lo = None if t_min is None or ttl is None else t_min - ssql.micros(ttl)
             source = ssql.source_frame(
@@ -485,23 +509,22 @@ class _HistoricalRun:
                 nanos=engine._nanos(view, raw),
                 lo=lo,
                 hi=t_max,
-                empty=t_min is None and not _is_spark_frame(self.entity),
+                empty=entity.bounds is not None and t_min is None,
             )
             groups.setdefault(view.entity_keys, []).append(ssql.GroupView(i, view, source))
+        names = entity.names
         if not groups:
-            result = entity.select(ssql.col(ROW_NUMBER), *[ssql.col(n) for n in names])
+            result = entity.frame.select(ssql.col(ROW_NUMBER), *[ssql.col(n) for n in names])
             return result.orderBy(ssql.col(ROW_NUMBER)).drop(ROW_NUMBER)
         parts = [
             ssql.pit_frame(
-                entity,
+                entity.frame,
                 keys,
                 views,
                 created_filter=self.plan.filter_by_created_timestamp,
-                carry=names if first else (),
+                carry=names if n == 0 else (),
             )
-            for first, (keys, views) in zip(
-                [True] + [False] * (len(groups) - 1), groups.items(), strict=True
-            )
+            for n, (keys, views) in enumerate(groups.items())
         ]
         joined = parts[0]
         for part in parts[1:]:

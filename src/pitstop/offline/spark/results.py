@@ -62,18 +62,21 @@ def spark_error(exc: Exception, what: str) -> PitstopError:
 
 
 def _ipc_blobs(batch_rows: int) -> Callable[[Iterator[pa.RecordBatch]], Iterator[pa.RecordBatch]]:
-    """The executor side: a partition's batches as one-cell IPC streams of up to
-    ``batch_rows`` rows each."""
+    """The executor side: a partition's rows as one-cell IPC streams of ``batch_rows`` rows
+    (the last one fewer)."""
 
     def encode(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
         pending: list[pa.RecordBatch] = []
         rows = 0
         for batch in batches:
-            pending.append(batch)
-            rows += batch.num_rows
-            if rows >= batch_rows:
-                yield _blob(pending)
-                pending, rows = [], 0
+            while batch.num_rows:
+                take = batch.slice(0, batch_rows - rows)
+                pending.append(take)
+                rows += take.num_rows
+                batch = batch.slice(take.num_rows)
+                if rows == batch_rows:
+                    yield _blob(pending)
+                    pending, rows = [], 0
         if pending:
             yield _blob(pending)
 
@@ -83,8 +86,7 @@ def _ipc_blobs(batch_rows: int) -> Callable[[Iterator[pa.RecordBatch]], Iterator
 def _blob(batches: list[pa.RecordBatch]) -> pa.RecordBatch:
     sink = pa.BufferOutputStream()
     with pa.ipc.new_stream(sink, batches[0].schema) as writer:
-        for batch in batches:
-            writer.write_batch(batch)
+        writer.write_table(pa.Table.from_batches(batches).combine_chunks())
     return pa.RecordBatch.from_arrays([pa.array([sink.getvalue().to_pybytes()])], [_BLOB])
 
 

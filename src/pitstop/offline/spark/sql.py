@@ -351,8 +351,9 @@ def aggregate_frame(entity: DataFrame, join: AggregateJoin, source: DataFrame) -
     """``join``'s aggregations for every row of ``entity`` (``__rn``, ``__t`` and the key
     columns ``__e<i>`` in ``join.entity_keys`` order): ``__rn`` and one column per output.
 
-    ``source`` is a :func:`source_frame` of ``join.source_view()`` (``__f<j>`` is
-    ``join.columns[j]``). An entity row with a null key or time has empty windows.
+    ``source`` is a :func:`source_frame` whose ``__f<j>`` is ``join.columns[j]``. An entity
+    row with a null key or time has empty windows. ``last`` breaks exact ties (same event and
+    created time) by the greater value, where DuckDB goes by file order.
     """
     from pyspark.sql import functions as F
 
