@@ -575,3 +575,161 @@ def test_errors_name_the_view_and_the_fix(spark_engine: Any, tmp_path: Path) -> 
     nowhere = SourceRef(str(tmp_path / "nope.parquet"), "parquet", "event_timestamp", name="nope")
     with pytest.raises(DataSourceError, match="does not exist"):
         spark_engine.historical(entity([(1, T0)]), PitPlan((trips(nowhere),))).to_arrow()
+
+
+# --- through FeatureStore ------------------------------------------------------------------
+
+
+def _store(repo: Path, offline: dict[str, Any]) -> Any:
+    from pitstop import FeatureStore
+    from pitstop.config import parse_config
+
+    config = parse_config(
+        {
+            "project": "spark_repo",
+            "registry": str(repo / "registry.db"),
+            # the rows are from 2024: keep values older than the TTL readable online
+            "online_store": {
+                "type": "sqlite",
+                "path": str(repo / "online.db"),
+                "enforce_ttl": False,
+            },
+            "offline_store": offline,
+        },
+        repo_path=repo,
+    )
+    return FeatureStore(config=config)
+
+
+def _driver_view(source: Any) -> Any:
+    from pitstop import Entity, FeatureView, Field
+    from pitstop.types import Float64, Int64
+
+    driver = Entity(name="driver", join_keys=["driver_id"])
+    view = FeatureView(
+        name="driver_stats",
+        entities=[driver],
+        ttl=timedelta(hours=3),
+        schema=[Field(name="trips", dtype=Int64), Field(name="rating", dtype=Float64)],
+        source=source,
+    )
+    return [driver, view]
+
+
+@pytest.mark.slow
+def test_feature_store_with_spark_table_source(spark_engine: Any, tmp_path: Path) -> None:
+    """A repo whose view reads a Spark table: training set and materialization into SQLite
+    through FeatureStore on Spark equal a DuckDB repo over the same rows as a file."""
+    from pitstop import FileSource, SparkSource
+
+    rng = random.Random(3)
+    data = {
+        "driver_id": pa.array([rng.randint(1, 20) for _ in range(200)], pa.int64()),
+        "event_timestamp": pa.array(
+            [T0 + timedelta(minutes=rng.randint(0, 600)) for _ in range(200)], pa.timestamp("us")
+        ),
+        "trips": pa.array([rng.randint(0, 99) for _ in range(200)], pa.int64()),
+        "rating": pa.array([rng.random() for _ in range(200)], pa.float64()),
+    }
+    data["created"] = pa.array(
+        [t + timedelta(seconds=i) for i, t in enumerate(data["event_timestamp"].to_pylist())],
+        pa.timestamp("us"),
+    )
+    spark_repo, duck_repo = tmp_path / "spark", tmp_path / "duck"
+    for repo in (spark_repo, duck_repo):
+        repo.mkdir()
+    path = write(duck_repo / "stats.parquet", pa.table(data))
+    spark_engine.spark.read.parquet(path).createOrReplaceTempView("driver_stats_table")
+    table_source = SparkSource(
+        table="driver_stats_table",
+        timestamp_field="event_timestamp",
+        created_timestamp_column="created",
+    )
+    file_source = FileSource(
+        path="stats.parquet", timestamp_field="event_timestamp", created_timestamp_column="created"
+    )
+    frame = entity(
+        [(rng.randint(0, 22), T0 + timedelta(minutes=rng.randint(0, 700))) for _ in range(100)],
+        label=list(range(100)),
+    )
+    features = ["driver_stats:trips", "driver_stats:rating"]
+    with (
+        _store(spark_repo, {"type": "spark", "master": "local[2]"}) as spark_store,
+        _store(duck_repo, {"type": "duckdb"}) as duck_store,
+    ):
+        spark_store.apply(_driver_view(table_source))
+        duck_store.apply(_driver_view(file_source))
+        assert spark_store.get_data_source("driver_stats_table_source") == table_source
+        job = spark_store.get_historical_features(frame, features)
+        got = job.to_df()
+        want = duck_store.get_historical_features(frame, features).to_df()
+        assert got.equals(want)
+        assert job.to_spark().count() == 100
+        end = T0 + timedelta(hours=12)
+        spark_store.materialize(T0, end)
+        duck_store.materialize(T0, end)
+        keys = [{"driver_id": k} for k in range(0, 22)]
+        online = spark_store.get_online_features(features, keys).to_dict()
+        assert online == duck_store.get_online_features(features, keys).to_dict()
+        assert sum(v is not None for v in online["trips"]) > 10
+
+    with _store(tmp_path / "spark", {"type": "duckdb"}) as wrong:
+        with pytest.raises(DataSourceError) as info:
+            wrong.get_historical_features(frame, features).to_df()
+        assert str(info.value) == (
+            "SparkSource 'driver_stats_table_source' reads the Spark table "
+            "'driver_stats_table', which the configured offline engine cannot read; set "
+            "`offline_store: {type: spark}` in feature_store.yaml, or point the source at "
+            "Parquet or CSV files (path=...)."
+        )
+        with pytest.raises(DataSourceError, match="reads the Spark table"):
+            wrong.materialize(T0, T0 + H)
+
+
+# --- the SparkSource definition (no Spark needed) ------------------------------------------
+
+
+def test_spark_source_definition_round_trips_and_checks() -> None:
+    from pitstop import SparkSource
+    from pitstop.definitions.sources import source_from_spec
+    from pitstop.errors import DefinitionError
+
+    by_table = SparkSource(
+        table="analytics.driver_stats",
+        timestamp_field="event_timestamp",
+        created_timestamp_column="created",
+        field_mapping={"id": "driver_id"},
+        tags={"team": "ml"},
+    )
+    assert by_table.name == "driver_stats_source"
+    assert by_table.in_catalog and by_table.path == ""
+    by_query = SparkSource(name="recent", query="SELECT * FROM t", timestamp_field="ts")
+    by_path = SparkSource(name="files", path="data/stats.csv", timestamp_field="ts")
+    assert by_path.file_format == "csv" and not by_path.in_catalog
+    for source in (by_table, by_query, by_path):
+        spec = source.to_spec()
+        assert spec["type"] == "spark"
+        assert source_from_spec(spec) == source
+    assert by_path.resolve_path("/repo") == "/repo/data/stats.csv"
+    with pytest.raises(DataSourceError, match="only the Spark offline engine"):
+        by_table.resolve_path("/repo")
+    with pytest.raises(DefinitionError, match="exactly one of table, query or path"):
+        SparkSource(table="t", query="SELECT 1", timestamp_field="ts")
+    with pytest.raises(DefinitionError, match="got none"):
+        SparkSource(name="nothing", timestamp_field="ts")
+    with pytest.raises(DefinitionError, match="over a query needs a name"):
+        SparkSource(query="SELECT 1", timestamp_field="ts")
+
+
+def test_feast_spark_source_import_path(tmp_path: Path) -> None:
+    from pitstop import SparkSource
+    from pitstop.feast_imports import FeastImports
+
+    with FeastImports(tmp_path) as feast:
+        from feast.infra.offline_stores.contrib.spark_offline_store.spark_source import (
+            SparkSource as FeastSparkSource,
+        )
+
+        made = FeastSparkSource(table="t", timestamp_field="ts")
+    assert isinstance(made, SparkSource)
+    assert not feast.problems

@@ -193,7 +193,11 @@ def historical_features(
         raise RetrievalError("start_date/end_date apply only when no entity_df is given")
     pit = PitPlan(joins, timestamp_column, filter_by_created_timestamp)
     steps = [aggregate_transform(engine, windows, timestamp_column, plan)] if windows else []
-    return engine.historical(entity_df, pit).with_transforms([*steps, on_demand_transform(plan)])
+    job = engine.historical(entity_df, pit)
+    if not steps and not plan.on_demand and not plan.hidden_columns:
+        if pit.output_columns == plan.output_names:  # the engine's columns are the answer
+            return job
+    return job.with_transforms([*steps, on_demand_transform(plan)])
 
 
 def _entities_in_range(
