@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 EXTRAS := dev,server,demo,spark
 STAMP  := $(VENV)/.installed
 
-.PHONY: install demo test test-min test-install lint format bench fuzz clean
+.PHONY: install demo test test-min test-install lint format bench bench-spark fuzz clean
 
 install: $(STAMP)
 
@@ -60,6 +60,11 @@ test-install: install
 
 bench: install
 	$(BIN)/python benchmarks/run.py
+
+# The Spark engine against DuckDB at 10M and 100M entity rows (long); SPARK_BENCH_ARGS=--scale 0.01
+# runs the same at 1/100 of the sizes.
+bench-spark: install
+	$(BIN)/python benchmarks/spark_bench.py $(SPARK_BENCH_ARGS)
 
 # The feature server against its OpenAPI document (Schemathesis), many examples per endpoint
 FUZZ_EXAMPLES ?= 300

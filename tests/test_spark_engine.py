@@ -733,3 +733,19 @@ def test_feast_spark_source_import_path(tmp_path: Path) -> None:
         made = FeastSparkSource(table="t", timestamp_field="ts")
     assert isinstance(made, SparkSource)
     assert not feast.problems
+
+
+@pytest.mark.slow
+def test_benchmark_runs_at_small_scale(spark_engine: Any, tmp_path: Path) -> None:
+    """``make bench-spark`` at 1/10000 of its sizes: both engines, results compared."""
+    import subprocess
+    import sys
+
+    script = Path(__file__).parent.parent / "benchmarks" / "spark_bench.py"
+    command = [sys.executable, str(script), "--scale", "0.0001", "--workloads", "pit10"]
+    command += ["--driver-memory", "1g", "--shuffle-partitions", "4", "--data-dir", str(tmp_path)]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=600, check=False)
+    assert done.returncode == 0, done.stderr[-2000:]
+    lines = [line for line in done.stdout.splitlines() if line.startswith("| pit10")]
+    assert [line.split("|")[3].strip() for line in lines] == ["spark", "duckdb"]
+    assert all(line.split("|")[7].strip() == "yes" for line in lines)

@@ -194,9 +194,9 @@ def historical_features(
     pit = PitPlan(joins, timestamp_column, filter_by_created_timestamp)
     steps = [aggregate_transform(engine, windows, timestamp_column, plan)] if windows else []
     job = engine.historical(entity_df, pit)
-    if not steps and not plan.on_demand and not plan.hidden_columns:
-        if pit.output_columns == plan.output_names:  # the engine's columns are the answer
-            return job
+    bare = not steps and not plan.on_demand and not plan.hidden_columns
+    if bare and pit.output_columns == plan.output_names:  # the engine's columns are the answer
+        return job
     return job.with_transforms([*steps, on_demand_transform(plan)])
 
 

@@ -17,6 +17,7 @@ Example::
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import sys
@@ -84,7 +85,17 @@ def spark_session(config: SparkOfflineConfig | None = None) -> SparkSession:
             session = _build(config or SparkOfflineConfig())
         for key, value in _ALWAYS.items():
             session.conf.set(key, value)
+        _load_quietly()
         return session
+
+
+def _load_quietly() -> None:
+    """Import, once and without its pandas version warning, the pyspark module that pyspark
+    itself imports the first time it converts a Python value for the JVM (a literal, an
+    option); under warnings-as-errors that import would otherwise fail, and be retried, on
+    every conversion."""
+    with arrow_udfs(), contextlib.suppress(ImportError):
+        import pyspark.testing.utils  # noqa: F401
 
 
 def _existing() -> SparkSession | None:
