@@ -749,3 +749,21 @@ def test_benchmark_runs_at_small_scale(spark_engine: Any, tmp_path: Path) -> Non
     lines = [line for line in done.stdout.splitlines() if line.startswith("| pit10")]
     assert [line.split("|")[3].strip() for line in lines] == ["spark", "duckdb"]
     assert all(line.split("|")[7].strip() == "yes" for line in lines)
+
+
+def test_offline_push_to_a_spark_table_source_is_refused(tmp_path: Path) -> None:
+    from pitstop import PushSource, SparkSource
+
+    table_source = SparkSource(table="events", timestamp_field="event_timestamp")
+    push = PushSource(name="events_push", batch_source=table_source)
+    with _store(tmp_path, {"type": "duckdb"}) as store:
+        store.apply([*_driver_view(push)])  # a table's columns are not checked at apply
+        rows = {
+            "driver_id": [1],
+            "event_timestamp": [T0.replace(tzinfo=UTC)],
+            "trips": [3],
+            "rating": [0.5],
+        }
+        assert store.push("events_push", rows, to="online") == 1
+        with pytest.raises(RetrievalError, match="push to it online only"):
+            store.push("events_push", rows, to="offline")

@@ -22,6 +22,7 @@ from pitstop.definitions.sources import (
     FileSource,
     PushMode,
     PushSource,
+    SparkSource,
     not_ingested,
     push_mode,
 )
@@ -318,6 +319,11 @@ def offline_rows(
 
 
 def _require_parquet(source: FileSource) -> None:
+    if isinstance(source, SparkSource) and source.in_catalog:
+        raise RetrievalError(
+            f"offline pushes need Parquet files; {source.name!r} is a SparkSource over a Spark "
+            "table or query: push to it online only (to='online')"
+        )
     if source.file_format != "parquet":
         raise RetrievalError(
             f"offline pushes need a Parquet source; {source.name!r} is {source.file_format}"
