@@ -460,6 +460,7 @@ def test_to_spark_and_to_parquet_with_spark(
     assert job.to_parquet(folder) == 3
     assert folder.is_dir() and list(folder.glob("part-*.parquet"))
     written = pq.read_table(folder)
+    assert written.schema.field("event_timestamp").type == pa.timestamp("us", "UTC")
     assert written.column("trips").to_pylist() == [20, 10, None]
     assert written.column("label").to_pylist() == [1, 2, 3]
     with pytest.raises(RetrievalError, match=r"to_spark\(\) needs a result of the Spark"):

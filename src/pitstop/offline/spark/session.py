@@ -39,12 +39,15 @@ __all__ = ["arrow_udfs", "first_line", "session_conf", "spark_session", "stop_se
 _LOCK = threading.Lock()
 _LOCAL = re.compile(r"^local(\[(\*|\d+)(,\s*\d+)?\])?$")
 _LOG_CONFIG = Path(__file__).with_name("log4j2.properties")
-#: Read timestamps of Parquet files written with nanoseconds (pandas' default) as longs, which
-#: the source reader converts; Spark refuses to read such files otherwise.
+#: Set on every session pitstop uses. Parquet timestamps stored with nanoseconds (pandas'
+#: default) are read as longs, which the source reader converts (Spark refuses such files
+#: otherwise); timestamps are written as Parquet TIMESTAMP_MICROS, which every reader takes as
+#: UTC instants (Spark's default, INT96, reads back as zone-less nanoseconds elsewhere).
 _ALWAYS = {
     "spark.sql.session.timeZone": "UTC",
     "spark.sql.execution.arrow.pyspark.enabled": "true",
     "spark.sql.legacy.parquet.nanosAsLong": "true",
+    "spark.sql.parquet.outputTimestampType": "TIMESTAMP_MICROS",
 }
 
 
