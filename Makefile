@@ -36,7 +36,8 @@ format: install
 MIN_VENV   := .venv-min
 MIN_STAMP  := $(MIN_VENV)/.installed
 MIN_EXTRAS := dev,server
-MIN_TESTS  := tests/test_offline_pit.py tests/test_offline_job.py tests/test_aggregate_offline.py \
+MIN_TESTS  := tests/conformance/offline/test_pit.py tests/conformance/offline/test_job.py \
+              tests/conformance/offline/test_aggregations.py tests/test_duckdb_engine.py \
               tests/test_online_stores.py tests/test_online_serving.py tests/test_push_exact.py \
               tests/test_registry_store.py tests/test_feature_store.py tests/test_types.py \
               tests/test_encoding.py tests/test_server.py tests/test_cli.py

@@ -24,15 +24,13 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
-from pitstop.config import (
-    MemoryOnlineConfig,
-    PostgresOnlineConfig,
-    RedisOnlineConfig,
-    SqliteOnlineConfig,
-)
 from pitstop.errors import BackendUnavailableError, MissingExtraError
-from pitstop.online import OnlineStore, StoredRow, open_online_store
+from pitstop.online import OnlineStore, StoredRow
 from pitstop.online.encoding import encode_value, entity_key
+from pitstop.online.memory import MemoryOnlineConfig
+from pitstop.online.postgres import PostgresOnlineConfig
+from pitstop.online.redis_config import RedisOnlineConfig
+from pitstop.online.sqlite import SqliteOnlineConfig
 
 REDIS_URL = os.environ.get("PITSTOP_BENCH_REDIS_URL", "redis://127.0.0.1:6379/0")
 POSTGRES_URL = os.environ.get(
@@ -149,7 +147,7 @@ def write_all(name: str, store: OnlineStore, rows: list[StoredRow]) -> str:
 
 
 def run_store(name: str, config: Any, workdir: Path, rows: list[StoredRow], n: int) -> list[str]:
-    store = open_online_store(config, f"bench_{TAG}", workdir)
+    store = config.open(f"bench_{TAG}", workdir)
     resource = None
     try:
         store.update(VIEWS, [])

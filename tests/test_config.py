@@ -7,19 +7,14 @@ from typing import Any, cast
 
 import pytest
 
-from pitstop.config import (
-    DuckDBOfflineConfig,
-    MemoryOnlineConfig,
-    PostgresOnlineConfig,
-    RedisAddress,
-    RedisOnlineConfig,
-    RepoConfig,
-    SqliteOnlineConfig,
-    load_config,
-    parse_config,
-)
+from pitstop.config import RepoConfig, load_config, parse_config
 from pitstop.errors import ConfigError
-from pitstop.offline.spark import SparkOfflineConfig
+from pitstop.offline.duckdb_config import DuckDBOfflineConfig
+from pitstop.offline.spark.config import SparkOfflineConfig
+from pitstop.online.memory import MemoryOnlineConfig
+from pitstop.online.postgres import PostgresOnlineConfig
+from pitstop.online.redis_config import RedisAddress, RedisOnlineConfig
+from pitstop.online.sqlite import SqliteOnlineConfig
 
 TUTORIAL_YAML = """\
 project: churn_prediction

@@ -25,15 +25,15 @@ from typing import Any
 import pytest
 
 from conftest import POSTGRES_URL
-from pitstop.config import (
-    MemoryOnlineConfig,
-    PostgresOnlineConfig,
-    RedisOnlineConfig,
-    SqliteOnlineConfig,
-)
-from pitstop.errors import BackendUnavailableError, ConfigError, DefinitionError, PitstopError
-from pitstop.online import BUILTIN_STORES, OnlineStore, ReadRow, StoredRow, open_online_store
+from pitstop import backends
+from pitstop.errors import BackendUnavailableError, DefinitionError, PitstopError
+from pitstop.online import OnlineStore, ReadRow, StoredRow
 from pitstop.online.base import Change
+from pitstop.online.memory import MemoryOnlineConfig, MemoryOnlineStore
+from pitstop.online.postgres import PostgresOnlineConfig, PostgresOnlineStore
+from pitstop.online.redis import RedisOnlineStore
+from pitstop.online.redis_config import RedisOnlineConfig
+from pitstop.online.sqlite import SqliteOnlineConfig, SqliteOnlineStore
 
 OpenStore = Callable[..., OnlineStore]
 BACKENDS = [
@@ -82,7 +82,7 @@ def open_store(online_config: Any, tmp_path: Path) -> Iterator[OpenStore]:
 
     def factory(project: str | None = None) -> OnlineStore:
         name = project or f"test_{uuid.uuid4().hex[:12]}"
-        opened.append(open_online_store(online_config, name, tmp_path))
+        opened.append(online_config.open(name, tmp_path))
         return opened[-1]
 
     yield factory
@@ -577,7 +577,7 @@ def count_in_process(
 ) -> None:
     """Run in a spawned process: open a store of its own and increment the shared counter."""
     try:
-        store = open_online_store(config, project, Path(repo))
+        store = config.open(project, Path(repo))
         try:
             start.wait(60)
             for _ in range(times):
@@ -623,26 +623,26 @@ def test_modify_is_atomic_across_processes(
 
 
 def test_capabilities(store: OnlineStore) -> None:
-    assert store.capabilities.shared is (type(store).__name__ != "MemoryOnlineStore")
     assert store.capabilities.max_write_batch > 0
 
 
-@pytest.mark.parametrize("backend", sorted(BUILTIN_STORES))
+STORE_CLASSES = {
+    "memory": MemoryOnlineStore,
+    "sqlite": SqliteOnlineStore,
+    "redis": RedisOnlineStore,
+    "postgres": PostgresOnlineStore,
+}
+
+
+@pytest.mark.parametrize("backend", backends.ONLINE_STORES)
 def test_store_classes_match_the_protocol(backend: str) -> None:
-    module, _, name = BUILTIN_STORES[backend].partition(":")
-    cls = getattr(__import__(module, fromlist=[name]), name)
+    model, cls = backends.config_model("online_store", backend), STORE_CLASSES[backend]
     for method in ("update", "write", "read", "modify", "teardown", "close"):
         expected = inspect.signature(getattr(OnlineStore, method))
-        assert inspect.signature(getattr(cls, method)) == expected, f"{name}.{method}"
+        assert inspect.signature(getattr(cls, method)) == expected, f"{cls.__name__}.{method}"
     assert list(inspect.signature(cls).parameters) == ["config", "project", "repo_path"]
-
-
-def test_unknown_store_type_is_a_config_error(tmp_path: Path) -> None:
-    class Config:
-        type = "cassandra"
-
-    with pytest.raises(ConfigError, match=r"'cassandra' is not an online store; allowed: .*redis"):
-        open_online_store(Config(), "p", tmp_path)
+    assert inspect.get_annotations(model.open)["return"] == cls.__name__
+    assert model().type == backend
 
 
 def test_importing_online_loads_no_driver() -> None:
@@ -653,7 +653,7 @@ def test_importing_online_loads_no_driver() -> None:
 
 def test_unreachable_redis_is_backend_unavailable(tmp_path: Path) -> None:
     config = RedisOnlineConfig(connection_string="127.0.0.1:1,password=s3cret")
-    store = open_online_store(config, "p", tmp_path)
+    store = config.open("p", tmp_path)
     try:
         with pytest.raises(BackendUnavailableError, match=r"Redis at 127\.0\.0\.1:1 ") as info:
             store.read([("v", [b"k"])])
@@ -666,7 +666,7 @@ def test_unreachable_redis_is_backend_unavailable(tmp_path: Path) -> None:
 
 def test_unreachable_postgres_is_backend_unavailable(tmp_path: Path) -> None:
     config = PostgresOnlineConfig(host="127.0.0.1", port=1, password="s3cret")
-    store = open_online_store(config, "p", tmp_path)
+    store = config.open("p", tmp_path)
     try:
         with pytest.raises(BackendUnavailableError, match=r"PostgreSQL at 127\.0\.0\.1:1 ") as info:
             store.read([("v", [b"k"])])
@@ -723,8 +723,8 @@ def test_a_closed_pooled_store_says_so(store: OnlineStore) -> None:
 
 def test_sqlite_file_is_shared_and_in_wal_mode(tmp_path: Path) -> None:
     config = SqliteOnlineConfig(path="nested/dir/online.db")
-    one = open_online_store(config, "p", tmp_path)
-    two = open_online_store(config, "p", tmp_path)
+    one = config.open("p", tmp_path)
+    two = config.open("p", tmp_path)
     try:
         one.write("v", [row(b"k", T0, b"one")])
         assert values(two, "v", [b"k"]) == [b"one"]
@@ -757,7 +757,7 @@ def open_redis(redis_url: str, redis_key_prefix: str, tmp_path: Path) -> Iterato
         if fields.get("redis_type") == "redis_cluster":
             fields.pop("key_prefix")  # the cluster is the session's own
         name = project or f"test_{uuid.uuid4().hex[:12]}"
-        opened.append(open_online_store(RedisOnlineConfig(**fields), name, tmp_path))
+        opened.append(RedisOnlineConfig(**fields).open(name, tmp_path))
         return opened[-1]
 
     yield factory

@@ -371,11 +371,12 @@ def test_checking_sources_does_not_import_duckdb(tmp_path: Path) -> None:
         "from pathlib import Path\n"
         "from pitstop import Entity, FeatureView, Field, FileSource\n"
         "from pitstop.engine.sources import check_sources\n"
+        "from pitstop.offline import DuckDBEngine\n"
         "from pitstop.types import Float64\n"
         "src = FileSource(path='data/events.parquet', timestamp_field='ts')\n"
         "v = FeatureView(name='v', entities=['user_id'], source=src,\n"
         "                schema=[Field(name='amount', dtype=Float64)])\n"
-        f"check_sources([v], Path({str(tmp_path)!r}))\n"
+        f"check_sources([v], Path({str(tmp_path)!r}), DuckDBEngine())\n"
         "assert 'duckdb' not in sys.modules and 'pandas' not in sys.modules\n"
     )
     subprocess.run([sys.executable, "-c", code], check=True)

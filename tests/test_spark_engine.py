@@ -1,28 +1,26 @@
-"""The Spark offline engine gives the DuckDB engine's answers (DESIGN.md §3), on the same data.
-
-Each case builds a small source, runs the same plan on both engines and compares the rows;
-the rules themselves are pinned case by case in test_offline_pit.py. One local SparkSession
-(``local[2]``) serves the whole session; without pyspark or Java the tests are skipped (with
-``CI=true``: failed).
+"""What only the Spark offline engine does: Spark DataFrames and SQL as entity frames, results
+as Spark DataFrames and Spark-written Parquet, SparkSource tables and queries, the process's one
+SparkSession. The point-in-time rules, the write side and the errors every engine shares run in
+the offline conformance suite (tests/conformance/offline). One local SparkSession (``local[2]``)
+serves the whole session; without pyspark or Java the tests are skipped (with ``CI=true``:
+failed).
 """
 
 from __future__ import annotations
 
 import random
 from collections.abc import Iterator, Sequence
-from datetime import UTC, date, datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
-import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 import pytest
 
 from conftest import require_service
 from pitstop.errors import BackendUnavailableError, DataSourceError, RetrievalError
 from pitstop.offline import DuckDBEngine, PitPlan, SourceRef, ViewJoin
-from pitstop.offline.aggregate import AggregateJoin, historical_aggregates
 
 T0 = datetime(2024, 5, 1, 12, 0, 0)
 H = timedelta(hours=1)
@@ -69,13 +67,6 @@ def same(spark_table: pa.Table, duck_table: pa.Table) -> None:
             assert pa.types.is_timestamp(s) and s.tz == "UTC" == d.tz, name
 
 
-def both(spark_engine: Any, duck: DuckDBEngine, entity: Any, plan: PitPlan) -> pa.Table:
-    spark_table = spark_engine.historical(entity, plan).to_arrow()
-    duck_table = duck.historical(entity, plan).to_arrow()
-    same(spark_table, duck_table)
-    return spark_table
-
-
 def write(path: Path, table: pa.Table) -> str:
     pq.write_table(table, path)
     return str(path)
@@ -112,316 +103,6 @@ def entity(data: Sequence[tuple[int | None, datetime | None]], **extra: list[Any
             **extra,
         }
     )
-
-
-# --- point-in-time rules -------------------------------------------------------------------
-
-
-def test_ttl_edges_are_inclusive(spark_engine: Any, duck: DuckDBEngine, tmp_path: Path) -> None:
-    source = trips_source(
-        tmp_path,
-        [
-            (1, T0 - 2 * H, None, 10),
-            (2, T0 - 2 * H - timedelta(microseconds=1), None, 20),
-            (3, T0, None, 30),
-            (4, T0 + timedelta(microseconds=1), None, 40),
-        ],
-    )
-    frame = entity([(1, T0), (2, T0), (3, T0), (4, T0)])
-    out = both(spark_engine, duck, frame, PitPlan((trips(source, 2 * H),)))
-    assert out.column("trips").to_pylist() == [10, None, 30, None]
-
-
-def test_created_timestamp_breaks_ties_and_missing_loses(
-    spark_engine: Any, duck: DuckDBEngine, tmp_path: Path
-) -> None:
-    source = trips_source(
-        tmp_path,
-        [
-            (1, T0 - H, T0 - H, 10),
-            (1, T0 - H, T0, 11),
-            (1, T0 - H, T0 - 2 * H, 12),
-            (2, T0 - H, None, 20),
-            (2, T0 - H, T0 - 3 * H, 21),
-        ],
-    )
-    out = both(spark_engine, duck, entity([(1, T0), (2, T0)]), PitPlan((trips(source),)))
-    assert out.column("trips").to_pylist() == [11, 21]
-
-
-def test_filter_by_created_timestamp(spark_engine: Any, duck: DuckDBEngine, tmp_path: Path) -> None:
-    source = trips_source(
-        tmp_path,
-        [
-            (1, T0 - 2 * H, T0 - 2 * H, 10),
-            (1, T0 - H, T0 + H, 11),
-            (2, T0 - H, None, 20),
-            (3, T0 - 3 * H, T0 + H, 30),
-        ],
-    )
-    frame = entity([(1, T0), (2, T0), (3, T0), (1, T0 + 2 * H)])
-    plan = PitPlan((trips(source, 3 * H),), filter_by_created_timestamp=True)
-    out = both(spark_engine, duck, frame, plan)
-    assert out.column("trips").to_pylist() == [10, 20, None, 11]
-
-
-def test_every_row_once_in_input_order_with_duplicates_and_nulls(
-    spark_engine: Any, duck: DuckDBEngine, tmp_path: Path
-) -> None:
-    source = trips_source(tmp_path, [(1, T0 - H, None, 10), (2, T0 - H, None, 20)])
-    frame = entity(
-        [(2, T0), (1, T0), (2, T0), (None, T0), (1, None), (9, T0), (1, T0 - 2 * H)],
-        label=[7, 6, 5, 4, 3, 2, 1],
-    )
-    out = both(spark_engine, duck, frame, PitPlan((trips(source),)))
-    assert out.column("trips").to_pylist() == [20, 10, 20, None, None, None, None]
-    assert out.column("label").to_pylist() == [7, 6, 5, 4, 3, 2, 1]
-
-
-def test_compound_keys_and_views_with_different_keys(
-    spark_engine: Any, duck: DuckDBEngine, tmp_path: Path
-) -> None:
-    pairs = pa.table(
-        {
-            "origin": ["a", "a", "b", "a"],
-            "dest": ["x", "y", "x", "x"],
-            "ts": pa.array([T0 - 3 * H, T0 - H, T0 - H, T0 - 2 * H], pa.timestamp("us")),
-            "eta": [1.5, 2.5, 3.5, 4.5],
-        }
-    )
-    pair_source = SourceRef(write(tmp_path / "pairs.parquet", pairs), "parquet", "ts")
-    route = ViewJoin(
-        "route", pair_source, ("from", "to"), ("origin", "dest"), (("eta", "eta"),), None
-    )
-    driver = trips(trips_source(tmp_path, [(1, T0 - H, None, 10)]))
-    frame = pa.table(
-        {
-            "from": ["a", "a", "b", "b"],
-            "to": ["x", "y", "x", "y"],
-            "driver_id": [1, 2, 1, 1],
-            "event_timestamp": pa.array([T0] * 4, pa.timestamp("us")),
-        }
-    )
-    plan = PitPlan((route, driver))
-    out = both(spark_engine, duck, frame, plan)
-    assert out.column("eta").to_pylist() == [4.5, 2.5, 3.5, None]
-    assert out.column("trips").to_pylist() == [10, None, 10, 10]
-    assert out.column_names == ["from", "to", "driver_id", "event_timestamp", "eta", "trips"]
-
-
-def test_field_mapping_and_a_view_without_columns(
-    spark_engine: Any, duck: DuckDBEngine, tmp_path: Path
-) -> None:
-    table = pa.table(
-        {
-            "id": pa.array([1, 1], pa.int64()),
-            "when": pa.array([T0 - 2 * H, T0 - H], pa.timestamp("us")),
-            "n": [3, 4],
-        }
-    )
-    source = SourceRef(
-        write(tmp_path / "mapped.parquet", table),
-        "parquet",
-        "event_timestamp",
-        field_mapping={"id": "driver_id", "when": "event_timestamp", "n": "trips"},
-    )
-    empty = ViewJoin("nothing", source, ("driver_id",), ("driver_id",), (), None)
-    plan = PitPlan((trips(source, name="mapped"), empty))
-    out = both(spark_engine, duck, entity([(1, T0), (1, T0 - 90 * timedelta(minutes=1))]), plan)
-    assert out.column("trips").to_pylist() == [4, 3]
-
-
-def test_source_timestamp_encodings(spark_engine: Any, duck: DuckDBEngine, tmp_path: Path) -> None:
-    """Nanoseconds (pandas' default), zoned, dates and ISO text: one rule on both engines."""
-    tokyo = timezone(timedelta(hours=9))
-    base = pa.table({"driver_id": pa.array([1, 2], pa.int64()), "trips": [10, 20]})
-    instants = [T0 - 2 * H, T0 - H]
-    encodings: dict[str, pa.Array] = {
-        "nanos": pa.array(instants, pa.timestamp("ns")),
-        "zoned": pa.array([t.replace(tzinfo=UTC).astimezone(tokyo) for t in instants]).cast(
-            pa.timestamp("us", "Asia/Tokyo")
-        ),
-        "dates": pa.array([date(2024, 5, 1), date(2024, 4, 30)], pa.date32()),
-        "text": pa.array(["2024-05-01T10:00:00Z", "2024-05-01 20:00:00+09:00"]),
-    }
-    frame = entity([(1, T0), (2, T0), (1, T0 - 3 * H), (2, T0 - 90 * timedelta(minutes=1))])
-    for label, column in encodings.items():
-        table = base.append_column("event_timestamp", column)
-        path = write(tmp_path / f"{label}.parquet", table)
-        source = SourceRef(path, "parquet", "event_timestamp", name=label)
-        both(spark_engine, duck, frame, PitPlan((trips(source, DAY),)))
-
-
-def test_entity_timestamp_encodings_and_output_utc(
-    spark_engine: Any, duck: DuckDBEngine, tmp_path: Path
-) -> None:
-    source = trips_source(tmp_path, [(1, T0 - H, None, 10), (1, T0 + H, None, 11)])
-    plan = PitPlan((trips(source),))
-    zoned = pa.array([T0.replace(tzinfo=UTC)]).cast(pa.timestamp("ns", "America/New_York"))
-    text = pa.array(["2024-05-01T14:00:00+02:00"])
-    for column in (zoned, text, pa.array([date(2024, 5, 2)], pa.date32())):
-        frame = pa.table({"driver_id": [1], "event_timestamp": column})
-        out = both(spark_engine, duck, frame, plan)
-        assert out.schema.field("event_timestamp").type.tz == "UTC"
-
-
-def test_csv_hive_folder_and_glob_sources(
-    spark_engine: Any, duck: DuckDBEngine, tmp_path: Path
-) -> None:
-    table = pa.table(
-        {
-            "driver_id": pa.array([1, 2, 1], pa.int64()),
-            "event_timestamp": pa.array([T0 - 2 * H, T0 - H, T0 - H], pa.timestamp("us")),
-            "trips": [10, 20, 11],
-        }
-    )
-    csv_path = tmp_path / "stats.csv"
-    pacsv.write_csv(table, csv_path)
-    folder = tmp_path / "hive"
-    for day in ("2024-04-30", "2024-05-01"):
-        (folder / f"day={day}").mkdir(parents=True)
-    pq.write_table(table.slice(0, 1), folder / "day=2024-04-30" / "a.parquet")
-    pq.write_table(table.slice(1), folder / "day=2024-05-01" / "b.parquet")
-    frame = entity([(1, T0), (2, T0), (1, T0 - 90 * timedelta(minutes=1))])
-    for path, fmt in (
-        (str(csv_path), "csv"),
-        (str(folder), "parquet"),
-        (str(folder / "day=*" / "*.parquet"), "parquet"),
-    ):
-        source = SourceRef(path, fmt, "event_timestamp", name=Path(path).name)
-        out = both(spark_engine, duck, frame, PitPlan((trips(source),)))
-        assert out.column("trips").to_pylist() == [11, 20, 10], path
-    source = SourceRef(str(folder), "parquet", "event_timestamp", name="partitions")
-    by_day = ViewJoin("d", source, ("driver_id",), ("driver_id",), (("day", "day"),), None)
-    both(spark_engine, duck, frame, PitPlan((by_day,)))
-
-
-@pytest.mark.slow
-@pytest.mark.parametrize("seed", [1, 2])
-def test_random_plans_agree_with_duckdb(
-    spark_engine: Any, duck: DuckDBEngine, tmp_path: Path, seed: int
-) -> None:
-    """Random sources (several rows per key, some created timestamps missing) and entity
-    frames with many rows per key: both engines give the same rows for every TTL and for
-    filter_by_created_timestamp on and off. (Ties on event and created time are avoided: the
-    rules leave their order open.)"""
-    rng = random.Random(seed)
-    data = []
-    for key in range(30):
-        times = rng.sample(range(0, 48 * 60), rng.randint(0, 12))
-        for minute in times:
-            created = (
-                None if rng.random() < 0.2 else T0 + timedelta(minutes=minute + rng.randint(0, 90))
-            )
-            data.append((key, T0 + timedelta(minutes=minute), created, rng.randint(0, 999)))
-    source = trips_source(tmp_path, data)
-    frame = entity(
-        [
-            (rng.randint(0, 32), T0 + timedelta(minutes=rng.randint(-60, 50 * 60)))
-            for _ in range(400)
-        ],
-        row=list(range(400)),
-    )
-    for ttl in (None, 2 * H, timedelta(minutes=17)):
-        for created in (False, True):
-            plan = PitPlan((trips(source, ttl),), filter_by_created_timestamp=created)
-            both(spark_engine, duck, frame, plan)
-
-
-# --- entity-less retrieval, materialization, aggregations ----------------------------------
-
-
-def test_range_and_latest_agree_with_duckdb(
-    spark_engine: Any, duck: DuckDBEngine, tmp_path: Path
-) -> None:
-    source = trips_source(
-        tmp_path,
-        [
-            (1, T0 - 3 * H, None, 10),
-            (1, T0 - H, T0, 11),
-            (1, T0 - H, None, 12),
-            (2, T0 - 2 * H, T0, 20),
-            (3, T0 + H, None, 30),
-        ],
-    )
-    view = trips(source)
-    start, end = T0 - 2 * H, T0
-    key = ["driver_id", "event_timestamp", "trips"]
-    spark_range = (
-        spark_engine.range(view, start, end).to_arrow().sort_by([(k, "ascending") for k in key])
-    )
-    duck_range = duck.range(view, start, end).to_arrow().sort_by([(k, "ascending") for k in key])
-    same(spark_range, duck_range)
-    spark_latest = spark_engine.latest(view, start.replace(tzinfo=UTC), end, key_order=True)
-    duck_latest = duck.latest(view, start, end, key_order=True)
-    assert spark_latest.rows == duck_latest.rows == 2
-    same(spark_latest.batches.read_all(), duck_latest.batches.read_all())
-
-
-def test_latest_streams_batches(spark_engine: Any, tmp_path: Path) -> None:
-    n = 5000
-    table = pa.table(
-        {
-            "driver_id": pa.array(range(n), pa.int64()),
-            "event_timestamp": pa.array([T0] * n, pa.timestamp("us")),
-            "trips": pa.array(range(n), pa.int64()),
-        }
-    )
-    source = SourceRef(write(tmp_path / "many.parquet", table), "parquet", "event_timestamp")
-    from pitstop.offline.spark import SparkEngine
-
-    small = SparkEngine(spark_engine.config.model_copy(update={"batch_rows": 1000}))
-    latest = small.latest(trips(source), None, T0, key_order=True)
-    sizes = [b.num_rows for b in latest.batches]
-    assert latest.rows == n == sum(sizes)
-    assert max(sizes) <= 1000 and len(sizes) >= 5
-
-
-def test_windowed_aggregations_agree_with_duckdb(
-    spark_engine: Any, duck: DuckDBEngine, tmp_path: Path
-) -> None:
-    rng = random.Random(7)
-    events = [
-        (
-            rng.randint(0, 4),
-            T0 + timedelta(minutes=rng.randint(0, 600)),
-            rng.choice([None, 1, 2, 5]),
-        )
-        for _ in range(300)
-    ]
-    table = pa.table(
-        {
-            "driver_id": pa.array([e[0] for e in events], pa.int64()),
-            "event_timestamp": pa.array([e[1] for e in events], pa.timestamp("us")),
-            "fare": pa.array([e[2] for e in events], pa.int64()),
-            "created": pa.array(
-                [e[1] + timedelta(seconds=i) for i, e in enumerate(events)], pa.timestamp("us")
-            ),
-        }
-    )
-    source = SourceRef(
-        write(tmp_path / "fares.parquet", table), "parquet", "event_timestamp", "created"
-    )
-    aggregations = tuple(
-        (function, "fare", window, f"{function}_{int(window.total_seconds())}")
-        for function in ("count", "sum", "mean", "min", "max", "count_distinct", "last")
-        for window in (H, 4 * H)
-    )
-    join = AggregateJoin("fares", source, ("driver_id",), ("driver_id",), aggregations)
-    frame = entity(
-        [(rng.randint(0, 5), T0 + timedelta(minutes=rng.randint(-30, 700))) for _ in range(80)]
-        + [(None, T0), (1, None)]
-    )
-    spark_table = spark_engine.aggregate(frame, "event_timestamp", join)
-    duck_table = historical_aggregates(duck._connection(), frame, "event_timestamp", join)
-    assert spark_table.column_names == duck_table.column_names
-    for name in spark_table.column_names:
-        got, want = spark_table.column(name).to_pylist(), duck_table.column(name).to_pylist()
-        if name.startswith("mean"):
-            got = [None if v is None else round(v, 9) for v in got]
-            want = [None if v is None else round(v, 9) for v in want]
-        assert got == want, name
-        assert spark_table.schema.field(name).type == duck_table.schema.field(name).type, name
 
 
 # --- Spark frames in and out ---------------------------------------------------------------
@@ -502,80 +183,23 @@ def test_spark_table_and_query_sources(
         spark_engine.historical(frame, PitPlan((trips(missing),))).to_arrow()
 
 
-# --- writes --------------------------------------------------------------------------------
+def test_a_catalog_source_takes_no_appends(spark_engine: Any) -> None:
+    table = SourceRef("", "parquet", "ts", table="events", name="events")
+    assert table.pushed == ""
+    rows_in = pa.table({"ts": pa.array([T0], pa.timestamp("us"))})
+    with pytest.raises(RetrievalError, match="'events' is a SparkSource over a Spark table"):
+        spark_engine.append(table, rows_in)
+    assert spark_engine.labels(table, "") == {}
 
 
-def test_append_writes_a_part_file_and_has_rows(spark_engine: Any, tmp_path: Path) -> None:
-    main = tmp_path / "events.parquet"
-    pushed = tmp_path / "events.parquet.pushed"
-    source = SourceRef(str(main), "parquet", "ts", pushed=str(pushed), name="events",
-                       field_mapping={"id": "driver_id"})  # fmt: skip
-    assert not spark_engine.has_rows(source)
-    rows_in = pa.table(
-        {
-            "driver_id": pa.array([1, 2], pa.int64()),
-            "ts": pa.array([T0, T0 + H], pa.timestamp("us")),
-            "trips": pa.array([3, 4], pa.int64()),
-        }
-    )
-    spark_engine.append(source, rows_in)
-    parts = sorted(pushed.glob("*.parquet"))
-    assert len(parts) == 1 and not list(pushed.glob("_staging*"))
-    written = pq.read_table(parts[0])
-    assert written.column_names == ["id", "ts", "trips"]  # raw names, before the mapping
-    assert written.schema.field("ts").type == pa.timestamp("us")  # zone-less stays zone-less
-    assert spark_engine.has_rows(source)
-    view = ViewJoin("v", source, ("driver_id",), ("driver_id",), (("trips", "trips"),))
-    out = spark_engine.historical(entity([(2, T0 + H), (1, T0)]), PitPlan((view,))).to_arrow()
-    assert out.column("trips").to_pylist() == [4, 3]
-    query = SourceRef("", "parquet", "ts", query="SELECT 1", name="q")
-    with pytest.raises(DataSourceError, match="rows cannot be added to a query"):
-        spark_engine.append(query, rows_in)
+def test_engines_share_the_process_session(spark_engine: Any) -> None:
+    from pitstop.offline.spark import SparkEngine, SparkOfflineConfig
+    from pitstop.offline.spark.session import spark_session
 
-
-def test_append_to_a_table(spark_engine: Any, tmp_path: Path) -> None:
-    spark = spark_engine.spark
-    name = f"pitstop_push_{random.randrange(1 << 30)}"
-    location = (tmp_path / "warehouse").as_uri()
-    spark.sql(
-        f"CREATE TABLE {name} (driver_id BIGINT, ts TIMESTAMP, trips BIGINT) USING parquet "
-        f"LOCATION '{location}'"
-    )
-    try:
-        source = SourceRef("", "parquet", "ts", table=name)
-        assert not spark_engine.has_rows(source)
-        table = pa.table(
-            {
-                "trips": pa.array([5], pa.int64()),
-                "driver_id": pa.array([1], pa.int64()),
-                "ts": pa.array([T0], pa.timestamp("us", "UTC")),
-            }
-        )
-        spark_engine.append(source, table)
-        assert spark_engine.has_rows(source)
-        assert spark.table(name).toArrow().to_pylist() == [
-            {"driver_id": 1, "ts": T0.replace(tzinfo=UTC), "trips": 5}
-        ]
-        with pytest.raises(DataSourceError, match="do not match table"):
-            spark_engine.append(source, table.drop_columns(["trips"]))
-    finally:
-        spark.sql(f"DROP TABLE IF EXISTS {name}")
-
-
-# --- errors --------------------------------------------------------------------------------
-
-
-def test_errors_name_the_view_and_the_fix(spark_engine: Any, tmp_path: Path) -> None:
-    source = trips_source(tmp_path, [(1, T0 - H, None, 10)])
-    bad_keys = pa.table({"driver_id": ["1"], "event_timestamp": pa.array([T0], pa.timestamp("us"))})
-    with pytest.raises(RetrievalError, match="Join key 'driver_id' of view 'driver' is string"):
-        spark_engine.historical(bad_keys, PitPlan((trips(source),))).to_arrow()
-    missing = ViewJoin("driver", source, ("driver_id",), ("driver_id",), (("tips", "tips"),))
-    with pytest.raises(DataSourceError, match="has no column 'tips'"):
-        spark_engine.historical(entity([(1, T0)]), PitPlan((missing,))).to_arrow()
-    nowhere = SourceRef(str(tmp_path / "nope.parquet"), "parquet", "event_timestamp", name="nope")
-    with pytest.raises(DataSourceError, match="does not exist"):
-        spark_engine.historical(entity([(1, T0)]), PitPlan((trips(nowhere),))).to_arrow()
+    other = SparkEngine(SparkOfflineConfig(master="local[1]", app_name="other"))
+    assert other.spark is spark_engine.spark is spark_session()
+    other.close()  # forgets the session, which keeps running for the others
+    assert not spark_engine.spark.sparkContext._jsc.sc().isStopped()
 
 
 # --- through FeatureStore ------------------------------------------------------------------

@@ -25,7 +25,7 @@ from pitstop import (
 )
 from pitstop.aggregation import Aggregation
 from pitstop.config import parse_config
-from pitstop.engine.push import append_offline
+from pitstop.engine.historical import source_ref
 from pitstop.engine.streams import Delivery, decode_row, layout_of, push_events, read_values
 from pitstop.engine.tiles import tile_end
 from pitstop.engine.verify import verify
@@ -59,6 +59,11 @@ every_view = StreamFeatureView(
         for f in FUNCTIONS for w in (timedelta(minutes=10), hour)
     ],
 )  # fmt: skip
+
+
+def append_offline(fs: FeatureStore, table: pa.Table) -> None:
+    """Add ``table`` to the transactions source's offline data, as a push would."""
+    fs.offline.append(source_ref(transactions, fs.repo_path), table)
 
 
 def _online(backend: str, request: pytest.FixtureRequest) -> dict[str, Any]:
@@ -133,7 +138,7 @@ def test_every_function_online_equals_offline_with_late_events(fs: FeatureStore)
     for start in range(0, 300, 37):  # arrival in several pushes
         part = table.slice(start, 37)
         push_events(fs.online, every_view, part, now_us=t_end)
-        append_offline(transactions, fs.repo_path, part)
+        append_offline(fs, part)
     layout = layout_of(every_view)
     keys = [entity_key(("user_id",), (u,)) for u in range(1, 6)]
     rows = fs.online.read([(every_view.name, keys)])[0]
@@ -196,7 +201,7 @@ def test_materialize_backfills_tiles_from_the_batch_source(fs: FeatureStore) -> 
     now = datetime.now(UTC)
     events = _events([1, 1, 2, 2], [1.5, 2.5, 10.0, 1.0],
                      [now - timedelta(minutes=m) for m in (90, 20, 30, 5)])  # fmt: skip
-    append_offline(transactions, fs.repo_path, events)
+    append_offline(fs, events)
     fs.materialize(now - timedelta(days=1), now, ["transaction_streaming_features"])
     resp = fs.get_online_features(["transaction_streaming_features:total_amount_1h"],
                                   {"user_id": [1, 2]})  # fmt: skip
@@ -209,7 +214,7 @@ def test_materialize_with_an_end_after_now_keeps_the_current_windows(fs: Feature
     now = datetime.now(UTC)
     events = _events([1, 1, 2, 2, 2], [1.5, 2.5, 10.0, 1.0, 4.0],
                      [now - timedelta(minutes=m) for m in (50, 20, 30, 5, 90)])  # fmt: skip
-    append_offline(transactions, fs.repo_path, events)
+    append_offline(fs, events)
     fs.materialize(now - timedelta(days=1), now + timedelta(days=1), [seed_view.name])
     refs = [f"{seed_view.name}:{f.name}" for f in seed_view.features]
     resp = fs.get_online_features(refs, {"user_id": [1, 2]}).to_dict()
@@ -227,7 +232,7 @@ def test_materialize_with_an_end_in_the_past_holds_the_events_up_to_end(
     now = datetime.now(UTC)
     events = _events([1, 1, 1], [1.0, 2.0, 4.0],
                      [now - timedelta(minutes=m) for m in (50, 40, 10)])  # fmt: skip
-    append_offline(transactions, fs.repo_path, events)
+    append_offline(fs, events)
     fs.materialize(None, now - timedelta(minutes=30), [seed_view.name])
     refs = [f"{seed_view.name}:{f.name}" for f in seed_view.features]
     resp = fs.get_online_features(refs, {"user_id": [1]}).to_dict()
@@ -240,7 +245,7 @@ def test_materialize_with_an_end_in_the_past_holds_the_events_up_to_end(
 
 def test_verify_reports_mismatches(fs: FeatureStore) -> None:
     now = datetime.now(UTC)
-    append_offline(transactions, fs.repo_path, _events([1], [1.0], [now - timedelta(minutes=5)]))
+    append_offline(fs, _events([1], [1.0], [now - timedelta(minutes=5)]))
     fs.materialize(now - timedelta(days=1), now, ["transaction_streaming_features"])
     push_events(fs.online, seed_view, _events([1], [100.0], [now - timedelta(minutes=1)]))
     report = verify(fs, "transaction_streaming_features", sample=10)

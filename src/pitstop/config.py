@@ -3,44 +3,65 @@
 Any problem becomes one :class:`~pitstop.errors.ConfigError` naming file, dotted key and allowed
 values. Strings may use ``${NAME}`` or ``${NAME:-default}`` (default when unset or empty).
 Relative paths resolve against the repo root, never the working directory.
+
+The ``online_store`` and ``offline_store`` sections are validated in two steps: their ``type``
+picks a config model from :mod:`pitstop.backends` (built-in, registered or from an entry
+point), then that model validates the section. Each backend's model lives beside its code.
 """
 
 from __future__ import annotations
 
 import os
 import re
+from abc import abstractmethod
 from collections.abc import Mapping
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Annotated, Any, Literal, get_args
-from urllib.parse import parse_qsl, quote, unquote, urlencode, urlsplit
+from typing import TYPE_CHECKING, Any, Literal, get_args
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SerializeAsAny,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+)
+from pydantic_core import PydanticCustomError
 
+from pitstop import backends
 from pitstop.errors import ConfigError, suggest
-from pitstop.offline.spark.config import SparkOfflineConfig
+
+if TYPE_CHECKING:
+    from pitstop.offline.base import OfflineEngine
+    from pitstop.online.base import OnlineStore
 
 _SCHEME = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*)://")
-_REDIS_OPTIONS = ("db", "password", "username", "ssl")
-_BOOLS = {"true": True, "1": True, "yes": True, "false": False, "0": False, "no": False}
-_SslMode = Literal["disable", "allow", "prefer", "require", "verify-ca", "verify-full"]
-_SECTIONS = ("registry", "online_store", "offline_store", "feature_server", "auth")
+_SECTIONS = ("registry", "feature_server", "auth")
+_DEFAULT_TYPE: dict[backends.Kind, str] = {"online_store": "sqlite", "offline_store": "duckdb"}
 _REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 _LITERAL_HINTS = {
     "provider": "is not supported: pitstop has only the local provider (pick backends with "
     "online_store and offline_store)",
-    "offline_store.type": "is not a supported offline store",
     "auth.type": "is not supported; protect the feature server with feature_server.auth",
 }
 
 
-def _scheme(text: str) -> str | None:  # 'postgresql' for postgresql+psycopg://; None: a path
+def url_scheme(text: str) -> str | None:
+    """``'postgresql'`` for ``postgresql+psycopg://...`` (the driver dropped), ``None`` for a
+    path."""
     m = _SCHEME.match(text)
     return m.group(1).split("+")[0].lower() if m else None
 
 
-def _resolve(path: str, repo_path: Path) -> Path:
+def postgres_url(text: str) -> str:
+    """A ``postgres://`` or ``postgresql+driver://`` URL as a plain ``postgresql://`` one."""
+    return _SCHEME.sub("postgresql://", text, count=1)
+
+
+def resolve_path(path: str, repo_path: Path) -> Path:
+    """The absolute path of ``path``; a relative one resolves against ``repo_path``."""
     return (Path(repo_path) / Path(path).expanduser()).resolve()
 
 
@@ -61,9 +82,9 @@ class RegistryConfig(_Model):
     @field_validator("path")
     @classmethod
     def _check_path(cls, v: str) -> str:
-        v, scheme = v.strip(), _scheme(v.strip())
+        v, scheme = v.strip(), url_scheme(v.strip())
         if scheme in ("postgresql", "postgres"):
-            return _SCHEME.sub("postgresql://", v, count=1)  # drop a SQLAlchemy '+driver'
+            return postgres_url(v)  # drop a SQLAlchemy '+driver'
         if scheme not in (None, "sqlite"):
             raise ValueError(
                 f"unsupported scheme {scheme!r}; allowed: a file path, sqlite:///, postgresql://"
@@ -74,162 +95,45 @@ class RegistryConfig(_Model):
 
     @property
     def is_postgres(self) -> bool:
-        return _scheme(self.path) == "postgresql"
+        return url_scheme(self.path) == "postgresql"
 
     def url(self, repo_path: Path) -> str:
         """``sqlite:///`` + the absolute file path, or the ``postgresql://`` URL."""
         if self.is_postgres:
             return self.path
-        return f"sqlite:///{_resolve(self.path.removeprefix('sqlite:///'), repo_path)}"
+        return f"sqlite:///{resolve_path(self.path.removeprefix('sqlite:///'), repo_path)}"
 
 
-class SqliteOnlineConfig(_Model):
-    type: Literal["sqlite"] = "sqlite"
-    path: str = "data/online_store.db"
+class OnlineStoreConfig(_Model):
+    """Base of every online store's config model, the ``online_store`` section.
+
+    A backend subclasses it: ``type`` narrowed to its name(s) (``type: Literal["redis"] =
+    "redis"``), its own keys, and :meth:`open`. Unknown keys are errors and the model is
+    frozen, like every section. :mod:`pitstop.backends` maps ``type`` names to these models.
+    """
+
+    type: str
+    #: report values older than their view's TTL as ``OUTSIDE_MAX_AGE`` (the engine does it)
     enforce_ttl: bool = True
 
-    def resolved_path(self, repo_path: Path) -> Path:
-        """The absolute database file; a relative path resolves against ``repo_path``."""
-        return _resolve(self.path, repo_path)
+    @abstractmethod
+    def open(self, project: str, repo_path: Path) -> OnlineStore:
+        """The store of ``project``; relative paths resolve against ``repo_path``.
+
+        Import the store's module and driver here, not where the model is defined: parsing
+        ``feature_store.yaml`` imports the model's module."""
 
 
-@dataclass(frozen=True)
-class RedisAddress:
-    """A parsed Redis connection string; ``nodes`` lists every startup node (cluster)."""
+class OfflineStoreConfig(_Model):
+    """Base of every offline engine's config model, the ``offline_store`` section (see
+    :class:`OnlineStoreConfig`)."""
 
-    host: str
-    port: int = 6379
-    db: int = 0
-    password: str | None = field(default=None, repr=False)
-    username: str | None = None
-    ssl: bool = False
-    nodes: tuple[tuple[str, int], ...] = ()
+    type: str
 
-
-def _host_port(text: str) -> tuple[str, int]:
-    host, sep, port = text.rpartition(":") if ":" in text else (text, "", "")
-    host = host.strip("[]")  # [IPv6]:port
-    if not host:
-        raise ValueError(f"{text!r} has no host; write host:port, e.g. 'localhost:6379'")
-    if sep and not (port.isdigit() and 1 <= int(port) <= 65535):
-        raise ValueError(f"port {port!r} in {text!r} is not a number between 1 and 65535")
-    return host, int(port) if sep else 6379
-
-
-def _parse_redis(text: str) -> RedisAddress:
-    nodes: list[tuple[str, int]] = []
-    opts: dict[str, str] = {}
-    if is_url := _SCHEME.match(text.strip()) is not None:
-        url = urlsplit(text.strip())
-        if url.scheme not in ("redis", "rediss"):
-            raise ValueError(f"unsupported scheme {url.scheme!r}; allowed: redis://, rediss://")
-        opts = {"ssl": str(url.scheme == "rediss").lower(), "db": url.path.strip("/") or "0"}
-        opts.update(username=unquote(url.username or ""), password=unquote(url.password or ""))
-        opts.update(parse_qsl(url.query, keep_blank_values=True))
-        nodes.append(_host_port(url.netloc.rpartition("@")[2]))
-    for part in [] if is_url else filter(None, (p.strip() for p in text.split(","))):
-        key, sep, value = part.partition("=")
-        if sep:
-            opts[key.strip()] = value.strip()
-        else:
-            nodes.append(_host_port(part))
-    if not nodes:
-        raise ValueError(f"{text!r} names no host; write host:port, e.g. 'localhost:6379'")
-    if unknown := [k for k in opts if k not in _REDIS_OPTIONS]:
-        names = ", ".join(repr(k) for k in unknown)
-        raise ValueError(f"unknown option {names}; allowed options: {', '.join(_REDIS_OPTIONS)}")
-    if not (db := opts.get("db", "0")).isdigit():
-        raise ValueError(f"db {db!r} is not a non-negative integer")
-    if (ssl := _BOOLS.get(opts.get("ssl", "false").lower())) is None:
-        raise ValueError(f"ssl {opts['ssl']!r} is not a boolean; allowed: true, false")
-    host, port = nodes[0]
-    password, username = opts.get("password") or None, opts.get("username") or None
-    return RedisAddress(host, port, int(db), password, username, ssl, tuple(nodes))
-
-
-class RedisOnlineConfig(_Model):
-    """Redis or Redis Cluster. ``connection_string`` is Feast's ``host:port[,db=N][,password=..]
-    [,username=..][,ssl=true]`` (several ``host:port`` for a cluster) or a redis(s):// URL."""
-
-    type: Literal["redis"] = "redis"
-    redis_type: Literal["redis", "redis_cluster"] = "redis"
-    connection_string: str = Field(default="localhost:6379", repr=False)
-    key_prefix: str = ""
-    key_ttl_seconds: int | None = Field(default=None, ge=1)
-    enforce_ttl: bool = True
-
-    @field_validator("connection_string")
-    @classmethod
-    def _check_connection_string(cls, v: str, info: ValidationInfo) -> str:
-        address = _parse_redis(v)
-        if info.data.get("redis_type") == "redis" and len(address.nodes) > 1:
-            raise ValueError("several hosts need redis_type: redis_cluster")
-        if info.data.get("redis_type") == "redis_cluster" and address.db != 0:
-            raise ValueError(f"Redis Cluster has only db 0, not db {address.db}")
-        return v
-
-    def address(self) -> RedisAddress:
-        return _parse_redis(self.connection_string)
-
-
-class PostgresOnlineConfig(_Model):
-    """PostgreSQL; ``conninfo`` (a postgresql:// URL or libpq ``key=value`` string) overrides
-    host/port/database/user/password/sslmode. Tables live in ``db_schema``."""
-
-    type: Literal["postgres"] = "postgres"
-    host: str = "localhost"
-    port: int = Field(default=5432, ge=1, le=65535)
-    database: str = "postgres"
-    db_schema: str = "public"
-    user: str = "postgres"
-    password: str | None = Field(default=None, repr=False)
-    sslmode: _SslMode | None = None
-    conninfo: str | None = Field(default=None, repr=False)
-    enforce_ttl: bool = True
-
-    @field_validator("conninfo")
-    @classmethod
-    def _check_conninfo(cls, v: str | None) -> str | None:
-        if v and "://" in v and _scheme(v) not in ("postgresql", "postgres"):
-            raise ValueError("must be a postgresql:// URL or a libpq 'key=value' string")
-        return _SCHEME.sub("postgresql://", v, count=1) if v and "://" in v else v
-
-    def dsn(self) -> str:
-        """A libpq connection string (``conninfo`` if given, else a postgresql:// URL)."""
-        if self.conninfo:
-            return self.conninfo
-        host = f"[{self.host}]" if ":" in self.host else quote(self.host, safe="")
-        auth = quote(self.user, safe="")
-        auth += "" if self.password is None else ":" + quote(self.password, safe="")
-        url = f"postgresql://{auth}@{host}:{self.port}/{quote(self.database, safe='')}"
-        return f"{url}?{urlencode({'sslmode': self.sslmode})}" if self.sslmode else url
-
-
-class MemoryOnlineConfig(_Model):
-    type: Literal["memory"] = "memory"
-    enforce_ttl: bool = True
-
-
-OnlineStoreConfig = Annotated[
-    SqliteOnlineConfig | RedisOnlineConfig | PostgresOnlineConfig | MemoryOnlineConfig,
-    Field(discriminator="type"),
-]
-_ONLINE = {m.model_fields["type"].default: m for m in get_args(get_args(OnlineStoreConfig)[0])}
-
-
-class DuckDBOfflineConfig(_Model):
-    """The DuckDB engine over Parquet/CSV files; Feast's ``type: file`` means the same."""
-
-    type: Literal["duckdb", "file"] = "duckdb"
-    threads: int | None = Field(default=None, ge=1)
-    memory_limit: str | None = None
-    temp_directory: str | None = None
-
-
-OfflineStoreConfig = Annotated[
-    DuckDBOfflineConfig | SparkOfflineConfig, Field(discriminator="type")
-]
-_OFFLINE = {"duckdb": DuckDBOfflineConfig, "file": DuckDBOfflineConfig, "spark": SparkOfflineConfig}
+    @abstractmethod
+    def open(self, repo_path: Path) -> OfflineEngine:
+        """The engine; relative paths resolve against ``repo_path``. Import the engine's
+        module and driver here."""
 
 
 class AuthConfig(_Model):
@@ -257,8 +161,12 @@ class RepoConfig(_Model):
     project: str
     registry: RegistryConfig = RegistryConfig()
     provider: Literal["local"] = "local"
-    online_store: OnlineStoreConfig = SqliteOnlineConfig()
-    offline_store: OfflineStoreConfig = DuckDBOfflineConfig()
+    online_store: SerializeAsAny[OnlineStoreConfig] = Field(
+        default_factory=lambda: _backend_config("online_store", {})
+    )
+    offline_store: SerializeAsAny[OfflineStoreConfig] = Field(
+        default_factory=lambda: _backend_config("offline_store", {})
+    )
     entity_key_serialization_version: int = Field(default=3, ge=1, le=3)
     feature_server: FeatureServerConfig = FeatureServerConfig()
     auth: NoAuthConfig = NoAuthConfig()
@@ -271,11 +179,20 @@ class RepoConfig(_Model):
             return cls.model_fields[info.field_name or ""].get_default()
         if info.field_name == "registry" and isinstance(v, str):
             return {"path": v}
-        if info.field_name == "online_store" and isinstance(v, dict) and "type" not in v:
-            return {**v, "type": "sqlite"}
-        if info.field_name == "offline_store" and isinstance(v, dict) and "type" not in v:
-            return {**v, "type": "duckdb"}
         return v
+
+    @field_validator(*_DEFAULT_TYPE, mode="before")
+    @classmethod
+    def _pick_backend(cls, v: Any, info: ValidationInfo) -> Any:
+        """A mapping becomes the config model its ``type`` names (default: sqlite, duckdb)."""
+        if v is None:
+            v = {}
+        if not isinstance(v, Mapping):
+            return v  # a model already, or the wrong type that validation reports
+        try:
+            return _backend_config(info.field_name, v)  # type: ignore[arg-type]
+        except ConfigError as exc:  # the type: reported at <section>.type
+            raise PydanticCustomError("backend_type", "{detail}", {"detail": str(exc)}) from None
 
     @field_validator("project")
     @classmethod
@@ -287,6 +204,19 @@ class RepoConfig(_Model):
                 f"(it prefixes table and key names), e.g. {fixed!r}"
             )
         return v
+
+
+def _backend_config(kind: backends.Kind, section: Mapping[str, Any]) -> Any:
+    name = section.get("type", _DEFAULT_TYPE[kind])
+    return backends.config_model(kind, name).model_validate({**section, "type": name})
+
+
+def _section_model(kind: backends.Kind, section: Any) -> type[BaseModel] | None:
+    name = section.get("type", _DEFAULT_TYPE[kind]) if isinstance(section, Mapping) else None
+    try:
+        return backends.config_model(kind, name or _DEFAULT_TYPE[kind])
+    except ConfigError:
+        return None
 
 
 def _interpolate(value: Any, key: str, source: str) -> Any:
@@ -311,16 +241,19 @@ def _interpolate(value: Any, key: str, source: str) -> Any:
     return value
 
 
-def _walk(loc: tuple[int | str, ...]) -> tuple[list[str], type[BaseModel] | None]:
-    """The dotted key parts without the union tag, and the model that owns the last part."""
+def _walk(
+    loc: tuple[int | str, ...], values: Mapping[str, Any]
+) -> tuple[list[str], type[BaseModel] | None]:
+    """The dotted key parts, and the model that owns the last part."""
     parts = [str(p) for p in loc]
-    unions = {"online_store": _ONLINE, "offline_store": _OFFLINE}
-    tag = parts.pop(1) if len(parts) > 1 and parts[0] in unions else ""
     owner: type[BaseModel] | None = RepoConfig
-    for part in parts[:-1]:
+    for depth, part in enumerate(parts[:-1]):
+        if depth == 0 and part in _DEFAULT_TYPE:
+            owner = _section_model(part, values.get(part))
+            continue
         t = owner.model_fields[part].annotation if owner and part in owner.model_fields else None
         subs = [a for a in (t, *get_args(t)) if isinstance(a, type) and issubclass(a, BaseModel)]
-        owner = unions[part].get(tag) if part in unions else next(iter(subs), None)
+        owner = next(iter(subs), None)
     return parts, owner
 
 
@@ -330,9 +263,8 @@ def _describe(err: Any, parts: list[str], owner: type[BaseModel] | None) -> str:
         hint = suggest(key, [k for k in (owner.model_fields if owner else ()) if k != "repo_path"])
         hint = hint.strip().rstrip(".")
         return f"unknown key {key!r}" + (f"; {hint[0].lower()}{hint[1:]}" if hint else "")
-    if kind == "union_tag_invalid":
-        tags = ", ".join(re.findall(r"'([^']*)'", err["ctx"]["expected_tags"]))
-        return f"{err['ctx']['tag']!r} is not a supported {key.replace('_', ' ')}; allowed: {tags}"
+    if kind == "backend_type":
+        return str(err["ctx"]["detail"])
     if kind == "literal_error":
         hint = _LITERAL_HINTS.get(".".join(parts), "is not allowed")
         allowed = ", ".join(re.findall(r"'([^']*)'", err["ctx"]["expected"]))
@@ -347,12 +279,12 @@ def _describe(err: Any, parts: list[str], owner: type[BaseModel] | None) -> str:
     return f"{msg[:1].lower()}{msg[1:]} (got {value!r})"
 
 
-def _config_error(exc: ValidationError, source: str) -> ConfigError:
+def _config_error(exc: ValidationError, source: str, values: Mapping[str, Any]) -> ConfigError:
     lines: dict[str, None] = {}  # ordered and without duplicates
     for err in exc.errors(include_url=False):
-        parts, owner = _walk(err["loc"])
+        parts, owner = _walk(err["loc"], values)
         text = _describe(err, parts, owner)
-        parts += ["type"] if err["type"] == "union_tag_invalid" else []
+        parts += ["type"] if err["type"] == "backend_type" else []
         lines[f"{source}: {'.'.join(parts) or '(top level)'}: {text}"] = None
     return ConfigError("\n".join(lines))
 
@@ -373,7 +305,7 @@ def parse_config(
     try:
         return RepoConfig.model_validate({**values, "repo_path": Path(repo_path).resolve()})
     except ValidationError as exc:
-        raise _config_error(exc, source) from None
+        raise _config_error(exc, source, values) from None
 
 
 def load_config(

@@ -71,24 +71,10 @@ class FeatureStore:
 
     @property
     def offline(self) -> OfflineEngine:
-        """The offline engine (DuckDB, or Spark) that builds training sets and feeds
+        """The offline engine (``offline_store``) that builds training sets and feeds
         materialization."""
         if self._offline is None:
-            from pitstop.config import DuckDBOfflineConfig
-            from pitstop.offline.duckdb import DuckDBEngine
-
-            cfg = self.config.offline_store
-            if not isinstance(cfg, DuckDBOfflineConfig):
-                from pitstop.offline.spark import SparkEngine
-
-                self._offline = SparkEngine(cfg)
-                return self._offline
-            temp = cfg.temp_directory
-            self._offline = DuckDBEngine(
-                threads=cfg.threads,
-                memory_limit=cfg.memory_limit,
-                temp_directory=str(self.repo_path / temp) if temp else None,
-            )
+            self._offline = self.config.offline_store.open(self.repo_path)
         return self._offline
 
     # --- training sets -----------------------------------------------------------------------
@@ -128,11 +114,9 @@ class FeatureStore:
 
     @property
     def online(self) -> OnlineStore:
-        """The online store serving the latest feature values."""
+        """The online store (``online_store``) serving the latest feature values."""
         if self._online is None:
-            from pitstop.online import open_online_store
-
-            self._online = open_online_store(self.config.online_store, self.project, self.repo_path)
+            self._online = self.config.online_store.open(self.project, self.repo_path)
         return self._online
 
     def get_online_features(
@@ -150,7 +134,7 @@ class FeatureStore:
         if self._retriever is None:
             from pitstop.engine.online import OnlineRetriever
 
-            enforce = getattr(self.config.online_store, "enforce_ttl", True)
+            enforce = self.config.online_store.enforce_ttl
             self._retriever = OnlineRetriever(self.registry, self.online, enforce)
         return self._retriever.get_online_features(features, entity_rows, full_feature_names)
 
@@ -234,7 +218,7 @@ class FeatureStore:
         from pitstop.engine.push import push
 
         snap = self.registry.snapshot(fresh=not allow_registry_cache)
-        return push(snap, self.online, self.repo_path, push_source_name, df, to,
+        return push(snap, self.online, self.offline, self.repo_path, push_source_name, df, to,
                     allow_missing_columns=allow_missing_columns)  # fmt: skip
 
     def serve(
@@ -305,7 +289,7 @@ class FeatureStore:
     def _check_sources(self, objects: Sequence[Definition]) -> None:
         from pitstop.engine.sources import check_sources
 
-        check_sources(objects, self.repo_path)
+        check_sources(objects, self.repo_path, self.offline)
 
     def teardown(self) -> None:
         """Remove this project's registry objects and online tables."""

@@ -5,7 +5,7 @@ The offline engine executes the plan; on-demand views run afterwards on every st
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
 from datetime import datetime
 from pathlib import Path
@@ -22,17 +22,16 @@ from pitstop.errors import DataSourceError, RetrievalError
 if TYPE_CHECKING:
     import pyarrow as pa
 
-    from pitstop.offline.aggregate import AggregateJoin
     from pitstop.offline.base import OfflineEngine
     from pitstop.offline.job import RetrievalJob
-    from pitstop.offline.pit import SourceRef, ViewJoin
+    from pitstop.offline.pit import AggregateJoin, SourceRef, ViewJoin
     from pitstop.registry.snapshot import Snapshot
 
 
 def source_ref(source: FileSource, repo_path: Path) -> SourceRef:
     """Where a file source's rows are, with relative paths resolved against the repo root
-    (a :class:`SparkSource` over a table or query: that table or query)."""
-    from pitstop.offline.files import pushed_folder
+    (its pushed rows by :func:`pitstop.offline.sources.pushed_location`'s rule; a
+    :class:`SparkSource` over a table or query: that table or query)."""
     from pitstop.offline.pit import SourceRef
 
     if isinstance(source, SparkSource) and source.in_catalog:
@@ -53,23 +52,34 @@ def source_ref(source: FileSource, repo_path: Path) -> SourceRef:
         created_timestamp_column=source.created_timestamp_column or None,
         field_mapping=source.field_mapping,
         name=source.name,
-        pushed=str(pushed_folder(source, repo_path)),
     )
 
 
-def check_engine_reads(engine: OfflineEngine, sources: Sequence[SourceRef]) -> None:
-    """Raise if ``engine`` cannot read one of ``sources`` (a Spark table or query needs an
-    engine with catalog sources)."""
-    if engine.capabilities.catalog_sources:
-        return
+def check_capabilities(
+    engine: OfflineEngine, sources: Sequence[SourceRef], entity: Any = None
+) -> None:
+    """The engine reads every source (its file format, or a Spark table or query: an engine
+    with catalog sources) and, for a SQL entity frame, takes SQL."""
+    caps = engine.capabilities
     for source in sources:
-        if source.in_catalog:
+        if source.in_catalog and not caps.catalog_sources:
             what = f"the Spark table {source.table!r}" if source.table else "a Spark SQL query"
             raise DataSourceError(
                 f"SparkSource {source.display_name!r} reads {what}, which the configured "
                 "offline engine cannot read; set `offline_store: {type: spark}` in "
                 "feature_store.yaml, or point the source at Parquet or CSV files (path=...)."
             )
+        if source.file_format not in caps.file_formats:
+            raise RetrievalError(
+                f"The offline engine reads {', '.join(caps.file_formats)} files, not source "
+                f"{source.display_name!r} ({source.file_format}); convert the data or configure "
+                "an engine that reads it."
+            )
+    if isinstance(entity, str) and not caps.entity_sql:
+        raise RetrievalError(
+            "The offline engine does not run SQL entity queries; pass the entity frame as a "
+            "pyarrow Table or a pandas or polars DataFrame."
+        )
 
 
 def view_join(
@@ -108,7 +118,7 @@ def aggregated(view: FeatureView) -> bool:
 
 def aggregate_join(vr: ViewRequest, repo_path: Path) -> AggregateJoin:
     """The windowed aggregations a request needs from one stream view."""
-    from pitstop.offline.aggregate import AggregateJoin
+    from pitstop.offline.pit import AggregateJoin, WindowAggregate
 
     view = vr.view
     assert isinstance(view, StreamFeatureView)
@@ -116,7 +126,7 @@ def aggregate_join(vr: ViewRequest, repo_path: Path) -> AggregateJoin:
     aggs = []
     for c in vr.columns:
         agg = by_output[c.feature.name]
-        aggs.append((agg.function, agg.column, agg.time_window, c.name))
+        aggs.append(WindowAggregate(agg.function, agg.column, agg.time_window, c.name))
     return AggregateJoin(
         name=vr.projection.name_to_use,
         source=replace(source_ref(view.batch_source, repo_path),
@@ -127,32 +137,17 @@ def aggregate_join(vr: ViewRequest, repo_path: Path) -> AggregateJoin:
     )  # fmt: skip
 
 
-def aggregate_transform(
-    engine: OfflineEngine, joins: Sequence[AggregateJoin], ts_column: str, plan: RequestPlan
-) -> Callable[[pa.RecordBatch], pa.RecordBatch]:
-    """A per-batch step appending each stream view's windowed aggregations, cast to the
-    declared feature types. The entity rows' time is ``ts_column``, else the one
-    timestamp-typed entity column (features joined before this step are not candidates)."""
+def cast_transform(types: Mapping[str, pa.DataType]) -> Callable[[pa.RecordBatch], pa.RecordBatch]:
+    """A per-batch step casting the columns named in ``types`` to those Arrow types (the
+    declared types of windowed aggregations, which engines compute in their own)."""
     import pyarrow as pa
 
-    from pitstop.offline.entity import timestamp_column
-    from pitstop.types import to_arrow
-
-    types = {c.name: to_arrow(c.feature.dtype) for v in plan.views for c in v.columns}
-
     def transform(batch: pa.RecordBatch) -> pa.RecordBatch:
-        table = pa.Table.from_batches([batch])
-        names, arrays = list(batch.schema.names), list(batch.columns)
-        entity = pa.schema([f for f in batch.schema if f.name not in types])
-        ts = timestamp_column(entity, ts_column)
-        for join in joins:
-            out = engine.aggregate(table, ts, join)
-            names += out.column_names
-            arrays += [
-                col.combine_chunks().cast(types[name])
-                for name, col in zip(out.column_names, out.columns, strict=True)
-            ]
-        return pa.RecordBatch.from_arrays(arrays, names=names)
+        arrays = [
+            col.cast(types[name]) if name in types and col.type != types[name] else col
+            for name, col in zip(batch.schema.names, batch.columns, strict=True)
+        ]
+        return pa.RecordBatch.from_arrays(arrays, names=batch.schema.names)
 
     return transform
 
@@ -176,7 +171,8 @@ def historical_features(
     plan = build_plan(snapshot, features, full_feature_names)
     joins = tuple(_join_for(v, repo_path) for v in plan.views if not aggregated(v.view))
     windows = [aggregate_join(v, repo_path) for v in plan.views if aggregated(v.view)]
-    check_engine_reads(engine, [*(j.source for j in joins), *(w.source for w in windows)])
+    sources = [j.source for j in joins] + [w.source for w in windows]
+    check_capabilities(engine, sources, entity_df)
     if entity_df is None and windows:
         raise RetrievalError(
             "entity-less retrieval (start_date/end_date) does not support stream views with "
@@ -191,13 +187,22 @@ def historical_features(
         entity_df = _entities_in_range(engine, plan, joins, start_date, end_date)
     elif start_date is not None or end_date is not None:
         raise RetrievalError("start_date/end_date apply only when no entity_df is given")
-    pit = PitPlan(joins, timestamp_column, filter_by_created_timestamp)
-    steps = [aggregate_transform(engine, windows, timestamp_column, plan)] if windows else []
-    job = engine.historical(entity_df, pit)
-    bare = not steps and not plan.on_demand and not plan.hidden_columns
-    if bare and pit.output_columns == plan.output_names:  # the engine's columns are the answer
-        return job
-    return job.with_transforms([*steps, on_demand_transform(plan)])
+    pit = PitPlan(joins, timestamp_column, filter_by_created_timestamp, aggregates=tuple(windows))
+    steps = [cast_transform(_declared(plan, windows))] if windows else []
+    return engine.historical(entity_df, pit).with_transforms([*steps, on_demand_transform(plan)])
+
+
+def _declared(plan: RequestPlan, windows: Sequence[AggregateJoin]) -> dict[str, pa.DataType]:
+    """The declared Arrow types of the aggregations' outputs."""
+    from pitstop.types import to_arrow
+
+    outputs = {out for w in windows for out in w.output_columns}
+    return {
+        c.name: to_arrow(c.feature.dtype)
+        for v in plan.views
+        for c in v.columns
+        if c.name in outputs
+    }
 
 
 def _entities_in_range(

@@ -47,6 +47,7 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Protocol
 
 from pitstop.definitions.sources import PushSource
+from pitstop.engine.historical import source_ref
 from pitstop.engine.push import conformed, push_views, write_views
 from pitstop.engine.stream_parts import StreamParts
 from pitstop.engine.streams import Delivery
@@ -280,7 +281,8 @@ class StreamIngestor:
             if self.offline:
                 source = snap.data_sources[self.push_source]
                 assert isinstance(source, PushSource)
-                parts = StreamParts(source.batch_source, self.store.repo_path, self.source.name)
+                ref = source_ref(source.batch_source, self.store.repo_path)
+                parts = StreamParts(self.store.offline, ref, self.source.name)
                 parts.append(tables[0], [i for i, _ in good], span)
         if bad:
             self.source.dead_letter(bad)

@@ -21,10 +21,9 @@ from typing import TYPE_CHECKING, Any
 from pitstop.definitions.feature_view import FeatureView
 from pitstop.definitions.sources import PushSource
 from pitstop.definitions.stream import StreamFeatureView
-from pitstop.engine.historical import check_engine_reads, view_join
+from pitstop.engine.historical import check_capabilities, view_join
 from pitstop.engine.write import chunks, encode_rows
 from pitstop.errors import RetrievalError
-from pitstop.offline.files import has_data
 
 if TYPE_CHECKING:
     from pitstop.offline.base import OfflineEngine
@@ -92,9 +91,8 @@ def materialize_view(
     began = time.perf_counter()
     join = view_join(view, repo_path)
     source = join.source
-    check_engine_reads(offline, [source])
-    pushed_only = isinstance(view.source, PushSource) and not source.in_catalog
-    if pushed_only and not has_data(source.path, source.pushed):
+    check_capabilities(offline, [source])
+    if isinstance(view.source, PushSource) and not offline.has_rows(source):
         meta.set_meta(WATERMARK + view.name, end.isoformat())  # nothing pushed offline yet
         return MaterializeResult(view.name, start, end, 0, time.perf_counter() - began)
     if isinstance(view, StreamFeatureView) and view.aggregations:

@@ -5,34 +5,26 @@ the declared type (named with its row), a null entity key or event timestamp is 
 naming the column, and nothing reaches either store. :func:`conform` is the one place values
 are converted and checked; :mod:`pitstop.engine.exact` only skips it for values it would pass
 unchanged. An offline push also carries exactly the columns of the source's offline data
-(:func:`offline_rows`). Offline pushes add one Parquet part file per push, written to a
-temporary name and renamed into place, so readers never see half a file.
+(:func:`offline_rows`). Offline pushes append the rows to the source's pushed data through the
+offline engine, which appends atomically.
 """
 
 from __future__ import annotations
 
-import os
-import uuid
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from pitstop.definitions.feature_view import FeatureView
-from pitstop.definitions.sources import (
-    FileSource,
-    PushMode,
-    PushSource,
-    SparkSource,
-    not_ingested,
-    push_mode,
-)
+from pitstop.definitions.sources import PushMode, PushSource, not_ingested, push_mode
 from pitstop.definitions.stream import StreamFeatureView
 from pitstop.engine.exact import exact_rows, python_columns
+from pitstop.engine.historical import source_ref
 from pitstop.engine.online import key_dtypes
 from pitstop.engine.streams import input_columns, push_events
 from pitstop.engine.write import chunks, encode_rows
 from pitstop.errors import NotFoundError, RetrievalError, suggest
-from pitstop.offline.files import has_data, pushed_folder
+from pitstop.offline.sources import check_appendable, stored_names
 from pitstop.online.base import StoredRow
 from pitstop.types import to_arrow
 
@@ -40,6 +32,8 @@ if TYPE_CHECKING:
     import pyarrow as pa
 
     from pitstop.engine.streams import Delivery
+    from pitstop.offline.base import OfflineEngine
+    from pitstop.offline.pit import SourceRef
     from pitstop.registry.snapshot import Snapshot
 
 
@@ -255,43 +249,24 @@ def _cast(col: Any, target: Any, which: str, what: str) -> Any:
         ) from exc
 
 
-def append_offline(
-    source: FileSource, repo_path: Path, table: pa.Table, name: str | None = None
-) -> Path:
-    """Add ``table`` to the source's data as a new Parquet part file (atomically); ``name``
-    (default: a random one) replaces a part of that name."""
-    import pyarrow.parquet as pq
-
-    _require_parquet(source)
-    folder = pushed_folder(source, repo_path)
-    folder.mkdir(parents=True, exist_ok=True)
-    reverse = {mapped: raw for raw, mapped in source.field_mapping.items()}
-    metadata = table.schema.metadata
-    table = table.rename_columns([reverse.get(c, c) for c in table.column_names])
-    table = table.replace_schema_metadata(metadata)
-    name = name or f"part-{uuid.uuid4().hex}.parquet"
-    tmp = folder / f".{name}.tmp"
-    pq.write_table(table, tmp)
-    os.replace(tmp, folder / name)
-    return folder / name
-
-
 def offline_rows(
-    source: FileSource, repo_path: Path, table: pa.Table, what: str, *, allow_missing: bool
-) -> pa.Table:
+    offline: OfflineEngine, source: SourceRef, table: pa.Table, what: str, *,
+    allow_missing: bool, shown_path: str | None = None,
+) -> pa.Table:  # fmt: skip
     """``table`` as rows of ``source``'s offline data: exactly its columns, in its order and
-    types. A column the data has and ``table`` lacks is an error (or, ``allow_missing``, all
-    nulls); a column the data does not have is an error. A source without data yet takes
-    ``table``'s columns."""
+    types, under the names the source stores (before its field mapping). A column the data has
+    and ``table`` lacks is an error (or, ``allow_missing``, all nulls); a column the data does
+    not have is an error. A source without data yet takes ``table``'s columns. ``shown_path``:
+    the source's path as its definition gives it, for messages."""
     import pyarrow as pa
 
-    _require_parquet(source)
-    schema = source_schema(source, repo_path)
-    if schema is None:
-        return table
-    names = {raw: source.field_mapping.get(raw, raw) for raw in schema}
+    check_appendable(source, what)
+    if not offline.has_rows(source):
+        return table.rename_columns(stored_names(source, table.column_names))
+    schema = offline.schema(source)
+    names = {raw: source.field_mapping.get(raw, raw) for raw in schema.names}
     expected = list(names.values())
-    where = f"the offline data of source {source.name!r} ({source.path})"
+    where = f"the offline data of source {source.display_name!r} ({shown_path or source.path})"
     extra = [c for c in table.column_names if c not in expected]
     if extra:
         raise RetrievalError(
@@ -307,7 +282,7 @@ def offline_rows(
         )
     columns = []
     for raw, name in names.items():
-        target = schema[raw]
+        target = schema.field(raw).type
         if name not in table.column_names:
             columns.append(pa.nulls(table.num_rows, target))
             continue
@@ -315,35 +290,13 @@ def offline_rows(
         if col.type != target and not _is_time(target) and not _is_time(col.type):
             col = _cast(col, target, f"column {name!r} of {where}", what)
         columns.append(col)
-    return pa.table(columns, names=expected)
-
-
-def _require_parquet(source: FileSource) -> None:
-    if isinstance(source, SparkSource) and source.in_catalog:
-        raise RetrievalError(
-            f"offline pushes need Parquet files; {source.name!r} is a SparkSource over a Spark "
-            "table or query: push to it online only (to='online')"
-        )
-    if source.file_format != "parquet":
-        raise RetrievalError(
-            f"offline pushes need a Parquet source; {source.name!r} is {source.file_format}"
-        )
+    return pa.table(columns, names=list(names))
 
 
 def _is_time(t: Any) -> bool:
     import pyarrow as pa
 
     return bool(pa.types.is_timestamp(t) or pa.types.is_date(t))
-
-
-def source_schema(source: FileSource, repo_path: Path) -> dict[str, pa.DataType] | None:
-    """The columns (and Arrow types) of a Parquet source's offline data, read from its files'
-    footers as ``apply`` reads them, or ``None`` if it has no data yet."""
-    from pitstop.engine.sources import source_columns
-
-    if not has_data(source.resolve_path(repo_path), str(pushed_folder(source, repo_path))):
-        return None
-    return source_columns(source, repo_path).types
 
 
 def check_columns(views: Sequence[FeatureView], table: pa.Table, what: str) -> None:
@@ -427,6 +380,7 @@ def write_online(
 def push(
     snapshot: Snapshot,
     online: Any,
+    offline: OfflineEngine,
     repo_path: Path,
     push_source_name: str,
     data: Any,
@@ -450,18 +404,16 @@ def push(
     tables = _conform_all(snapshot, views, table, what)
     source = snapshot.data_sources[push_source_name]
     assert isinstance(source, PushSource)
-    offline = None
+    rows = ref = None
     if mode is not PushMode.ONLINE:
-        offline = offline_rows(
-            source.batch_source,
-            repo_path,
-            _as_declared(table, tables),
-            what,
-            allow_missing=allow_missing_columns,
-        )
+        ref = source_ref(source.batch_source, repo_path)
+        rows = offline_rows(
+            offline, ref, _as_declared(table, tables), what,
+            allow_missing=allow_missing_columns, shown_path=source.batch_source.path,
+        )  # fmt: skip
     written = 0 if mode is PushMode.OFFLINE else write_views(online, views, tables)
-    if offline is not None:
-        append_offline(source.batch_source, repo_path, offline)
+    if rows is not None and ref is not None:
+        offline.append(ref, rows)
     return written
 
 

@@ -1,8 +1,9 @@
 """Check file sources against the definitions that read them, before ``apply`` writes anything.
 
-Only schemas are read, never rows: a Parquet file's footer, a CSV file's header and the types
-inferred from its first block, and the pushed part files next to a source
-(``<file>.pushed/``). Every problem of every view is collected and reported in one
+Only schemas are read, never rows, through the offline engine
+(:meth:`~pitstop.offline.base.OfflineEngine.schema`; the DuckDB engine reads Parquet footers and
+CSV headers without loading DuckDB), pushed rows included. Every problem of every view is
+collected and reported in one
 :class:`~pitstop.errors.DataSourceError`: a missing file, a missing column (join key, event or
 created timestamp, feature, aggregated column), a timestamp column of another type, and a
 declared dtype the stored column cannot hold (:func:`pitstop.types.can_hold`).
@@ -12,14 +13,12 @@ batch source, once that has rows (before the first offline push it has none).
 ``apply --skip-source-validation`` skips all of this, for data not reachable where ``apply``
 runs.
 
->>> check_sources([user_features], Path("feature_repo"))   # doctest: +SKIP
+>>> check_sources([user_features], Path("feature_repo"), engine)   # doctest: +SKIP
 DataSourceError: 1 problem with the repo's data sources: ...
 """
 
 from __future__ import annotations
 
-import glob
-import os
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -29,33 +28,19 @@ from pitstop.definitions.feature_view import FeatureView
 from pitstop.definitions.sources import FileSource, PushSource, SparkSource
 from pitstop.definitions.stream import StreamFeatureView
 from pitstop.errors import DataSourceError, suggest
-from pitstop.offline.files import has_data, pushed_folder, resolve_path
 from pitstop.types import FeastType, Float64, String, can_hold, holds_timestamps
 
 if TYPE_CHECKING:
     import pyarrow as pa
 
-__all__ = ["MAX_FILES", "Columns", "check_sources", "source_columns", "view_problems"]
+    from pitstop.offline.base import OfflineEngine
 
-#: Files whose schemas are read per source: the first of its own files, the newest pushed parts.
-MAX_FILES = 8
-_CSV_SAMPLE_BYTES = 1 << 16
+__all__ = ["Columns", "check_sources", "source_columns", "view_problems"]
+
 _SKIP_HINT = (
     "Fix the data or the definitions. If the data is not reachable from here, skip these checks "
     "with `pitstop apply --skip-source-validation` (Python: skip_source_validation=True)."
 )
-
-
-class _Location:
-    """A file source's data as :func:`pitstop.offline.files.resolve_path` expects it."""
-
-    __slots__ = ("display_name", "file_format", "path", "pushed")
-
-    def __init__(self, source: FileSource, repo_path: Path) -> None:
-        self.path = source.resolve_path(repo_path)
-        self.file_format = source.file_format
-        self.pushed: str | None = str(pushed_folder(source, repo_path))
-        self.display_name = source.name
 
 
 class Columns:
@@ -71,9 +56,10 @@ class Columns:
         self.text = text
 
 
-def check_sources(objects: Sequence[Definition], repo_path: Path) -> None:
+def check_sources(objects: Sequence[Definition], repo_path: Path, offline: OfflineEngine) -> None:
     """Raise one :class:`DataSourceError` listing every problem between ``objects`` (resolved
-    definitions: views with their join keys) and the files their sources point to."""
+    definitions: views with their join keys) and the data their sources point to, as
+    ``offline`` reads it."""
     # a Spark table or query is read only by Spark, not where `apply` runs: not checked here
     views = [o for o in objects if isinstance(o, FeatureView) and not _in_catalog(o.batch_source)]
     used: dict[str, list[str]] = {}  # source name -> the views reading it
@@ -83,20 +69,25 @@ def check_sources(objects: Sequence[Definition], repo_path: Path) -> None:
     pushes = [p for p in pushes if not _in_catalog(p.batch_source)]
     loose = [_batch(o) for o in objects if isinstance(o, FileSource | PushSource)]
     loose = [s for s in loose if not _in_catalog(s)]
+    from pitstop.engine.historical import source_ref
+
     problems: list[str] = []
     # a push-fed source has no rows until the first offline push: nothing to check yet
     read: dict[str, Columns | None] = {
-        p.batch_source.name: None for p in pushes if not _has_data(p.batch_source, repo_path)
+        p.batch_source.name: None
+        for p in pushes
+        if not offline.has_rows(source_ref(p.batch_source, repo_path))
     }
     for view in views:
         who = ", ".join(used[view.batch_source.name])
-        columns = _columns(view.batch_source, repo_path, read, problems, who)
+        columns = _columns(offline, view.batch_source, repo_path, read, problems, who)
         if columns is not None:
             problems += view_problems(view, columns)
     for source in loose:
         if source.name in used or source.name in read:
             continue
-        columns = _columns(source, repo_path, read, problems, f"data source {source.name!r}")
+        who = f"data source {source.name!r}"
+        columns = _columns(offline, source, repo_path, read, problems, who)
         if columns is not None:
             problems += _timestamp_problems(
                 f"data source {source.name!r}", source, source.timestamp_field, columns
@@ -115,16 +106,13 @@ def _batch(source: FileSource | PushSource) -> FileSource:
     return source.batch_source if isinstance(source, PushSource) else source
 
 
-def _has_data(source: FileSource, repo_path: Path) -> bool:
-    return has_data(source.resolve_path(repo_path), str(pushed_folder(source, repo_path)))
-
-
 def _label(view: FeatureView) -> str:
     kind = "stream feature view" if isinstance(view, StreamFeatureView) else "feature view"
     return f"{kind} {view.name!r}"
 
 
 def _columns(
+    offline: OfflineEngine,
     source: FileSource,
     repo_path: Path,
     read: dict[str, Columns | None],
@@ -134,97 +122,20 @@ def _columns(
     """The source's columns (read once per source); a read failure is one problem."""
     if source.name not in read:
         try:
-            read[source.name] = source_columns(source, repo_path)
+            read[source.name] = source_columns(offline, source, repo_path)
         except DataSourceError as exc:
             read[source.name] = None
             problems.append(f"{who}: {exc}")
     return read[source.name]
 
 
-def source_columns(source: FileSource, repo_path: Path) -> Columns:
-    """The columns of a file source's data, from the schemas of up to :data:`MAX_FILES` of
-    its own files and as many of the newest pushed part files (unioned by name, as the
-    offline engine reads them)."""
-    where = _Location(source, repo_path)
-    target, many = resolve_path(where)
-    patterns = [target] if isinstance(target, str) else target
-    files: list[str] = []
-    for pattern in patterns:
-        files += _pick(pattern, many, pushed=os.path.dirname(pattern) == where.pushed)
-    types: dict[str, pa.DataType] = {}
-    for file in files:
-        for name, dtype in _schema(file, source).items():
-            types.setdefault(name, dtype)
-        if many:
-            for name, dtype in _partition_columns(file, where.path).items():
-                types.setdefault(name, dtype)
-    return Columns(types, text=source.file_format == "csv")
+def source_columns(offline: OfflineEngine, source: FileSource, repo_path: Path) -> Columns:
+    """The columns of a file source's data as the offline engine reports them
+    (:meth:`~pitstop.offline.base.OfflineEngine.schema`: metadata only, never rows)."""
+    from pitstop.engine.historical import source_ref
 
-
-def _pick(pattern: str, many: bool, *, pushed: bool) -> list[str]:
-    if not many or "://" in pattern:
-        return [pattern]
-    found = sorted(glob.glob(pattern, recursive=True))
-    if pushed:  # parts are named at random: the newest show the schema pushes write now
-        found.sort(key=os.path.getmtime, reverse=True)
-    return found[:MAX_FILES]
-
-
-def _schema(file: str, source: FileSource) -> dict[str, pa.DataType]:
-    import pyarrow as pa
-
-    try:
-        if source.file_format == "csv":  # the header, and types inferred from the first block
-            import pyarrow.csv as pcsv
-
-            options = pcsv.ReadOptions(block_size=_CSV_SAMPLE_BYTES)
-            with pcsv.open_csv(file, read_options=options) as reader:
-                schema = reader.schema
-        else:
-            schema = _parquet_schema(file)
-    except (OSError, ValueError, pa.ArrowException) as exc:
-        detail = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise DataSourceError(
-            f"cannot read the schema of {file} (source {source.name!r}) as "
-            f"{source.file_format}: {detail}"
-        ) from exc
-    return {field.name: field.type for field in schema}
-
-
-def _parquet_schema(file: str) -> pa.Schema:
-    """The Arrow schema in a Parquet file's footer. Local files go through pyarrow's low-level
-    reader, which imports in a millisecond where ``pyarrow.parquet`` takes tens of them (a
-    cost every ``apply`` would pay)."""
-    if "://" not in file:
-        try:
-            from pyarrow._parquet import ParquetReader
-        except ImportError:  # a pyarrow without it: the public module below
-            pass
-        else:
-            reader = ParquetReader()
-            reader.open(file)
-            try:
-                return reader.schema_arrow
-            finally:
-                reader.close()
-    import pyarrow.parquet as pq
-
-    return pq.read_schema(file)
-
-
-def _partition_columns(file: str, root: str) -> dict[str, pa.DataType]:
-    """Hive partition columns (``.../key=value/...``) of a file under a directory source."""
-    import pyarrow as pa
-
-    if not os.path.isdir(root):
-        return {}
-    parts = Path(os.path.relpath(file, root)).parts[:-1]
-    out: dict[str, pa.DataType] = {}
-    for part in parts:
-        key, eq, value = part.partition("=")
-        if eq and key:
-            out[key] = pa.int64() if value.lstrip("-").isdigit() else pa.string()
-    return out
+    schema = offline.schema(source_ref(source, repo_path))
+    return Columns({f.name: f.type for f in schema}, text=source.file_format == "csv")
 
 
 def view_problems(view: FeatureView, columns: Columns) -> list[str]:

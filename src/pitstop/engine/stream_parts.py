@@ -1,13 +1,13 @@
 """Offline copies of stream entries, each entry written once however often it is delivered.
 
-The ingestion worker appends every batch to the push source's batch source as one Parquet part
-(:func:`pitstop.engine.push.append_offline`, written under a temporary name and renamed). The
-part is named ``stream-<tag>-<first id>-<last id>.parquet`` (``tag``: a hash of the stream
-key) and its schema metadata holds the stream key (``pitstop.stream``) and the ids it holds
+The ingestion worker appends every batch to the push source's batch source as one labelled
+append of the offline engine (atomic; appending under the same label again replaces it). The
+label is ``stream-<tag>-<first id>-<last id>`` (``tag``: a hash of the stream key) and the
+append's schema metadata holds the stream key (``pitstop.stream``) and the ids it holds
 (``pitstop.ids``: a JSON list of ``[first, last]`` id ranges). A fresh read holds every entry
 between its first and last id, so one range says it all; a batch of redelivered entries lists
-its ids one by one, and leaves out those an earlier part already holds (only parts whose
-names overlap its ids are opened, and only their footers are read).
+its ids one by one, and leaves out those an earlier append already holds (only appends whose
+labels overlap its ids have their metadata read).
 """
 
 from __future__ import annotations
@@ -16,28 +16,27 @@ import hashlib
 import json
 import re
 from collections.abc import Sequence
-from pathlib import Path
 from typing import TYPE_CHECKING
 
-from pitstop.engine.push import append_offline
 from pitstop.engine.streams import stream_id as _sid
-from pitstop.offline.files import pushed_folder
+from pitstop.offline.sources import stored_names
 
 if TYPE_CHECKING:
     import pyarrow as pa
 
-    from pitstop.definitions.sources import FileSource
+    from pitstop.offline.base import OfflineEngine
+    from pitstop.offline.pit import SourceRef
 
 
-_NAME = re.compile(r"stream-[0-9a-f]+-(\d+-\d+)-(\d+-\d+)\.parquet")
+_LABEL = re.compile(r"stream-[0-9a-f]+-(\d+-\d+)-(\d+-\d+)")
 
 
 class StreamParts:
-    """The offline parts one stream wrote into ``source``."""
+    """The offline appends one stream wrote into ``source``."""
 
-    def __init__(self, source: FileSource, repo_path: Path, stream: str) -> None:
+    def __init__(self, offline: OfflineEngine, source: SourceRef, stream: str) -> None:
+        self.offline = offline
         self.source = source
-        self.repo_path = repo_path
         self.stream = stream
         self.tag = hashlib.sha256(stream.encode()).hexdigest()[:12]
 
@@ -60,25 +59,24 @@ class StreamParts:
             b"pitstop.stream": self.stream.encode(),
             b"pitstop.ids": json.dumps(ranges).encode(),
         }
-        name = f"stream-{self.tag}-{first}-{last}.parquet"
-        append_offline(self.source, self.repo_path, table.replace_schema_metadata(metadata), name)
+        stored = table.rename_columns(stored_names(self.source, table.column_names))
+        label = f"stream-{self.tag}-{first}-{last}"
+        self.offline.append(self.source, stored.replace_schema_metadata(metadata), label=label)
         return table.num_rows
 
     def held(self, ids: Sequence[str]) -> set[str]:
-        """The ids of ``ids`` some part of this stream already holds."""
-        import pyarrow.parquet as pq
-
-        folder = pushed_folder(self.source, self.repo_path)
-        if not ids or not folder.is_dir():
+        """The ids of ``ids`` some append of this stream already holds."""
+        if not ids:
             return set()
         wanted = {i: _sid(i) for i in ids}
         lo, hi = min(wanted.values()), max(wanted.values())
         held: set[str] = set()
-        for path in folder.glob(f"stream-{self.tag}-*.parquet"):
-            match = _NAME.fullmatch(path.name)
+        labels = self.offline.labels(self.source, f"stream-{self.tag}-")
+        for label in labels:
+            match = _LABEL.fullmatch(label)
             if match is None or _sid(match[2]) < lo or _sid(match[1]) > hi:
                 continue
-            meta = pq.read_schema(path).metadata or {}
+            meta = labels[label]
             ranges = [(_sid(a), _sid(b)) for a, b in json.loads(meta.get(b"pitstop.ids", b"[]"))]
             held.update(i for i, s in wanted.items() if any(a <= s <= b for a, b in ranges))
         return held

@@ -11,7 +11,7 @@ whole number of tiles. Tiles are *right-closed*: an event at ``ts`` belongs to t
 at ``ceil(ts / size) * size`` (:func:`tile_end`), which covers ``(end - size, end]``. So at a
 tile boundary ``t`` the window ``(t - w, t]`` is exactly the union of the tiles whose end lies
 in ``(t - w, t]``, and :func:`finalize` there equals the offline value
-(:mod:`pitstop.offline.aggregate`) exactly. At a time ``t`` between boundaries
+(:class:`pitstop.offline.pit.AggregateJoin`) exactly. At a time ``t`` between boundaries
 :func:`finalize` answers for the next boundary ``tile_end(t)``: every event seen so far counts,
 and the oldest tile leaves the window as a whole.
 

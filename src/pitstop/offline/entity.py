@@ -117,7 +117,7 @@ def timestamp_column(schema: pa.Schema, name: str = "event_timestamp") -> str:
 
 def _check_columns(table: pa.Table, plan: PitPlan) -> None:
     names = table.column_names
-    for view in plan.views:
+    for view in plan.joins:
         for key in view.entity_keys:
             if key not in names:
                 raise RetrievalError(

@@ -2,7 +2,7 @@
 
 Every type here is a ``pyarrow.DataType``. An engine describes a source's columns as Arrow types
 too (DuckDB: the schema of the Arrow result it would produce, see
-:func:`pitstop.offline.duckdb.scan_source`), so no code compares an engine's type names.
+:func:`pitstop.offline.duckdb.scan.scan_source`), so no code compares an engine's type names.
 
 **Time.** Inside pitstop a row's time is a UTC instant with microsecond precision (tz-naive UTC
 ``TIMESTAMP`` inside DuckDB, ``timestamp[us, tz=UTC]`` in Arrow results). Each encoding maps
@@ -19,7 +19,7 @@ text                                 ISO 8601: with an offset the instant, witho
 
 Digits below the microsecond are dropped (truncated toward zero). :func:`to_utc` applies the
 rule to Arrow columns (entity frames, pushed rows); engines apply the same rule to source
-columns in their own dialect (DuckDB: :func:`pitstop.offline.duckdb_sql.utc_sql`).
+columns in their own dialect (DuckDB: :func:`pitstop.offline.duckdb.sql.utc_sql`).
 """
 
 from __future__ import annotations

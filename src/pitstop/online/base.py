@@ -12,6 +12,14 @@ naming — lives once in :mod:`pitstop.engine`. A store only has to:
 
 The read and write paths use plain ``bytes`` and ``int`` rather than Arrow: a single-entity read
 must take microseconds, and building Arrow arrays for one row costs more than the whole read.
+
+**Configuration.** A store comes with a config model, a subclass of
+:class:`pitstop.config.OnlineStoreConfig` with ``type`` narrowed to the store's name, its own
+keys and ``open(project, repo_path)``, which returns the store (importing the store's module and
+driver only then). :mod:`pitstop.backends` maps each ``type`` to its config model: the built-in
+table, or the entry point group ``pitstop.online_stores`` for other packages. The built-in
+stores are constructed as ``Store(config, project, repo_path)``. Example:
+``MemoryOnlineConfig().open("demo", Path("."))``.
 """
 
 from __future__ import annotations
@@ -48,7 +56,6 @@ Change = Callable[[list["ReadRow | None"]], list["StoredRow | None"]]
 class Capabilities:
     """What a store can do; the engine checks these, never the store's name."""
 
-    shared: bool = True  # several processes see the same data
     max_write_batch: int = 10_000  # rows per write call the engine should send
     # bulk writes are faster in entity-key order (a B-tree keyed by the key): materialization
     # then asks the offline engine for its rows in key order

@@ -1,9 +1,9 @@
 """The in-memory online store: the reference implementation of :mod:`pitstop.online.base`.
 
 One dict per view maps an entity key to its :class:`StoredRow`; one lock makes every method
-atomic. Data lives as long as the store object and is visible to no other process
-(``Capabilities(shared=False)``). Every other store must behave like this one; the conformance
-suite (``tests/test_online_stores.py``) checks that they do.
+atomic. Data lives as long as the store object and is visible to no other store object or
+process. Every other store must behave like this one; the conformance suite
+(``tests/test_online_stores.py``) checks that they do.
 
 ``modify`` calls ``change`` while holding the lock, so ``change`` must not call the store.
 ``rows_to_write`` (in :mod:`pitstop.online.base`) checks what a ``change`` returned.
@@ -14,8 +14,9 @@ from __future__ import annotations
 import threading
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Literal
 
-from pitstop.config import MemoryOnlineConfig
+from pitstop.config import OnlineStoreConfig
 from pitstop.online.base import (
     Capabilities,
     Change,
@@ -26,10 +27,19 @@ from pitstop.online.base import (
 )
 
 
+class MemoryOnlineConfig(OnlineStoreConfig):
+    """``online_store: {type: memory}``: rows in this process only, gone when it exits."""
+
+    type: Literal["memory"] = "memory"
+
+    def open(self, project: str, repo_path: Path) -> MemoryOnlineStore:
+        return MemoryOnlineStore(self, project, Path(repo_path))
+
+
 class MemoryOnlineStore:
     """Rows in Python dicts, for tests and notebooks."""
 
-    capabilities = Capabilities(shared=False)
+    capabilities = Capabilities()
 
     def __init__(self, config: MemoryOnlineConfig, project: str, repo_path: Path) -> None:
         self.config = config

@@ -55,9 +55,13 @@ import hashlib
 from collections.abc import Iterable, Sequence
 from contextlib import suppress
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any, Literal, NoReturn
+from urllib.parse import quote as url_quote
+from urllib.parse import urlencode
 
-from pitstop.config import PostgresOnlineConfig
+from pydantic import Field, field_validator
+
+from pitstop.config import OnlineStoreConfig, postgres_url, url_scheme
 from pitstop.errors import BackendUnavailableError, PitstopError, require
 from pitstop.online.base import (
     Capabilities,
@@ -115,10 +119,48 @@ def quote(name: str) -> str:
     return '"' + name.replace('"', '""').replace("%", "%%") + '"'
 
 
+_SslMode = Literal["disable", "allow", "prefer", "require", "verify-ca", "verify-full"]
+
+
+class PostgresOnlineConfig(OnlineStoreConfig):
+    """PostgreSQL; ``conninfo`` (a postgresql:// URL or libpq ``key=value`` string) overrides
+    host/port/database/user/password/sslmode. Tables live in ``db_schema``."""
+
+    type: Literal["postgres"] = "postgres"
+    host: str = "localhost"
+    port: int = Field(default=5432, ge=1, le=65535)
+    database: str = "postgres"
+    db_schema: str = "public"
+    user: str = "postgres"
+    password: str | None = Field(default=None, repr=False)
+    sslmode: _SslMode | None = None
+    conninfo: str | None = Field(default=None, repr=False)
+
+    @field_validator("conninfo")
+    @classmethod
+    def _check_conninfo(cls, v: str | None) -> str | None:
+        if v and "://" in v and url_scheme(v) not in ("postgresql", "postgres"):
+            raise ValueError("must be a postgresql:// URL or a libpq 'key=value' string")
+        return postgres_url(v) if v and "://" in v else v
+
+    def dsn(self) -> str:
+        """A libpq connection string (``conninfo`` if given, else a postgresql:// URL)."""
+        if self.conninfo:
+            return self.conninfo
+        host = f"[{self.host}]" if ":" in self.host else url_quote(self.host, safe="")
+        auth = url_quote(self.user, safe="")
+        auth += "" if self.password is None else ":" + url_quote(self.password, safe="")
+        url = f"postgresql://{auth}@{host}:{self.port}/{url_quote(self.database, safe='')}"
+        return f"{url}?{urlencode({'sslmode': self.sslmode})}" if self.sslmode else url
+
+    def open(self, project: str, repo_path: Path) -> PostgresOnlineStore:
+        return PostgresOnlineStore(self, project, Path(repo_path))
+
+
 class PostgresOnlineStore:
     """Latest rows in PostgreSQL tables (``online_store: {type: postgres, ...}``)."""
 
-    capabilities = Capabilities(shared=True, key_ordered_writes=True)
+    capabilities = Capabilities(key_ordered_writes=True)
 
     def __init__(self, config: PostgresOnlineConfig, project: str, repo_path: Path) -> None:
         self.config = config

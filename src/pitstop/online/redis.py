@@ -71,7 +71,6 @@ from itertools import chain, islice
 from pathlib import Path
 from typing import Any, NoReturn
 
-from pitstop.config import RedisAddress, RedisOnlineConfig
 from pitstop.errors import (
     BackendUnavailableError,
     ConfigError,
@@ -80,6 +79,7 @@ from pitstop.errors import (
     require,
 )
 from pitstop.online.base import Capabilities, Change, ReadRow, StoredRow, rows_to_write
+from pitstop.online.redis_config import RedisAddress, RedisOnlineConfig
 
 _HEAD = struct.Struct(">qq")
 _EVENT_TS = struct.Struct(">q")
@@ -152,7 +152,7 @@ class _Owner:
 class RedisOnlineStore:
     """Latest rows in Redis strings (``online_store: {type: redis, connection_string: ...}``)."""
 
-    capabilities = Capabilities(shared=True, max_write_batch=_ROWS_PER_WRITE)
+    capabilities = Capabilities(max_write_batch=_ROWS_PER_WRITE)
 
     def __init__(self, config: RedisOnlineConfig, project: str, repo_path: Path) -> None:
         self.config = config

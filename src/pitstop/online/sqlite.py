@@ -37,8 +37,9 @@ import sqlite3
 from collections.abc import Iterable, Sequence
 from operator import itemgetter
 from pathlib import Path
+from typing import Literal
 
-from pitstop.config import SqliteOnlineConfig
+from pitstop.config import OnlineStoreConfig, resolve_path
 from pitstop.errors import BackendUnavailableError
 from pitstop.online.base import (
     Capabilities,
@@ -64,10 +65,24 @@ def quote(name: str) -> str:
     return '"' + name.replace('"', '""') + '"'
 
 
+class SqliteOnlineConfig(OnlineStoreConfig):
+    """A SQLite file (the default online store); ``path`` is relative to the repo root."""
+
+    type: Literal["sqlite"] = "sqlite"
+    path: str = "data/online_store.db"
+
+    def resolved_path(self, repo_path: Path) -> Path:
+        """The absolute database file; a relative path resolves against ``repo_path``."""
+        return resolve_path(self.path, repo_path)
+
+    def open(self, project: str, repo_path: Path) -> SqliteOnlineStore:
+        return SqliteOnlineStore(self, project, Path(repo_path))
+
+
 class SqliteOnlineStore:
     """Latest rows in a SQLite file (``online_store: {type: sqlite, path: ...}``)."""
 
-    capabilities = Capabilities(shared=True, max_write_batch=200_000, key_ordered_writes=True)
+    capabilities = Capabilities(max_write_batch=200_000, key_ordered_writes=True)
 
     def __init__(self, config: SqliteOnlineConfig, project: str, repo_path: Path) -> None:
         self.config = config

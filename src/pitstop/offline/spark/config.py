@@ -12,14 +12,20 @@ Only pydantic is imported here, so the configuration loads without pyspark::
 
 from __future__ import annotations
 
-from typing import Literal
+from pathlib import Path
+from typing import TYPE_CHECKING, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import Field, field_validator
+
+from pitstop.config import OfflineStoreConfig
+
+if TYPE_CHECKING:
+    from pitstop.offline.spark.engine import SparkEngine
 
 __all__ = ["SparkOfflineConfig"]
 
 
-class SparkOfflineConfig(BaseModel):
+class SparkOfflineConfig(OfflineStoreConfig):
     """The Spark offline engine: where Spark runs and how it is configured.
 
     Attributes:
@@ -33,8 +39,6 @@ class SparkOfflineConfig(BaseModel):
         staging_location, region: accepted so that a Feast ``feature_store.yaml`` loads as
             is; pitstop writes results where ``to_parquet`` is told to and does not use them.
     """
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
 
     type: Literal["spark"] = "spark"
     master: str = "local[*]"
@@ -63,3 +67,8 @@ class SparkOfflineConfig(BaseModel):
         if not value:
             raise ValueError("names no Spark master; write e.g. local[*] or spark://host:7077")
         return value
+
+    def open(self, repo_path: Path) -> SparkEngine:
+        from pitstop.offline.spark.engine import SparkEngine
+
+        return SparkEngine(self)

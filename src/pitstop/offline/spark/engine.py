@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import threading
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
@@ -26,30 +26,33 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from pitstop.errors import DataSourceError, PitstopError, RetrievalError
-from pitstop.offline import duckdb_sql as dsql
 from pitstop.offline.base import EngineCapabilities, EntityInput, LatestRows
-from pitstop.offline.duckdb import _check_key_types, _check_source_columns
 from pitstop.offline.entity import (
     ROW_NUMBER,
     TIMESTAMP,
     PreparedEntity,
-    key_column,
     prepare_entity,
     timestamp_column,
     to_arrow_table,
 )
-from pitstop.offline.files import has_data
+from pitstop.offline.files import FileStorage, has_data
 from pitstop.offline.job import RetrievalJob
-from pitstop.offline.pit import PitPlan, SourceRef, ViewJoin
+from pitstop.offline.pit import (
+    LAST_VALUE_ORDER,
+    VIEW_ORDER,
+    AggregateJoin,
+    PitPlan,
+    SourceRef,
+    ViewJoin,
+)
+from pitstop.offline.sources import check_appendable, check_key_types, check_view_columns
 from pitstop.offline.spark import sql as ssql
 from pitstop.offline.spark.config import SparkOfflineConfig
-from pitstop.offline.spark.reader import RawSource, arrow_types, read_source
+from pitstop.offline.spark.reader import ARRIVAL, RawSource, arrow_types, read_source
 from pitstop.offline.spark.results import SparkResult, spark_error, stream
 
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame, SparkSession
-
-    from pitstop.offline.aggregate import AggregateJoin
 
 __all__ = ["SparkEngine"]
 
@@ -75,11 +78,7 @@ class SparkEngine:
     """
 
     capabilities = EngineCapabilities(
-        entity_sql=True,
-        streaming=True,
-        spills_to_disk=True,
-        file_formats=("parquet", "csv"),
-        catalog_sources=True,
+        entity_sql=True, file_formats=("parquet", "csv"), catalog_sources=True
     )
 
     def __init__(
@@ -124,12 +123,8 @@ class SparkEngine:
         raw = raws.get(view.source)
         if raw is None:
             raw = raws[view.source] = read_source(self.spark, view.source, f"view {view.name!r}")
-        _check_source_columns(view, self._scan(raw))
+        check_view_columns(view, arrow_types(raw.frame))
         return raw
-
-    @staticmethod
-    def _scan(raw: RawSource) -> dsql.ScanInfo:
-        return dsql.ScanInfo("", arrow_types(raw.frame))
 
     @staticmethod
     def _nanos(view: ViewJoin, raw: RawSource) -> frozenset[str]:
@@ -165,6 +160,12 @@ class SparkEngine:
         The result has the entity frame's columns (timestamp as tz-aware UTC) followed by the
         plan's feature columns, one row per entity row in input order.
         """
+        if plan.view_order != VIEW_ORDER or plan.last_order != LAST_VALUE_ORDER:
+            raise RetrievalError(
+                "The Spark engine ranks rows by the default orders only (candidates: "
+                f"{', '.join(map(str, VIEW_ORDER))}; last: "
+                f"{', '.join(map(str, LAST_VALUE_ORDER))}); use those in the plan."
+            )
         run = _HistoricalRun(self, entity, plan)
         what = "Point-in-time join of view(s) " + ", ".join(repr(v.name) for v in plan.views)
         return self._job(run.frame, what)
@@ -230,113 +231,15 @@ class SparkEngine:
 
         return LatestRows(pa.RecordBatchReader.from_batches(reader.schema, batches()), rows)
 
-    # -- windowed aggregations -----------------------------------------------------------------
-
-    def aggregate(self, entity: pa.Table, ts_column: str, join: AggregateJoin) -> pa.Table:
-        """Windowed aggregations of ``join`` for each row of ``entity`` (in input order)."""
-        plan = PitPlan(views=(join.check_view(),), timestamp_column=ts_column)
-        prepared = prepare_entity(entity.replace_schema_metadata(None), plan)
-        raws: dict[SourceRef, RawSource] = {}
-        raw = self._source(plan.views[0], raws)
-        _check_key_types(plan.views[0], self._scan(raw), prepared)
-        t_min, t_max = prepared.time_bounds()
-        longest = max(window for _, _, window, _ in join.aggregations)
-        lo = None
-        if t_min is not None and t_min - datetime.min > longest:
-            lo = _micros(t_min - longest)
-        view = ViewJoin(  # the aggregated columns as __f<j> (no file order: see .sql)
-            name=join.name,
-            source=join.source,
-            entity_keys=join.entity_keys,
-            source_keys=join.source_keys,
-            columns=tuple((c, f"__f{j}") for j, c in enumerate(join.columns)),
-        )
-        source = ssql.source_frame(
-            raw.frame,
-            view,
-            nanos=self._nanos(view, raw),
-            lo=lo,
-            hi=_micros(t_max),
-            empty=t_min is None,
-        )
-        narrow = prepared.narrow
-        columns = {ROW_NUMBER: narrow.column(ROW_NUMBER), TIMESTAMP: _long_micros(narrow)}
-        for i, k in enumerate(join.entity_keys):
-            columns[f"__e{i}"] = narrow.column(key_column(prepared.key_index(k)))
-        frame = self.spark.createDataFrame(_sendable(pa.table(columns)))
-        what = f"Windowed aggregations of view {join.name!r}"
-        try:
-            table = ssql.aggregate_frame(frame, join, source).toArrow()
-        except Exception as exc:
-            raise spark_error(exc, what) from exc
-        table = table.sort_by(ROW_NUMBER).drop_columns([ROW_NUMBER])
-        from pitstop.offline.duckdb import utc_schema
-
-        return table.cast(utc_schema(table.schema))
-
     # -- writes --------------------------------------------------------------------------------
 
-    def append(self, source: SourceRef, table: pa.Table) -> None:
-        """Add ``table`` (columns named after the field mapping) to ``source``'s rows: to its
-        table (``INSERT INTO``), or as one Parquet part file in its pushed-data folder, which
-        appears whole (written aside, then renamed)."""
-        if source.query:
-            raise DataSourceError(
-                f"Source {source.display_name!r} is a Spark SQL query; rows cannot be added to "
-                "a query. Point the push source's batch source at a table or files instead."
-            )
-        renamed = table.rename_columns([source.raw_column(c) for c in table.column_names])
-        frame = self.spark.createDataFrame(_sendable(renamed), schema=_spark_schema(renamed))
-        what = f"Appending {table.num_rows} row(s) to source {source.display_name!r}"
-        try:
-            if source.table:
-                self._insert(source.table, frame, what)
-            else:
-                self._write_part(source, frame)
-        except PitstopError:
-            raise
-        except Exception as exc:
-            raise spark_error(exc, what) from exc
-
-    def _insert(self, name: str, frame: DataFrame, what: str) -> None:
-        target = self.spark.table(name).columns
-        missing = [c for c in target if c not in frame.columns]
-        extra = [c for c in frame.columns if c not in target]
-        if missing or extra:
-            raise DataSourceError(
-                f"{what}: the rows' columns do not match table {name!r} (missing {missing}, "
-                f"not in the table {extra}); the table has {target}."
-            )
-        frame.select(*[ssql.col(c) for c in target]).write.insertInto(name)
-
-    def _write_part(self, source: SourceRef, frame: DataFrame) -> None:
-        if not source.pushed:
-            raise DataSourceError(
-                f"Source {source.display_name!r} has no folder for pushed rows; offline "
-                "pushes need a file source."
-            )
-        jvm: Any = self.spark._jvm
-        hadoop: Any = jvm.org.apache.hadoop.fs.Path
-        conf = self.spark._jsc.hadoopConfiguration()
-        name = uuid.uuid4().hex
-        staging = hadoop(f"{source.pushed.rstrip('/')}/_staging-{name}")
-        fs = staging.getFileSystem(conf)
-        frame.coalesce(1).write.parquet(staging.toString())
-        try:
-            parts = [
-                s.getPath()
-                for s in fs.listStatus(staging)
-                if s.getPath().getName().endswith(".parquet")
-            ]
-            for i, part in enumerate(parts):
-                final = hadoop(f"{source.pushed.rstrip('/')}/part-{name}-{i}.parquet")
-                if not fs.rename(part, final):
-                    raise DataSourceError(
-                        f"Could not move the pushed rows into {final.toString()} (source "
-                        f"{source.display_name!r}); check that the folder is writable."
-                    )
-        finally:
-            fs.delete(staging, True)
+    def schema(self, source: SourceRef) -> pa.Schema:
+        """The stored columns of ``source``: from footers and headers for local files, else as
+        Spark reads them (a table, a query, files behind a URL)."""
+        if not _remote(source):
+            return _FILES.schema(source)
+        raw = read_source(self.spark, source, "a schema check")
+        return pa.schema(list(arrow_types(raw.frame).items()))
 
     def has_rows(self, source: SourceRef) -> bool:
         """Whether ``source`` has any offline rows (a push-fed source has none until its
@@ -344,8 +247,8 @@ class SparkEngine:
         if source.in_catalog:
             raw = read_source(self.spark, source, "a row check")
             return not raw.frame.isEmpty()
-        if "://" not in source.path and "://" not in (source.pushed or ""):
-            return has_data(source.path, source.pushed)
+        if not _remote(source):
+            return has_data(source)
         jvm: Any = self.spark._jvm
         conf = self.spark._jsc.hadoopConfiguration()
         patterns = [source.path]
@@ -357,6 +260,66 @@ class SparkEngine:
             if found is not None and len(found) > 0:
                 return True
         return False
+
+    def append(self, source: SourceRef, table: pa.Table, *, label: str | None = None) -> None:
+        """Add ``table`` (stored column names) to ``source``'s pushed rows as one Parquet part,
+        which appears whole: written aside, then renamed. Local paths are written here, paths
+        behind a URL (``s3a://``, ``hdfs://``) by Spark."""
+        check_appendable(source, f"Appending to source {source.display_name!r}")
+        if not _remote(source):
+            _FILES.append(source, table, label=label)
+            return
+        if label is not None:
+            raise RetrievalError(
+                f"Appending to source {source.display_name!r} at {source.pushed}: labelled "
+                "appends need a local or mounted path; append without a label."
+            )
+        frame = self.spark.createDataFrame(_sendable(table), schema=_spark_schema(table))
+        what = f"Appending {table.num_rows} row(s) to source {source.display_name!r}"
+        try:
+            self._write_part(source, frame)
+        except PitstopError:
+            raise
+        except Exception as exc:
+            raise spark_error(exc, what) from exc
+
+    def labels(self, source: SourceRef, prefix: str) -> Mapping[str, Mapping[bytes, bytes]]:
+        """The source's parts labelled ``prefix...`` (local paths; none behind a URL)."""
+        return {} if _remote(source) else _FILES.labels(source, prefix)
+
+    def _write_part(self, source: SourceRef, frame: DataFrame) -> None:
+        pushed = source.pushed or ""
+        jvm: Any = self.spark._jvm
+        hadoop: Any = jvm.org.apache.hadoop.fs.Path
+        conf = self.spark._jsc.hadoopConfiguration()
+        name = uuid.uuid4().hex
+        staging = hadoop(f"{pushed.rstrip('/')}/_staging-{name}")
+        fs = staging.getFileSystem(conf)
+        frame.coalesce(1).write.parquet(staging.toString())
+        try:
+            parts = [
+                s.getPath()
+                for s in fs.listStatus(staging)
+                if s.getPath().getName().endswith(".parquet")
+            ]
+            stamp = f"{datetime.now(UTC):%Y%m%d%H%M%S%f}"
+            for i, part in enumerate(parts):
+                final = hadoop(f"{pushed.rstrip('/')}/part-{stamp}-{name}-{i}.parquet")
+                if not fs.rename(part, final):
+                    raise DataSourceError(
+                        f"Could not move the pushed rows into {final.toString()} (source "
+                        f"{source.display_name!r}); check that the folder is writable."
+                    )
+        finally:
+            fs.delete(staging, True)
+
+
+_FILES = FileStorage()
+
+
+def _remote(source: SourceRef) -> bool:
+    """Whether ``source``'s data is not local files (a catalog table or query, or a URL)."""
+    return source.in_catalog or "://" in source.path or "://" in (source.pushed or "")
 
 
 def _cached(build: Callable[[], DataFrame]) -> Callable[[], DataFrame]:
@@ -486,54 +449,91 @@ class _HistoricalRun:
         )
         with_time = with_time.withColumn(ts_name, F.timestamp_micros(ssql.col(TIMESTAMP)))
         groups = {v.entity_keys for v in self.plan.views if v.columns}
-        if len(groups) > 1:  # read more than once: the row numbers must not change
+        # read more than once: the row numbers must not change
+        if len(groups) + len(self.plan.aggregates) > 1:
             with_time = with_time.localCheckpoint()
         return _Entity(with_time, prepared, names, None)
 
     def _build(self) -> DataFrame:
         engine = self.engine
         entity = self._entity()
-        t_min, t_max = entity.bounds or (None, None)
+        t_min = (entity.bounds or (None, None))[0]
         raws: dict[SourceRef, RawSource] = {}
         groups: dict[tuple[str, ...], list[ssql.GroupView]] = {}
         for i, view in enumerate(self.plan.views):
             if not view.columns:
                 continue
-            raw = engine._source(view, raws)
-            _check_key_types(view, engine._scan(raw), entity.prepared)
             ttl = view.effective_ttl
             lo = None if t_min is None or ttl is None else t_min - ssql.micros(ttl)
-            source = ssql.source_frame(
-                raw.frame,
-                view,
-                nanos=engine._nanos(view, raw),
-                lo=lo,
-                hi=t_max,
-                empty=entity.bounds is not None and t_min is None,
-            )
+            source = self._rows(entity, view, engine._source(view, raws), view, lo)
             groups.setdefault(view.entity_keys, []).append(ssql.GroupView(i, view, source))
         names = entity.names
-        if not groups:
-            result = entity.frame.select(ssql.col(ROW_NUMBER), *[ssql.col(n) for n in names])
-            return result.orderBy(ssql.col(ROW_NUMBER)).drop(ROW_NUMBER)
-        parts = [
-            ssql.pit_frame(
-                entity.frame,
-                keys,
-                views,
-                created_filter=self.plan.filter_by_created_timestamp,
-                carry=names if n == 0 else (),
-            )
-            for n, (keys, views) in enumerate(groups.items())
-        ]
-        joined = parts[0]
-        for part in parts[1:]:
-            joined = joined.join(part, ROW_NUMBER, "left")
         row = ssql.col(ssql.ROW)
+        if groups:
+            parts = [
+                ssql.pit_frame(
+                    entity.frame,
+                    keys,
+                    views,
+                    created_filter=self.plan.filter_by_created_timestamp,
+                    carry=names if n == 0 else (),
+                )
+                for n, (keys, views) in enumerate(groups.items())
+            ]
+            joined = parts[0]
+            for part in parts[1:]:
+                joined = joined.join(part, ROW_NUMBER, "left")
+            users = [row[n].alias(n) for n in names]
+        else:
+            joined = entity.frame
+            users = [ssql.col(n) for n in names]
+        for join in self.plan.aggregates:
+            joined = joined.join(self._aggregates(entity, join), ROW_NUMBER, "left")
         outputs = [out for view in self.plan.views for _, out in view.columns]
-        result = joined.select(
-            ssql.col(ROW_NUMBER),
-            *[row[n].alias(n) for n in names],
-            *[ssql.col(out) for out in outputs],
-        )
+        outputs += [out for join in self.plan.aggregates for out in join.output_columns]
+        result = joined.select(ssql.col(ROW_NUMBER), *users, *[ssql.col(o) for o in outputs])
         return result.orderBy(ssql.col(ROW_NUMBER)).drop(ROW_NUMBER)
+
+    def _rows(
+        self,
+        entity: _Entity,
+        view: ViewJoin,
+        raw: RawSource,
+        projected: ViewJoin,
+        lo: int | None,
+        extra: list[str] | None = None,
+    ) -> DataFrame:
+        """The source rows of ``view`` (keys checked against the entity frame's) projected as
+        ``projected`` names them, from ``lo`` up to the entity frame's latest time."""
+        output = entity.prepared.output
+        check_key_types(view, arrow_types(raw.frame), output.schema, output.num_rows)
+        t_min, t_max = entity.bounds or (None, None)
+        return ssql.source_frame(
+            raw.frame,
+            projected,
+            nanos=self.engine._nanos(projected, raw),
+            lo=lo,
+            hi=t_max,
+            empty=entity.bounds is not None and t_min is None,
+            extra=extra or (),
+        )
+
+    def _aggregates(self, entity: _Entity, join: AggregateJoin) -> DataFrame:
+        """``join``'s aggregations per entity row: ``__rn`` and one column per output."""
+        view = join.as_view()
+        raw = self.engine._source(view, {})
+        t_min = (entity.bounds or (None, None))[0]
+        longest = max(ssql.micros(w) for w in join.windows)
+        lo = None if t_min is None else t_min - longest
+        source_view = ViewJoin(  # the aggregated columns as __f<j>
+            name=join.name,
+            source=join.source,
+            entity_keys=join.entity_keys,
+            source_keys=join.source_keys,
+            columns=tuple((c, f"__f{j}") for j, c in enumerate(join.columns)),
+        )
+        arrival = [ARRIVAL] if ARRIVAL in raw.frame.columns else []
+        source = self._rows(entity, view, raw, source_view, lo, arrival)
+        keys = [ssql.col(k).alias(f"__e{i}") for i, k in enumerate(join.entity_keys)]
+        frame = entity.frame.select(ssql.col(ROW_NUMBER), ssql.col(TIMESTAMP), *keys)
+        return ssql.aggregate_frame(frame, join, source)

@@ -31,6 +31,10 @@ if TYPE_CHECKING:
 __all__ = ["RawSource", "arrow_types", "nanos_columns", "read_source"]
 
 
+#: A file source's column ranking its rows by arrival (:attr:`pitstop.offline.pit.Rank.ARRIVAL`).
+ARRIVAL = "__arrival"
+
+
 @dataclass(frozen=True)
 class RawSource:
     """A source as Spark reads it: its raw columns, and which ``long`` columns hold
@@ -61,8 +65,8 @@ def read_source(spark: SparkSession, source: SourceRef, what: str) -> RawSource:
 
 def _pushed_parts(source: SourceRef) -> str | None:
     pushed = source.pushed
-    if not pushed:
-        return None
+    if not pushed or os.path.normpath(pushed) == os.path.normpath(source.path):
+        return None  # none, or a directory source's own files
     if "://" in pushed:
         return os.path.join(pushed, "*.parquet")
     return (
@@ -79,15 +83,27 @@ def _read_files(spark: SparkSession, source: SourceRef) -> RawSource:
     )
     if parts is None or main_exists:
         resolve_main(source)  # a clear error when the data is missing
-        frames.append(_read(spark, source.path, source.file_format))
+        frames.append(_arrival(_read(spark, source.path, source.file_format), 0, source))
         nanos |= nanos_columns(source.path, source.file_format)
     if parts is not None:
-        frames.append(_read(spark, parts, "parquet"))
+        frames.append(_arrival(_read(spark, parts, "parquet"), 1, source))
         nanos |= nanos_columns(parts, "parquet")
     frame = frames[0]
     for other in frames[1:]:
         frame = frame.unionByName(other, allowMissingColumns=True)
     return RawSource(frame, frozenset(nanos))
+
+
+def _arrival(frame: DataFrame, group: int, source: SourceRef) -> DataFrame:
+    """``frame`` with :data:`ARRIVAL`: the group (own files 0, pushed parts 1), the file's
+    path and the row's position in it (Parquet; none for CSV rows)."""
+    from pyspark.sql import functions as F
+
+    index = F.lit(None).cast("long")
+    if source.file_format == "parquet" or group == 1:
+        index = F.col("_metadata.row_index")
+    position = F.struct(F.lit(group), F.col("_metadata.file_path"), index)
+    return frame.withColumn(ARRIVAL, position)
 
 
 def _read(spark: SparkSession, path: str, file_format: str) -> DataFrame:
@@ -143,6 +159,8 @@ def arrow_types(frame: DataFrame) -> dict[str, pa.DataType]:
 
     types: dict[str, pa.DataType] = {}
     for field in frame.schema.fields:
+        if field.name == ARRIVAL:
+            continue
         try:
             types[field.name] = to_arrow_type(field.dataType, timezone="UTC")
         except Exception:  # a type Arrow conversion does not cover: no family to compare

@@ -46,7 +46,7 @@ def arrow_schema(frame: DataFrame) -> pa.Schema:
     labelled UTC (a zone-less time is wall time in UTC)."""
     from pyspark.sql.pandas.types import to_arrow_schema
 
-    from pitstop.offline.duckdb import utc_schema
+    from pitstop.offline.assemble import utc_schema
 
     return utc_schema(to_arrow_schema(frame.schema, timezone="UTC"))
 

@@ -17,9 +17,9 @@ and many entity rows per key cost ``O(n log n)``, never the pairs a range join w
 The entity frame's own columns ride along in the first group (``__row``), so no join back is
 needed; further key groups are joined on the entity row number ``__rn``.
 
-**Windowed aggregations.** As in :mod:`pitstop.offline.aggregate`: one equi-join per window
-on the keys and a time bucket of half the window, filtered to ``t - window < event_ts <= t``
-and grouped by entity row.
+**Windowed aggregations.** As in :mod:`pitstop.offline.duckdb.aggregate`: one equi-join per
+window on the keys and a time bucket of half the window, filtered to
+``t - window < event_ts <= t`` and grouped by entity row.
 """
 
 from __future__ import annotations
@@ -35,8 +35,7 @@ if TYPE_CHECKING:
     from pyspark.sql import Column, DataFrame
     from pyspark.sql.types import DataType
 
-    from pitstop.offline.aggregate import AggregateJoin
-    from pitstop.offline.pit import ViewJoin
+    from pitstop.offline.pit import AggregateJoin, ViewJoin
 
 __all__ = [
     "CT",
@@ -320,7 +319,12 @@ def _floor_div(name: str, divisor: int, minus: int = 0) -> Column:
 
 
 def _aggregate(
-    function: str, j: int, n_columns: int, has_created: bool, types: Mapping[str, DataType]
+    function: str,
+    j: int,
+    n_columns: int,
+    has_created: bool,
+    types: Mapping[str, DataType],
+    arrival: bool,
 ) -> Column:
     from pyspark.sql import functions as F
     from pyspark.sql import types as T
@@ -343,7 +347,9 @@ def _aggregate(
     order = [col(f"s{TS}").alias("t")]
     if has_created:
         order.append(F.coalesce(col(f"s{CT}"), F.lit(_MIN_LONG)).alias("c"))
-    ranked = F.struct(*order, value.alias("v"))  # exact ties: the greater value
+    if arrival:  # then the later file, the later row (none recorded in a CSV file)
+        order.append(col("s__x0").alias("a"))
+    ranked = F.struct(*order, value.alias("v"))  # exact ties left: the greater value
     return F.max(F.when(value.isNotNull(), ranked))["v"]
 
 
@@ -351,9 +357,10 @@ def aggregate_frame(entity: DataFrame, join: AggregateJoin, source: DataFrame) -
     """``join``'s aggregations for every row of ``entity`` (``__rn``, ``__t`` and the key
     columns ``__e<i>`` in ``join.entity_keys`` order): ``__rn`` and one column per output.
 
-    ``source`` is a :func:`source_frame` whose ``__f<j>`` is ``join.columns[j]``. An entity
-    row with a null key or time has empty windows. ``last`` breaks exact ties (same event and
-    created time) by the greater value, where DuckDB goes by file order.
+    ``source`` is a :func:`source_frame` whose ``__f<j>`` is ``join.columns[j]`` and whose
+    ``__x0``, if any, is the rows' arrival (:data:`pitstop.offline.spark.reader.ARRIVAL`). An
+    entity row with a null key or time has empty windows. ``last`` ranks by event time,
+    created time, then arrival (:data:`pitstop.offline.pit.LAST_VALUE_ORDER`).
     """
     from pyspark.sql import functions as F
 
@@ -384,7 +391,12 @@ def aggregate_frame(entity: DataFrame, join: AggregateJoin, source: DataFrame) -
             cond = cond & c
         aggs = [
             _aggregate(
-                function, join.columns.index(column), len(join.columns), has_created, types
+                function,
+                join.columns.index(column),
+                len(join.columns),
+                has_created,
+                types,
+                "__x0" in types,
             ).alias(f"__a{i}")
             for i, (function, column, win, _) in enumerate(join.aggregations)
             if win == window

@@ -1,4 +1,5 @@
-"""Every timestamp encoding of sources, pushed rows and entity frames, through every offline path.
+"""Every timestamp encoding of sources, pushed rows and entity frames, through every offline path,
+on every engine.
 
 One small dataset is written with its event and created timestamps in each encoding (timestamp
 s/ms/us/ns without a zone, in UTC, in America/New_York and in Asia/Seoul; date32; ISO 8601 text
@@ -20,7 +21,6 @@ D     D2        D2        30
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -44,10 +44,11 @@ from pitstop import (
     StreamFeatureView,
 )
 from pitstop.aggregation import Aggregation
-from pitstop.config import parse_config
 from pitstop.engine.verify import verify
 from pitstop.errors import DataSourceError, RetrievalError
 from pitstop.types import Int64, UnixTimestamp
+
+from .conftest import Harness, feature_store
 
 DAY = timedelta(days=1)
 HOUR = timedelta(hours=1)
@@ -144,30 +145,26 @@ def encoding(request: pytest.FixtureRequest) -> str:
     return str(request.param)
 
 
-def open_store(tmp_path: Path, encoding: str) -> FeatureStore:
+def open_store(harness: Harness, tmp_path: Path, encoding: str) -> FeatureStore:
     path = write_source(tmp_path / "data", encoding)
-    config = parse_config(
-        {"project": f"t{uuid.uuid4().hex[:10]}", "online_store": {"type": "sqlite"}},
-        repo_path=tmp_path,
-    )
-    store = FeatureStore(config=config)
+    store = feature_store(harness, tmp_path, online_store={"type": "sqlite"})
     store.apply(definitions(str(path.relative_to(tmp_path))))
     return store
 
 
 @pytest.fixture
-def fs(tmp_path: Path, encoding: str) -> Iterator[FeatureStore]:
+def fs(harness: Harness, tmp_path: Path, encoding: str) -> Iterator[FeatureStore]:
     """A store of its own, for tests that write."""
-    with open_store(tmp_path, encoding) as store:
+    with open_store(harness, tmp_path, encoding) as store:
         yield store
 
 
 @pytest.fixture(scope="module", params=list(ENCODINGS))
 def shared(
-    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+    harness: Harness, request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[FeatureStore]:
     """A store per encoding shared by the tests that only read."""
-    with open_store(tmp_path_factory.mktemp("shared"), str(request.param)) as store:
+    with open_store(harness, tmp_path_factory.mktemp("shared"), str(request.param)) as store:
         yield store
 
 
@@ -231,6 +228,12 @@ def test_materialize_then_online_read_and_verify(fs: FeatureStore) -> None:
         assert report.entities == 1
 
 
+@pytest.mark.notimpl(
+    ["spark"],
+    reason="Spark reads a Parquet source's nanosecond timestamps as long; its pushed parts "
+    "(microseconds) then do not union with the source's rows",
+    ids=["-ns-"],
+)
 @pytest.mark.parametrize("mode", [PushMode.OFFLINE, PushMode.ONLINE_AND_OFFLINE])
 def test_push_offline_is_seen_by_training_sets(
     fs: FeatureStore, encoding: str, mode: PushMode
@@ -290,12 +293,17 @@ ENTITY_CASES = [
 
 
 @pytest.fixture(scope="module")
-def ns_store(tmp_path_factory: pytest.TempPathFactory) -> Iterator[FeatureStore]:
+def ns_store(harness: Harness, tmp_path_factory: pytest.TempPathFactory) -> Iterator[FeatureStore]:
     # pandas 2 writes tz-aware columns as timestamp[ns, tz=UTC] (Feast's sample data too)
-    with open_store(tmp_path_factory.mktemp("ns"), "ns-UTC") as store:
+    with open_store(harness, tmp_path_factory.mktemp("ns"), "ns-UTC") as store:
         yield store
 
 
+@pytest.mark.notimpl(
+    ["spark"],
+    reason="the entity timestamp column comes back in microseconds, not in its own unit",
+    ids=["arrow-s-seoul"],
+)
 @pytest.mark.parametrize(("name", "kind"), ENTITY_CASES)
 def test_entity_frame_timestamp_encodings(ns_store: FeatureStore, name: str, kind: str) -> None:
     frame = _entity_frames(name)[kind]
@@ -346,6 +354,11 @@ PUSH_FRAMES: dict[str, Callable[[datetime], Any]] = {
 }
 
 
+@pytest.mark.notimpl(
+    ["spark"],
+    reason="Spark reads a Parquet source's nanosecond timestamps as long; its pushed parts "
+    "(microseconds) then do not union with the source's rows",
+)
 @pytest.mark.parametrize("kind", list(PUSH_FRAMES))
 def test_pushed_row_timestamp_encodings(ns_store: FeatureStore, kind: str) -> None:
     key = 100 + list(PUSH_FRAMES).index(kind)  # a user of its own in the shared store
@@ -377,6 +390,11 @@ def _frames(columns: dict[str, list[Any]]) -> dict[str, Any]:
     }
 
 
+@pytest.mark.notimpl(
+    ["spark"],
+    reason="Spark reads a Parquet source's nanosecond timestamps as long; its pushed parts "
+    "(microseconds) then do not union with the source's rows",
+)
 @pytest.mark.parametrize("library", ["pandas", "polars", "pyarrow"])
 def test_a_single_datetime_column_is_the_row_time_whatever_its_name(
     ns_store: FeatureStore, library: str
@@ -388,6 +406,11 @@ def test_a_single_datetime_column_is_the_row_time_whatever_its_name(
     assert column(out, "seen_at") == [D1 + 3 * HOUR, D2]
 
 
+@pytest.mark.notimpl(
+    ["spark"],
+    reason="Spark reads a Parquet source's nanosecond timestamps as long; its pushed parts "
+    "(microseconds) then do not union with the source's rows",
+)
 @pytest.mark.parametrize("library", ["pandas", "polars", "pyarrow"])
 def test_event_timestamp_wins_over_other_datetime_columns(
     ns_store: FeatureStore, library: str
@@ -421,13 +444,18 @@ def test_ambiguous_or_missing_row_time_is_an_error_naming_the_columns(
 # -- edges of the rule ---------------------------------------------------------------------------
 
 
-def test_nanoseconds_are_dropped_alike_in_sources_and_entity_frames(tmp_path: Path) -> None:
+@pytest.mark.notimpl(
+    ["spark"],
+    reason="the entity timestamp column comes back in microseconds, not as given",
+)
+def test_nanoseconds_are_dropped_alike_in_sources_and_entity_frames(
+    harness: Harness, tmp_path: Path
+) -> None:
     path = tmp_path / "data" / "events.parquet"
     path.parent.mkdir()
     stamp = pa.array([pd.Timestamp(D1).value + 999], pa.timestamp("ns", "UTC"))  # D1 + 999 ns
     pq.write_table(pa.table({"user_id": [1], "ts": stamp, "created": stamp, "value": [7]}), path)
-    config = parse_config({"project": f"t{uuid.uuid4().hex[:10]}"}, repo_path=tmp_path)
-    with FeatureStore(config=config) as store:
+    with feature_store(harness, tmp_path) as store:
         store.apply(definitions("data/events.parquet"))
         exact = entity([1, 1], [D1 - timedelta(microseconds=1), D1])
         out = store.get_historical_features(exact, ["vals:value"]).to_arrow()
@@ -438,13 +466,16 @@ def test_nanoseconds_are_dropped_alike_in_sources_and_entity_frames(tmp_path: Pa
         assert out.column("event_timestamp").combine_chunks().equals(stamp)  # returned as given
 
 
-def test_a_source_column_that_holds_no_time_is_named(tmp_path: Path) -> None:
+@pytest.mark.notimpl(
+    ["spark"],
+    reason="a Parquet source's long time column is taken for nanoseconds, not refused",
+)
+def test_a_source_column_that_holds_no_time_is_named(harness: Harness, tmp_path: Path) -> None:
     path = tmp_path / "data" / "events.parquet"
     path.parent.mkdir()
     pq.write_table(pa.table({"user_id": [1], "ts": [1_700_000_000], "created": [1], "value": [7]}),
                    path)  # fmt: skip
-    config = parse_config({"project": f"t{uuid.uuid4().hex[:10]}"}, repo_path=tmp_path)
-    with FeatureStore(config=config) as store:
+    with feature_store(harness, tmp_path) as store:
         store.apply(
             definitions("data/events.parquet"), skip_source_validation=True
         )  # read-time check
@@ -464,13 +495,14 @@ def test_an_entity_time_column_that_holds_no_time_is_named(ns_store: FeatureStor
     )
 
 
-def test_a_timestamp_feature_is_not_taken_for_the_row_time(tmp_path: Path) -> None:
+def test_a_timestamp_feature_is_not_taken_for_the_row_time(
+    harness: Harness, tmp_path: Path
+) -> None:
     path = tmp_path / "data" / "events.parquet"
     path.parent.mkdir()
     rows = {"user_id": [1, 1], "ts": utc([D0, D1]), "created": utc([D0, D1]), "value": [5, 6]}
     pq.write_table(pa.table({**rows, "seen": utc([D0 - DAY, D1 - DAY])}), path)
-    config = parse_config({"project": f"t{uuid.uuid4().hex[:10]}"}, repo_path=tmp_path)
-    with FeatureStore(config=config) as store:
+    with feature_store(harness, tmp_path) as store:
         store.apply(definitions("data/events.parquet", (Field(name="seen", dtype=UnixTimestamp),)))
         frame = pa.table({"user_id": [1], "asof": utc([D1 + HOUR])})
         refs = ["vals:value", "vals:seen", "windows:count_1d"]

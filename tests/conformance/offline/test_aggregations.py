@@ -1,20 +1,26 @@
-"""Hand-made cases for offline point-in-time windowed aggregations (pitstop.offline.aggregate)."""
+"""Hand-made cases for offline point-in-time windowed aggregations, on every engine.
+
+The aggregations are part of the point-in-time plan (``PitPlan.aggregates``); each case runs a
+plan of one :class:`AggregateJoin` and reads its output columns.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+import time
+from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
-import duckdb
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
 from pitstop.errors import DataSourceError, DefinitionError, RetrievalError
-from pitstop.offline.aggregate import AggregateJoin, aggregate_sql, historical_aggregates
-from pitstop.offline.pit import SourceRef
+from pitstop.offline import OfflineEngine
+from pitstop.offline.pit import AggregateJoin, PitPlan, SourceRef
+
+from .conftest import Harness
 
 T0 = datetime(2024, 5, 1, 12, 0, tzinfo=UTC)
 US = timedelta(microseconds=1)
@@ -23,11 +29,12 @@ FUNCS = ("count", "sum", "mean", "min", "max", "last", "count_distinct")
 EMPTY = {"count": 0, "sum": None, "mean": None, "min": None, "max": None, "last": None}
 
 
-@pytest.fixture
-def con() -> Iterator[duckdb.DuckDBPyConnection]:
-    connection = duckdb.connect()
-    yield connection
-    connection.close()
+def aggregates(
+    engine: OfflineEngine, entity: pa.Table, ts_column: str, join: AggregateJoin
+) -> pa.Table:
+    """``join``'s outputs for each row of ``entity`` (a plan of that join alone)."""
+    plan = PitPlan((), ts_column, aggregates=(join,))
+    return engine.historical(entity, plan).to_arrow().select(list(join.output_columns))
 
 
 def write(path: Path, rows: Sequence[dict[str, Any]], schema: pa.Schema | None = None) -> str:
@@ -64,7 +71,7 @@ def rows(table: pa.Table) -> list[dict[str, Any]]:
     return table.to_pylist()
 
 
-def test_window_is_open_left_closed_right(tmp_path: Path, con: duckdb.DuckDBPyConnection) -> None:
+def test_window_is_open_left_closed_right(tmp_path: Path, engine: OfflineEngine) -> None:
     t = T0
     path = write(
         tmp_path / "ev.parquet",
@@ -77,7 +84,7 @@ def test_window_is_open_left_closed_right(tmp_path: Path, con: duckdb.DuckDBPyCo
             {"driver": 2, "ts": t, "x": 7},  # another entity
         ],
     )
-    out = historical_aggregates(con, entity([1], [t]), "event_timestamp", join_of(source(path)))
+    out = aggregates(engine, entity([1], [t]), "event_timestamp", join_of(source(path)))
     assert rows(out) == [
         {
             "count": 3,
@@ -94,9 +101,7 @@ def test_window_is_open_left_closed_right(tmp_path: Path, con: duckdb.DuckDBPyCo
     assert out.schema.field("count").type == pa.int64()
 
 
-def test_every_row_in_input_order_with_duplicates(
-    tmp_path: Path, con: duckdb.DuckDBPyConnection
-) -> None:
+def test_every_row_in_input_order_with_duplicates(tmp_path: Path, engine: OfflineEngine) -> None:
     path = write(
         tmp_path / "ev.parquet",
         [{"driver": 1, "ts": T0 + timedelta(minutes=m), "x": float(m)} for m in range(0, 30, 3)],
@@ -104,7 +109,7 @@ def test_every_row_in_input_order_with_duplicates(
     times = [T0 + timedelta(minutes=m) for m in (20, 5, 20, -1, 29, 40)]
     table = entity([1, 1, 1, 1, 1, 1], times, label=[0, 1, 2, 3, 4, 5])
     join = join_of(source(path), ("count", "sum", "last"))
-    out = rows(historical_aggregates(con, table, "event_timestamp", join))
+    out = rows(aggregates(engine, table, "event_timestamp", join))
     empty = {"count": 0, "sum": None, "last": None}
     assert out == [
         {"count": 3, "sum": 45.0, "last": 18.0},  # (10, 20]: 12, 15, 18
@@ -116,7 +121,7 @@ def test_every_row_in_input_order_with_duplicates(
     ]
 
 
-def test_compound_keys_with_different_names(tmp_path: Path, con: duckdb.DuckDBPyConnection) -> None:
+def test_compound_keys_with_different_names(tmp_path: Path, engine: OfflineEngine) -> None:
     path = write(
         tmp_path / "ev.parquet",
         [
@@ -139,28 +144,26 @@ def test_compound_keys_with_different_names(tmp_path: Path, con: duckdb.DuckDBPy
             "event_timestamp": [T0] * 5,
         }
     )
-    out = rows(historical_aggregates(con, table, "event_timestamp", join))
+    out = rows(aggregates(engine, table, "event_timestamp", join))
     assert [r["sum"] for r in out] == [9, 2, 4, None, None]
     assert [r["count"] for r in out] == [2, 1, 1, 0, 0]
 
 
 def test_entity_rows_before_events_and_null_keys_or_times(
-    tmp_path: Path, con: duckdb.DuckDBPyConnection
+    tmp_path: Path, engine: OfflineEngine
 ) -> None:
     path = write(tmp_path / "ev.parquet", [{"driver": 1, "ts": T0, "x": 5}])
     table = entity(
         [1, None, 1, 1],
         [T0 - timedelta(days=1), T0, None, T0],
     )
-    out = rows(historical_aggregates(con, table, "event_timestamp", join_of(source(path))))
+    out = rows(aggregates(engine, table, "event_timestamp", join_of(source(path))))
     empty = {**EMPTY, "count_distinct": 0}
     assert out[:3] == [empty, empty, empty]
     assert out[3]["count"] == 1
 
 
-def test_nulls_are_ignored_and_count_counts_non_null(
-    tmp_path: Path, con: duckdb.DuckDBPyConnection
-) -> None:
+def test_nulls_are_ignored_and_count_counts_non_null(tmp_path: Path, engine: OfflineEngine) -> None:
     path = write(
         tmp_path / "ev.parquet",
         [
@@ -171,9 +174,7 @@ def test_nulls_are_ignored_and_count_counts_non_null(
         ],
     )
     out = rows(
-        historical_aggregates(
-            con, entity([1, 2], [T0, T0]), "event_timestamp", join_of(source(path))
-        )
+        aggregates(engine, entity([1, 2], [T0, T0]), "event_timestamp", join_of(source(path)))
     )
     assert out[0] == {
         "count": 1,
@@ -187,7 +188,7 @@ def test_nulls_are_ignored_and_count_counts_non_null(
     assert out[1] == {**EMPTY, "count_distinct": 0}
 
 
-def test_several_windows_in_one_query(tmp_path: Path, con: duckdb.DuckDBPyConnection) -> None:
+def test_several_windows_in_one_query(tmp_path: Path, engine: OfflineEngine) -> None:
     path = write(
         tmp_path / "ev.parquet",
         [{"driver": 1, "ts": T0 - timedelta(minutes=m), "x": m} for m in (0, 5, 30, 59, 60, 90)],
@@ -205,11 +206,11 @@ def test_several_windows_in_one_query(tmp_path: Path, con: duckdb.DuckDBPyConnec
             ("count", "x", timedelta(hours=1), "n_1h"),
         ),
     )
-    out = rows(historical_aggregates(con, entity([1], [T0]), "event_timestamp", join))
+    out = rows(aggregates(engine, entity([1], [T0]), "event_timestamp", join))
     assert out == [{"n_10m": 2, "sum_1h": 94, "avg_1h": 23.5, "max_2h": 90, "n_1h": 4}]
 
 
-def test_strings(tmp_path: Path, con: duckdb.DuckDBPyConnection) -> None:
+def test_strings(tmp_path: Path, engine: OfflineEngine) -> None:
     path = write(
         tmp_path / "ev.parquet",
         [
@@ -219,15 +220,13 @@ def test_strings(tmp_path: Path, con: duckdb.DuckDBPyConnection) -> None:
         ],
     )
     join = join_of(source(path), ("min", "max", "last", "count_distinct", "count"))
-    out = rows(historical_aggregates(con, entity([1], [T0]), "event_timestamp", join))
+    out = rows(aggregates(engine, entity([1], [T0]), "event_timestamp", join))
     assert out == [
         {"min": "apple", "max": "pear", "last": "apple", "count_distinct": 2, "count": 3}
     ]
 
 
-def test_last_ties_created_timestamp_then_file_order(
-    tmp_path: Path, con: duckdb.DuckDBPyConnection
-) -> None:
+def test_last_ties_created_timestamp_then_file_order(tmp_path: Path, engine: OfflineEngine) -> None:
     t = T0 - timedelta(minutes=1)
     folder = tmp_path / "parts"
     folder.mkdir()
@@ -240,8 +239,8 @@ def test_last_ties_created_timestamp_then_file_order(
     write(
         folder / "c.parquet", [{"driver": 2, "ts": t, "x": "c"}, {"driver": 2, "ts": t, "x": "a"}]
     )
-    out = historical_aggregates(
-        con, entity([1, 2], [T0, T0]), "event_timestamp", join_of(source(str(folder)), ("last",))
+    out = aggregates(
+        engine, entity([1, 2], [T0, T0]), "event_timestamp", join_of(source(str(folder)), ("last",))
     )
     assert rows(out) == [{"last": "b1"}, {"last": "a"}]  # later file, then later row
 
@@ -254,13 +253,11 @@ def test_last_ties_created_timestamp_then_file_order(
         ],
     )
     join = join_of(source(created, created_timestamp_column="created"), ("last",))
-    out = historical_aggregates(con, entity([1], [T0]), "event_timestamp", join)
+    out = aggregates(engine, entity([1], [T0]), "event_timestamp", join)
     assert rows(out) == [{"last": "newest"}]
 
 
-def test_csv_source_and_last_ties_in_one_csv_file(
-    tmp_path: Path, con: duckdb.DuckDBPyConnection
-) -> None:
+def test_csv_source_and_last_ties_in_one_csv_file(tmp_path: Path, engine: OfflineEngine) -> None:
     path = tmp_path / "ev.csv"
     path.write_text(
         "driver,ts,x\n"
@@ -270,11 +267,11 @@ def test_csv_source_and_last_ties_in_one_csv_file(
         "1,2024-05-01T11:58:00,1\n"
     )
     join = join_of(source(str(path)), ("last", "sum", "count"))
-    out = historical_aggregates(con, entity([1], [T0]), "event_timestamp", join)
+    out = aggregates(engine, entity([1], [T0]), "event_timestamp", join)
     assert rows(out) == [{"last": 9, "sum": 22, "count": 4}]  # a tie inside a CSV: greater value
 
 
-def test_timestamps_naive_utc_aware_and_iso(tmp_path: Path, con: duckdb.DuckDBPyConnection) -> None:
+def test_timestamps_naive_utc_aware_and_iso(tmp_path: Path, engine: OfflineEngine) -> None:
     seoul = timezone(timedelta(hours=9))
     path = write(
         tmp_path / "ev.parquet",
@@ -291,64 +288,76 @@ def test_timestamps_naive_utc_aware_and_iso(tmp_path: Path, con: duckdb.DuckDBPy
         entity([1, 1], ["2024-05-01T21:00:00+09:00", "2024-05-01 12:00:00"]),
     ):
         assert (
-            rows(historical_aggregates(con, table, "event_timestamp", join))
-            == [{"sum": 1, "min": 1}] * 2
+            rows(aggregates(engine, table, "event_timestamp", join)) == [{"sum": 1, "min": 1}] * 2
         )
     stamps = join_of(source(path), ("max", "last"), column="ts")
-    out = historical_aggregates(con, entity([1], [T0]), "event_timestamp", stamps)
+    out = aggregates(engine, entity([1], [T0]), "event_timestamp", stamps)
     assert out.schema.field("max").type == pa.timestamp("us", "UTC")
     assert rows(out) == [{"max": T0 - timedelta(minutes=1), "last": T0 - timedelta(minutes=1)}]
 
 
-def test_field_mapping(tmp_path: Path, con: duckdb.DuckDBPyConnection) -> None:
+def test_field_mapping(tmp_path: Path, engine: OfflineEngine) -> None:
     path = write(
         tmp_path / "ev.parquet",
         [{"raw_driver": 1, "raw_ts": T0, "raw_x": 3}],
     )
     src = source(path, field_mapping={"raw_driver": "driver", "raw_ts": "ts", "raw_x": "x"})
-    out = historical_aggregates(con, entity([1], [T0]), "event_timestamp", join_of(src, ("sum",)))
+    out = aggregates(engine, entity([1], [T0]), "event_timestamp", join_of(src, ("sum",)))
     assert rows(out) == [{"sum": 3}]
 
 
-def test_empty_entity_frame(tmp_path: Path, con: duckdb.DuckDBPyConnection) -> None:
+def test_empty_entity_frame(tmp_path: Path, engine: OfflineEngine) -> None:
     path = write(tmp_path / "ev.parquet", [{"driver": 1, "ts": T0, "x": 3}])
     table = pa.table(
         {"driver": pa.array([], pa.int64()), "event_timestamp": pa.array([], pa.timestamp("us"))}
     )
-    out = historical_aggregates(con, table, "event_timestamp", join_of(source(path), ("count",)))
+    out = aggregates(engine, table, "event_timestamp", join_of(source(path), ("count",)))
     assert out.num_rows == 0
     assert out.column_names == ["count"]
 
 
-def test_connection_time_zone_is_left_alone(tmp_path: Path, con: duckdb.DuckDBPyConnection) -> None:
+def test_the_machines_time_zone_does_not_matter(
+    tmp_path: Path, harness: Harness, monkeypatch: pytest.MonkeyPatch
+) -> None:
     path = tmp_path / "ev.csv"
     path.write_text("driver,ts,x\n1,2024-05-01 11:59:00,5\n")  # no offset: UTC
-    con.execute("SET TimeZone = 'Asia/Seoul'")
-    out = historical_aggregates(
-        con, entity([1], [T0]), "event_timestamp", join_of(source(str(path)), ("sum",))
-    )
-    assert rows(out) == [{"sum": 5}]
-    assert con.sql("SELECT current_setting('TimeZone')").fetchall() == [("Asia/Seoul",)]
+    monkeypatch.setenv("TZ", "Asia/Seoul")
+    time.tzset()
+    try:
+        engine = harness.engine(tmp_path)
+        sums = aggregates(engine, entity([1], [T0]), "event_timestamp", join_of(
+            source(str(path)), ("sum",)))  # fmt: skip
+        latest = aggregates(engine, entity([1], [T0]), "event_timestamp", join_of(
+            source(str(path)), ("max",), column="ts"))  # fmt: skip
+        engine.close()
+    finally:
+        monkeypatch.undo()
+        time.tzset()
+    assert rows(sums) == [{"sum": 5}]  # 11:59 read as Seoul time would be 02:59 UTC
+    assert rows(latest) == [{"max": T0 - timedelta(minutes=1)}]
 
 
-def test_errors(tmp_path: Path, con: duckdb.DuckDBPyConnection) -> None:
+def test_errors(tmp_path: Path, engine: OfflineEngine) -> None:
     path = write(tmp_path / "ev.parquet", [{"driver": 1, "ts": T0, "x": 3}])
     with pytest.raises(DataSourceError, match="no column 'y'"):
-        historical_aggregates(
-            con, entity([1], [T0]), "event_timestamp", join_of(source(path), ("sum",), column="y")
+        aggregates(
+            engine,
+            entity([1], [T0]),
+            "event_timestamp",
+            join_of(source(path), ("sum",), column="y"),
         )
     with pytest.raises(DataSourceError, match="does not exist"):
-        historical_aggregates(
-            con,
+        aggregates(
+            engine,
             entity([1], [T0]),
             "event_timestamp",
             join_of(source(str(tmp_path / "nope.parquet"))),
         )
     with pytest.raises(RetrievalError, match="Join key 'driver'"):
-        historical_aggregates(con, entity(["1"], [T0]), "event_timestamp", join_of(source(path)))
+        aggregates(engine, entity(["1"], [T0]), "event_timestamp", join_of(source(path)))
     two = entity([1], [T0]).append_column("seen", pa.array([T0], pa.timestamp("us")))
     with pytest.raises(RetrievalError, match=r"no timestamp column 'ts' but 2 .*'event_tim"):
-        historical_aggregates(con, two, "ts", join_of(source(path)))
+        aggregates(engine, two, "ts", join_of(source(path)))
     with pytest.raises(DefinitionError, match="not supported"):
         join_of(source(path), ("median",))
     with pytest.raises(DefinitionError, match="window"):
@@ -363,26 +372,9 @@ def test_errors(tmp_path: Path, con: duckdb.DuckDBPyConnection) -> None:
         )
 
 
-def test_aggregate_sql_on_plain_relations(con: duckdb.DuckDBPyConnection) -> None:
-    """The SQL contract: an entity relation and a source in ``source_select``'s layout."""
-    con.execute(
-        "CREATE TABLE ent AS SELECT * FROM (VALUES (7, 1, TIMESTAMP '2024-05-01 12:00:00'),"
-        " (3, 1, TIMESTAMP '2024-05-01 12:05:00')) t(id, driver, t)"
-    )
-    con.execute(
-        "CREATE TABLE src AS SELECT * FROM (VALUES (1, TIMESTAMP '2024-05-01 11:55:00', 2.0),"
-        " (1, TIMESTAMP '2024-05-01 12:01:00', 3.0)) t(__k0, __ts, __f0)"
-    )
-    join = join_of(source("/unused.parquet"), ("sum", "count"))
-    sql = aggregate_sql("ent", "id", "t", join, "SELECT * FROM src", types={"x": pa.float64()})
-    assert con.sql(sql).fetchall() == [(3, 3.0, 1), (7, 2.0, 1)]
-
-
-def test_entity_times_near_the_oldest_datetime(
-    tmp_path: Path, con: duckdb.DuckDBPyConnection
-) -> None:
+def test_entity_times_near_the_oldest_datetime(tmp_path: Path, engine: OfflineEngine) -> None:
     early = datetime(1, 1, 1, 0, 5, tzinfo=UTC)
     path = write(tmp_path / "ev.parquet", [{"driver": 1, "ts": early, "x": 3}])
     join = join_of(source(path), ("sum", "count"), window=timedelta(days=2))
-    out = historical_aggregates(con, entity([1, 1], [early, T0]), "event_timestamp", join)
+    out = aggregates(engine, entity([1, 1], [early, T0]), "event_timestamp", join)
     assert rows(out) == [{"sum": 3, "count": 1}, {"sum": None, "count": 0}]

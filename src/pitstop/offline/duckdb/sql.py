@@ -41,14 +41,17 @@ from datetime import datetime, timedelta
 
 import pyarrow as pa
 
-from pitstop.errors import DataSourceError
 from pitstop.offline.entity import ROW_NUMBER, TIMESTAMP, key_column
 from pitstop.offline.pit import ViewJoin
+from pitstop.offline.sources import check_time_column
 from pitstop.offline.typemap import TimeKind, time_kind
 
 __all__ = [
+    "CT",
     "HASH_MAX_ROWS_PER_KEY",
     "ROWS",
+    "TS",
+    "Computed",
     "ScanInfo",
     "ViewSql",
     "counted_sql",
@@ -64,8 +67,9 @@ __all__ = [
 #: Keys with more entity rows than this are joined by sorting instead of hashing (default).
 HASH_MAX_ROWS_PER_KEY = 16
 
-_TS = "__ts"
-_CT = "__ct"
+#: Column names of a projected source (:func:`source_select`): event and created time.
+TS = "__ts"
+CT = "__ct"
 _NEG_INF = "'-infinity'::TIMESTAMP"
 _POS_INF = "'infinity'::TIMESTAMP"
 
@@ -128,13 +132,9 @@ def utc_sql(column: str, dtype: pa.DataType) -> str | None:
 
 
 def _timestamp_expr(raw: str, dtype: pa.DataType, what: str, view: ViewJoin) -> str:
+    check_time_column(view, raw, dtype, what)
     expr = utc_sql(quote_ident(raw), dtype)
-    if expr is None:
-        raise DataSourceError(
-            f"The {what} column {raw!r} of source {view.source.display_name!r} (view "
-            f"{view.name!r}) has type {dtype}; it must hold timestamps, dates or ISO 8601 "
-            "strings."
-        )
+    assert expr is not None
     return expr
 
 
@@ -162,11 +162,11 @@ def source_select(
     ts_type = scan.types[raw_ts]
     ts = _timestamp_expr(raw_ts, ts_type, "timestamp", view)
     cols = [f"{quote_ident(src.raw_column(k))} AS __k{i}" for i, k in enumerate(view.source_keys)]
-    cols.append(f"{ts} AS {_TS}")
+    cols.append(f"{ts} AS {TS}")
     if src.created_timestamp_column:
         raw_ct = src.raw_column(src.created_timestamp_column)
         ct = _timestamp_expr(raw_ct, scan.types[raw_ct], "created timestamp", view)
-        cols.append(f"{ct} AS {_CT}")
+        cols.append(f"{ct} AS {CT}")
     cols += [
         f"{quote_ident(src.raw_column(c))} AS __f{j}" for j, c in enumerate(view.feature_columns)
     ]
@@ -195,10 +195,16 @@ class ViewSql:
     key_positions: tuple[int, ...]
     mode: str = "hash"
     heavy_flag: str | None = None
+    #: whether candidates rank by created time after event time (:data:`pit.VIEW_ORDER`)
+    by_created: bool = True
 
     @property
     def has_created(self) -> bool:
         return self.view.source.created_timestamp_column is not None
+
+    @property
+    def ranked_by_created(self) -> bool:
+        return self.has_created and self.by_created
 
     def key_eq(self, e: str, s: str) -> str:
         return " AND ".join(
@@ -208,22 +214,22 @@ class ViewSql:
     def payload(self, s: str, *, with_ts: bool) -> str:
         fields = [f"f{j} := {s}.__f{j}" for j in range(len(self.view.columns))]
         if with_ts:
-            fields.insert(0, f"{_TS} := {s}.{_TS}")
+            fields.insert(0, f"{TS} := {s}.{TS}")
         return f"struct_pack({', '.join(fields)})"
 
     def order(self, s: str) -> str:
-        if not self.has_created:
-            return f"{s}.{_TS}"
-        return f"struct_pack(e := {s}.{_TS}, c := coalesce({s}.{_CT}, {_NEG_INF}))"
+        if not self.ranked_by_created:
+            return f"{s}.{TS}"
+        return f"struct_pack(e := {s}.{TS}, c := coalesce({s}.{CT}, {_NEG_INF}))"
 
 
 def _hash_cte(v: ViewSql, *, created_filter: bool, heavy: bool | None) -> str:
     ttl = v.view.effective_ttl
-    cond = [v.key_eq("e", "s"), f"s.{_TS} <= e.{TIMESTAMP}"]
+    cond = [v.key_eq("e", "s"), f"s.{TS} <= e.{TIMESTAMP}"]
     if ttl is not None:
-        cond.append(f"s.{_TS} >= e.{TIMESTAMP} - {_interval(ttl)}")
+        cond.append(f"s.{TS} >= e.{TIMESTAMP} - {_interval(ttl)}")
     if created_filter and v.has_created:
-        cond.append(f"coalesce(s.{_CT}, s.{_TS}) <= e.{TIMESTAMP}")
+        cond.append(f"coalesce(s.{CT}, s.{TS}) <= e.{TIMESTAMP}")
     where = "" if heavy is None else f"\n  WHERE NOT e.{v.heavy_flag}"
     return (
         f"SELECT e.{ROW_NUMBER}, arg_max({v.payload('s', with_ts=False)}, {v.order('s')}) AS __v"
@@ -256,17 +262,17 @@ def _ttl_guard(v: ViewSql, ts: str, value: str) -> str:
 
 
 def _asof_cte(v: ViewSql, heavy: bool | None) -> str:
-    if v.has_created:
+    if v.ranked_by_created:
         e_key = f"struct_pack(e := e.{TIMESTAMP}, c := {_POS_INF})"
     else:
         e_key = f"e.{TIMESTAMP}"
     keys = ", ".join(f"s.__k{i}" for i in range(len(v.key_positions)))
     right = (
-        f"SELECT {keys}, {v.order('s')} AS __o, s.{_TS}, {v.payload('s', with_ts=False)} AS __v"
+        f"SELECT {keys}, {v.order('s')} AS __o, s.{TS}, {v.payload('s', with_ts=False)} AS __v"
         f"\n    FROM {_heavy_source(v, heavy)}"
     )
     left = f"SELECT *, {e_key} AS __o FROM {_entity_rows(v, heavy)} e"
-    value = _ttl_guard(v, f"s.{_TS}", "s.__v")
+    value = _ttl_guard(v, f"s.{TS}", "s.__v")
     return (
         f"SELECT e.{ROW_NUMBER}, {value} AS __v"
         f"\n  FROM ({left}) e\n  ASOF JOIN ({right}) s"
@@ -280,7 +286,7 @@ def _window_cte(v: ViewSql, heavy: bool | None) -> str:
     e_keys = ", ".join(f"e.{key_column(p)}" for p in v.key_positions)
     part = ", ".join(f"__k{i}" for i in range(n))
     rows = (
-        f"SELECT {s_keys}, greatest(s.{_TS}, coalesce(s.{_CT}, s.{_TS})) AS __a, 0 AS __kind,"
+        f"SELECT {s_keys}, greatest(s.{TS}, coalesce(s.{CT}, s.{TS})) AS __a, 0 AS __kind,"
         f" NULL::BIGINT AS {ROW_NUMBER}, NULL::TIMESTAMP AS {TIMESTAMP}, {v.order('s')} AS __o,"
         f" {v.payload('s', with_ts=True)} AS __v\n      FROM {_heavy_source(v, heavy)}"
         f"\n    UNION ALL\n    SELECT {e_keys}, e.{TIMESTAMP}, 1, e.{ROW_NUMBER}, e.{TIMESTAMP},"
@@ -291,7 +297,7 @@ def _window_cte(v: ViewSql, heavy: bool | None) -> str:
         f"PARTITION BY {part} ORDER BY __a, __kind"
         f" ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW) AS __v\n    FROM ({rows})"
     )
-    value = _ttl_guard(v, f"e.__v.{_TS}", "e.__v")
+    value = _ttl_guard(v, f"e.__v.{TS}", "e.__v")
     return f"SELECT e.{ROW_NUMBER}, {value} AS __v\n  FROM ({running}) e\n  WHERE e.__kind = 1"
 
 
@@ -309,6 +315,17 @@ def _view_cte(v: ViewSql, created_filter: bool) -> str:
     return f"{light}\n  UNION ALL\n  {sort_part(True)}"
 
 
+@dataclass(frozen=True)
+class Computed:
+    """Results some CTEs compute per entity row, for :func:`historical_sql`: the CTEs, the
+    ones holding results (``__rn`` and values; only rows with a result) and the output columns
+    as ``(value expression, name)``."""
+
+    ctes: tuple[str, ...]
+    results: tuple[str, ...]
+    columns: tuple[tuple[str, str], ...]
+
+
 def historical_sql(
     entity_table: str,
     views: Sequence[ViewSql],
@@ -317,14 +334,17 @@ def historical_sql(
     *,
     created_filter: bool,
     heavy_rows: int = HASH_MAX_ROWS_PER_KEY,
+    computed: Sequence[Computed] = (),
 ) -> str:
-    """The point-in-time query: ``__rn`` and the feature columns of matched entity rows.
+    """The point-in-time query: ``__rn`` and the output columns of matched entity rows.
 
-    Only entity rows that found a row in some view come back, ordered by ``__rn``; the caller
-    places them into the entity frame (cheaper than a join with every entity row in SQL).
-    ``sources[i]`` is the ``SELECT`` for ``views[i]`` (see :func:`source_select`);
-    ``heavy_flags`` maps a flag column name to the entity key positions it partitions by; a
-    key is heavy when it has more than ``heavy_rows`` entity rows.
+    Only entity rows that found a row in some view (or have results in ``computed``) come
+    back, ordered by ``__rn``; the caller places them into the entity frame (cheaper than a
+    join with every entity row in SQL). ``sources[i]`` is the ``SELECT`` for ``views[i]`` (see
+    :func:`source_select`); ``heavy_flags`` maps a flag column name to the entity key
+    positions it partitions by; a key is heavy when it has more than ``heavy_rows`` entity
+    rows. ``computed`` adds results other CTEs compute per entity row (windowed
+    aggregations), their columns after the views'.
     """
     flags = [
         f"count(*) OVER (PARTITION BY {', '.join(key_column(p) for p in keys)})"
@@ -342,6 +362,11 @@ def historical_sql(
             outputs.append(f"v{v.index}.__v.f{j} AS {quote_ident(out)}")
         table = f"__v{v.index} v{v.index}"
         joins.append(f"FULL OUTER JOIN {table} USING ({ROW_NUMBER})" if joins else table)
+    for part in computed:
+        ctes += part.ctes
+        outputs += [f"{value} AS {quote_ident(out)}" for value, out in part.columns]
+        for table in part.results:
+            joins.append(f"FULL OUTER JOIN {table} USING ({ROW_NUMBER})" if joins else table)
     if not joins:
         joins.append("__e WHERE false")
     return (
@@ -356,7 +381,7 @@ def historical_sql(
 def range_sql(view: ViewJoin, source: str) -> str:
     """Every source row of ``view`` (already bounded by ``source``): keys, timestamp, features."""
     cols = [f"__k{i} AS {quote_ident(k)}" for i, k in enumerate(view.entity_keys)]
-    cols.append(f"{_TS} AS {quote_ident(view.source.timestamp_field)}")
+    cols.append(f"{TS} AS {quote_ident(view.source.timestamp_field)}")
     cols += [f"__f{j} AS {quote_ident(out)}" for j, (_, out) in enumerate(view.columns)]
     return f"WITH __s AS (\n  {source})\nSELECT {', '.join(cols)}\nFROM __s"
 
@@ -380,24 +405,24 @@ def latest_sql(view: ViewJoin, source: str) -> str:
     """Per key, the latest row (ties: created ts) of ``view`` in range."""
     n = len(view.entity_keys)
     has_created = view.source.created_timestamp_column is not None
-    fields = [f"{_TS} := {_TS}"]
+    fields = [f"{TS} := {TS}"]
     if has_created:
-        fields.append(f"{_CT} := {_CT}")
+        fields.append(f"{CT} := {CT}")
     fields += [f"f{j} := __f{j}" for j in range(len(view.columns))]
     # (event, created) as one HUGEINT: cheaper to compare than a struct; NULL created lowest
     order = (
-        f"(epoch_us({_TS})::HUGEINT * 18446744073709551616 + "
-        f"(coalesce(epoch_us({_CT}), -9223372036854775807) + 9223372036854775808::HUGEINT))"
+        f"(epoch_us({TS})::HUGEINT * 18446744073709551616 + "
+        f"(coalesce(epoch_us({CT}), -9223372036854775807) + 9223372036854775808::HUGEINT))"
         if has_created
-        else _TS
+        else TS
     )
     keys = ", ".join(f"__k{i}" for i in range(n))
     cols = [f"__k{i} AS {quote_ident(k)}" for i, k in enumerate(view.entity_keys)]
-    cols.append(f"__v.{_TS} AS {quote_ident(view.source.timestamp_field)}")
+    cols.append(f"__v.{TS} AS {quote_ident(view.source.timestamp_field)}")
     if has_created:
         created = view.source.created_timestamp_column
         assert created is not None
-        cols.append(f"__v.{_CT} AS {quote_ident(created)}")
+        cols.append(f"__v.{CT} AS {quote_ident(created)}")
     cols += [f"__v.f{j} AS {quote_ident(out)}" for j, (_, out) in enumerate(view.columns)]
     agg = f"SELECT {keys}, arg_max(struct_pack({', '.join(fields)}), {order}) AS __v FROM __s"
     return (

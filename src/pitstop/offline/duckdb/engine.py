@@ -2,7 +2,8 @@
 
 DuckDB is imported only when a query runs, so ``import pitstop.offline`` stays light. The entity
 frame is registered with DuckDB as an Arrow table (never converted to pandas); sources are read
-in place with ``read_parquet``/``read_csv``. The SQL is built by :mod:`.duckdb_sql`.
+in place with ``read_parquet``/``read_csv``. The SQL is built by :mod:`.sql`; the matched rows
+are placed back into the entity frame by :mod:`pitstop.offline.assemble`.
 
 Example::
 
@@ -25,21 +26,26 @@ from itertools import chain, count
 from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
-import pyarrow.compute as pc
 
-from pitstop.errors import DataSourceError, PitstopError, RetrievalError, suggest
-from pitstop.offline import duckdb_sql as dsql
+from pitstop.errors import RetrievalError
+from pitstop.offline import files
+from pitstop.offline.assemble import place, utc_batches
 from pitstop.offline.base import EngineCapabilities, EntityInput, LatestRows
-from pitstop.offline.entity import ROW_NUMBER, PreparedEntity, prepare_entity, to_arrow_table
-from pitstop.offline.files import resolve_path as _resolve_path
+from pitstop.offline.duckdb import sql as dsql
+from pitstop.offline.duckdb.aggregate import (
+    entity_relation,
+    lower_bound,
+    planned_aggregates,
+    source_view,
+)
+from pitstop.offline.duckdb.scan import execute, guarded, scan_source
+from pitstop.offline.entity import PreparedEntity, prepare_entity, to_arrow_table
 from pitstop.offline.job import RetrievalJob
-from pitstop.offline.pit import PitPlan, ViewJoin
-from pitstop.offline.typemap import type_family
+from pitstop.offline.pit import PitPlan, Rank, ViewJoin
+from pitstop.offline.sources import check_key_types
 
 if TYPE_CHECKING:
     import duckdb
-
-    from pitstop.offline.aggregate import AggregateJoin
 
 __all__ = ["DuckDBEngine"]
 
@@ -60,23 +66,6 @@ def _lower_bound(t_min: datetime | None, ttl: timedelta | None) -> datetime | No
         return t_min - ttl
     except OverflowError:
         return None
-
-
-def _one_chunk(column: pa.ChunkedArray) -> pa.Array:
-    if column.num_chunks == 1:
-        return column.chunk(0)
-    if column.num_chunks == 0:
-        return pa.array([], type=column.type)
-    return pa.concat_arrays(column.chunks)
-
-
-def _wrap(exc: Exception, what: str) -> Exception:
-    import duckdb
-
-    data_errors = (duckdb.IOException, duckdb.ConversionException, duckdb.InvalidInputException)
-    if isinstance(exc, data_errors):
-        return DataSourceError(f"{what}: {exc}")
-    return RetrievalError(f"{what}: {exc}")
 
 
 @dataclass(frozen=True)
@@ -104,7 +93,7 @@ def _private_temp() -> str:
     return tempfile.mkdtemp(prefix="pitstop-duckdb-")  # not a folder of ours alone
 
 
-class DuckDBEngine:
+class DuckDBEngine(files.FileStorage):
     """Execute point-in-time plans with an embedded DuckDB.
 
     Args:
@@ -119,9 +108,7 @@ class DuckDBEngine:
             by sorting (ASOF, robust to skew). ``0`` sorts everything.
     """
 
-    capabilities = EngineCapabilities(
-        entity_sql=True, streaming=True, spills_to_disk=True, file_formats=("parquet", "csv")
-    )
+    capabilities = EngineCapabilities(entity_sql=True, file_formats=("parquet", "csv"))
 
     def __init__(
         self,
@@ -246,12 +233,6 @@ class DuckDBEngine:
 
         return LatestRows(pa.RecordBatchReader.from_batches(schema, batches()), rows)
 
-    def aggregate(self, entity: pa.Table, ts_column: str, join: AggregateJoin) -> pa.Table:
-        """Windowed aggregations of ``join`` for each row of ``entity`` (in input order)."""
-        from pitstop.offline.aggregate import historical_aggregates
-
-        return historical_aggregates(self._connection(), entity, ts_column, join)
-
     def _single_view(
         self,
         view: ViewJoin,
@@ -276,7 +257,8 @@ class DuckDBEngine:
             query = sql()
             cur = self.cursor()
             what = f"Reading view {view.name!r}"
-            return _utc_batches(_execute(cur, query, self.batch_size, what), cur, what)
+            reader = execute(cur, query, self.batch_size, what)
+            return utc_batches(guarded(reader, cur, what), reader.schema)
 
         return RetrievalJob(open_reader, sql)
 
@@ -332,26 +314,59 @@ class _HistoricalRun:
                 flags,
                 created_filter=self.plan.filter_by_created_timestamp,
                 heavy_rows=self.engine.hash_max_rows_per_key,
+                computed=self._aggregates(cur, entity, t_min, t_max),
             )
         finally:
             cur.unregister(self.table_name)
         return _Prepared(entity, sql)
 
+    def _aggregates(
+        self,
+        cur: duckdb.DuckDBPyConnection,
+        entity: PreparedEntity,
+        t_min: datetime | None,
+        t_max: datetime | None,
+    ) -> list[dsql.Computed]:
+        """The windowed aggregations' parts of the query (one hash join per window)."""
+        order = self.plan.last_order
+        parts = []
+        for n, join in enumerate(self.plan.aggregates):
+            view = join.as_view()
+            scan = self.engine._scan(cur, view)
+            check_key_types(view, scan.types, entity.output.schema, entity.output.num_rows)
+            lo = lower_bound(t_min, join)
+            source = dsql.source_select(
+                source_view(join, order), scan, lo=lo, hi=t_max, empty=t_min is None
+            )
+            positions = [entity.key_index(k) for k in join.entity_keys]
+            relation = f"__a{n}e"
+            types = {c: scan.types[join.source.raw_column(c)] for c in join.columns}
+            part = planned_aggregates(join, f"__a{n}", relation, source, types=types, order=order)
+            entity_cte = f"{relation} AS ({entity_relation(positions)})"
+            parts.append(dsql.Computed((entity_cte, *part.ctes), part.results, part.columns))
+        return parts
+
     def _view_sql(
         self, cur: duckdb.DuckDBPyConnection, entity: PreparedEntity
     ) -> list[dsql.ViewSql]:
+        if Rank.ARRIVAL in self.plan.view_order:
+            raise RetrievalError(
+                "The DuckDB engine ranks a view's rows by event and created time, not by "
+                "arrival; use the default view_order."
+            )
+        by_created = Rank.CREATED in self.plan.view_order
         modes: dict[tuple[int, ...], tuple[str, str | None]] = {}
         views = []
         for i, view in enumerate(self.plan.views):
             if not view.columns:
                 continue
             scan = self.engine._scan(cur, view)
-            _check_key_types(view, scan, entity)
+            check_key_types(view, scan.types, entity.output.schema, entity.output.num_rows)
             positions = tuple(entity.key_index(k) for k in view.entity_keys)
             if positions not in modes:
                 modes[positions] = self._mode(cur, entity, positions, len(modes))
             mode, flag = modes[positions]
-            views.append(dsql.ViewSql(i, view, scan, positions, mode, flag))
+            views.append(dsql.ViewSql(i, view, scan, positions, mode, flag, by_created))
         return views
 
     def _mode(
@@ -380,169 +395,15 @@ class _HistoricalRun:
         prepared = self.prepare()
         cur = self.engine.cursor()
         cur.register(self.table_name, prepared.entity.narrow)
-        what = "Point-in-time join of view(s) " + ", ".join(repr(v.name) for v in self.plan.views)
-        reader = _execute(cur, prepared.sql, self.engine.batch_size, what)
-        return _placed(reader, cur, what, prepared.entity, self.engine.batch_size)
-
-
-def _execute(
-    cur: duckdb.DuckDBPyConnection, sql: str, batch_size: int, what: str
-) -> pa.RecordBatchReader:
-    try:
-        return cur.sql(sql).to_arrow_reader(batch_size)
-    except Exception as exc:
-        cur.close()
-        raise _wrap(exc, what) from exc
-
-
-def _guarded(
-    reader: pa.RecordBatchReader, cur: duckdb.DuckDBPyConnection, what: str
-) -> Iterator[pa.RecordBatch]:
-    """Yield ``reader``'s batches, map DuckDB errors to ours, close ``cur`` at the end."""
-    try:
-        yield from reader
-    except PitstopError:
-        raise
-    except Exception as exc:
-        raise _wrap(exc, what) from exc
-    finally:
-        cur.close()
-
-
-class _Matched:
-    """The query's matched rows (sorted by row number), handed out by row-number range."""
-
-    def __init__(self, batches: Iterator[pa.RecordBatch], schema: pa.Schema) -> None:
-        self._batches = batches
-        self._schema = schema
-        self._pending: pa.RecordBatch | None = None
-
-    def until(self, end: int) -> pa.Table:
-        """The next matched rows whose row number is below ``end``."""
-        parts = []
-        while True:
-            if self._pending is None:
-                self._pending = next(self._batches, None)
-                if self._pending is None:
-                    break
-            batch = self._pending
-            below = pc.sum(pc.less(batch.column(0), end)).as_py() or 0
-            parts.append(batch.slice(0, below))
-            self._pending = batch.slice(below) if below < batch.num_rows else None
-            if self._pending is not None:
-                break
-        return pa.Table.from_batches(parts, schema=self._schema)
-
-    def finish(self) -> None:
-        """Drain the stream (closing the cursor); nothing may be left."""
-        left = (self._pending.num_rows if self._pending else 0) + sum(
-            b.num_rows for b in self._batches
+        names = [j.name for j in self.plan.joins]
+        what = "Point-in-time join of view(s) " + ", ".join(map(repr, names))
+        reader = execute(cur, prepared.sql, self.engine.batch_size, what)
+        matched = guarded(reader, cur, what)
+        return place(
+            matched,
+            reader.schema,
+            prepared.entity,
+            self.engine.batch_size,
+            zero_filled=self.plan.zero_filled,
+            utc=[out for join in self.plan.aggregates for out in join.output_columns],
         )
-        if left:  # pragma: no cover - guards the one-row-per-input rule
-            raise RetrievalError(f"Internal error: {left} joined rows match no entity row.")
-
-
-def _placed(
-    reader: pa.RecordBatchReader,
-    cur: duckdb.DuckDBPyConnection,
-    what: str,
-    entity: PreparedEntity,
-    batch_rows: int,
-) -> pa.RecordBatchReader:
-    """Place the matched feature rows into the entity frame, one entity slice per batch.
-
-    Entity rows without a match get nulls; each output batch is the user's columns for rows
-    ``[offset, offset + n)`` followed by the features found for them.
-    """
-    output = entity.output
-    features = list(reader.schema)[1:]  # the first column is the row number
-    schema = pa.schema([*output.schema, *features])
-    numbers = entity.narrow.column(ROW_NUMBER)
-
-    def batches() -> Iterator[pa.RecordBatch]:
-        matched = _Matched(_guarded(reader, cur, what), reader.schema)
-        for offset in range(0, output.num_rows, batch_rows):
-            n = min(batch_rows, output.num_rows - offset)
-            found = matched.until(offset + n)
-            where = pc.index_in(numbers.slice(offset, n), value_set=found.column(0))
-            arrays = [_one_chunk(c) for c in output.slice(offset, n).columns]
-            arrays += [_one_chunk(c.take(where)) for c in found.columns[1:]]
-            yield pa.RecordBatch.from_arrays(arrays, schema=schema)
-        matched.finish()
-
-    return pa.RecordBatchReader.from_batches(schema, batches())
-
-
-def utc_schema(schema: pa.Schema) -> pa.Schema:
-    """``schema`` with tz-naive timestamp columns (UTC inside DuckDB) labelled tz-aware UTC."""
-    fields = []
-    for field in schema:
-        t = field.type
-        if pa.types.is_timestamp(t) and t.tz is None:
-            field = field.with_type(pa.timestamp(t.unit, "UTC"))
-        fields.append(field)
-    return pa.schema(fields)
-
-
-def _utc_batches(
-    reader: pa.RecordBatchReader, cur: duckdb.DuckDBPyConnection, what: str
-) -> pa.RecordBatchReader:
-    """Label tz-naive timestamp columns (UTC inside DuckDB) as tz-aware UTC."""
-    schema = utc_schema(reader.schema)
-
-    def batches() -> Iterator[pa.RecordBatch]:
-        for batch in _guarded(reader, cur, what):
-            yield batch.cast(schema)
-
-    return pa.RecordBatchReader.from_batches(schema, batches())
-
-
-def scan_source(cur: duckdb.DuckDBPyConnection, view: ViewJoin) -> dsql.ScanInfo:
-    """How to read ``view``'s source and its raw columns' types; checks the columns exist.
-
-    The types are the Arrow types DuckDB gives the columns (the schema of an empty result,
-    read from the files' metadata), so they are compared as types, never by name.
-    """
-    source = view.source
-    path, many = _resolve_path(source)
-    relation = dsql.source_relation(path, source.file_format, many_files=many)
-    try:
-        schema = cur.sql(f"SELECT * FROM {relation} LIMIT 0").to_arrow_table().schema
-    except Exception as exc:
-        raise DataSourceError(
-            f"Cannot read source {source.display_name!r} of view {view.name!r} at "
-            f"{source.path!r} as {source.file_format}: {exc}"
-        ) from exc
-    scan = dsql.ScanInfo(relation, {f.name: f.type for f in schema})
-    _check_source_columns(view, scan)
-    return scan
-
-
-def _check_source_columns(view: ViewJoin, scan: dsql.ScanInfo) -> None:
-    src = view.source
-    needed = [*view.source_keys, src.timestamp_field, *view.feature_columns]
-    if src.created_timestamp_column:
-        needed.append(src.created_timestamp_column)
-    for column in needed:
-        raw = src.raw_column(column)
-        if raw not in scan.types:
-            mapped = f" (mapped from {raw!r})" if raw != column else ""
-            raise DataSourceError(
-                f"Source {src.display_name!r} ({src.path}) of view {view.name!r} has no column "
-                f"{column!r}{mapped}.{suggest(raw, scan.types)} Columns: {list(scan.types)}."
-            )
-
-
-def _check_key_types(view: ViewJoin, scan: dsql.ScanInfo, entity: PreparedEntity) -> None:
-    if entity.output.num_rows == 0:  # an empty pandas column is float64 whatever it holds
-        return
-    for ekey, skey in zip(view.entity_keys, view.source_keys, strict=True):
-        etype = entity.output.schema.field(ekey).type
-        stype = scan.types[view.source.raw_column(skey)]
-        efam, sfam = type_family(etype), type_family(stype)
-        if efam not in ("null", sfam):
-            raise RetrievalError(
-                f"Join key {ekey!r} of view {view.name!r} is {etype} in the entity frame but "
-                f"{stype} in source {view.source.display_name!r} (column {skey!r}); convert the "
-                f"entity column so both are {sfam}."
-            )

@@ -1,9 +1,9 @@
-"""Online tiles and offline DuckDB aggregations agree exactly at tile boundaries.
+"""Online tiles and every offline engine's aggregations agree exactly at tile boundaries.
 
 Random events for several entities (compound keys) over a few hours arrive out of order within
 an allowed lateness. Online, they are fed in arrival order through ``tiles.add_events`` while
 tiles are stored encoded and expired as a store would; each tile boundary ``t`` is read once
-every event with ``event_ts <= t`` can have arrived. Offline, ``historical_aggregates`` answers
+every event with ``event_ts <= t`` can have arrived. Offline, each engine's plan answers
 the same ``(entity, t)`` rows from a Parquet file written in arrival order (so the file-order
 tie-break of ``last`` is the arrival order too). Both must equal a slow, obviously correct
 reference; the offline side also at times between boundaries.
@@ -18,15 +18,14 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-import duckdb
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
 from pitstop.definitions.stream import Aggregation
 from pitstop.engine import tiles as T
-from pitstop.offline.aggregate import AggregateJoin, historical_aggregates
-from pitstop.offline.pit import SourceRef
+from pitstop.offline import OfflineEngine
+from pitstop.offline.pit import AggregateJoin, PitPlan, SourceRef
 
 S = T.SECOND_US
 MIN = 60 * S
@@ -134,7 +133,11 @@ def online(
 
 
 def offline(
-    tmp_path: Path, aggs: Sequence[Aggregation], events: list[Event], rows: list[tuple]
+    engine: OfflineEngine,
+    tmp_path: Path,
+    aggs: Sequence[Aggregation],
+    events: list[Event],
+    rows: list[tuple],
 ) -> list[dict]:
     path = tmp_path / "events.parquet"
     pq.write_table(
@@ -163,8 +166,9 @@ def offline(
             "event_timestamp": [EPOCH + timedelta(microseconds=t) for _, t in rows],
         }
     )
-    with duckdb.connect() as con:
-        return historical_aggregates(con, entity, "event_timestamp", join).to_pylist()
+    plan = PitPlan((), aggregates=(join,))
+    out = engine.historical(entity, plan).to_arrow()
+    return out.select(list(join.output_columns)).to_pylist()
 
 
 def same(got: dict, want: dict) -> None:
@@ -178,7 +182,9 @@ def same(got: dict, want: dict) -> None:
 
 
 @pytest.mark.parametrize(("seed", "slide"), [(1, 1), (2, 5), (3, 1), (4, 5)])
-def test_online_equals_offline_at_tile_boundaries(tmp_path: Path, seed: int, slide: int) -> None:
+def test_online_equals_offline_at_tile_boundaries(
+    engine: OfflineEngine, tmp_path: Path, seed: int, slide: int
+) -> None:
     rng = random.Random(seed)
     aggs = aggregations(timedelta(minutes=slide))
     layout = T.TileLayout.of(aggs)
@@ -189,7 +195,7 @@ def test_online_equals_offline_at_tile_boundaries(tmp_path: Path, seed: int, sli
     assert len(on) == len(times) * len(KEYS)
     unaligned = [START + rng.randrange(-SPAN // 10, SPAN + 70 * MIN) for _ in range(50)]
     rows = [(key, t) for t in times for key in KEYS] + [(rng.choice(KEYS), t) for t in unaligned]
-    off = offline(tmp_path, aggs, events, rows)
+    off = offline(engine, tmp_path, aggs, events, rows)
     assert len(off) == len(rows)
     busy = 0
     for (key, t), got in zip(rows, off, strict=True):
