@@ -99,6 +99,12 @@ ENCODINGS: dict[str, tuple[str, Encode, dict[str, Any]]] = {
 }
 CSV = [name for name, (suffix, _, _) in ENCODINGS.items() if suffix == ".csv"]
 
+SPARK_NANOS_REASON = (
+    "Spark reads a Parquet source's nanosecond timestamps as long; its pushed parts "
+    "(microseconds) then do not union with the source's rows"
+)
+SPARK_NANOS = pytest.mark.notimpl(["spark"], reason=SPARK_NANOS_REASON)
+
 user = Entity(name="user", join_keys=["user_id"])
 
 
@@ -228,12 +234,7 @@ def test_materialize_then_online_read_and_verify(fs: FeatureStore) -> None:
         assert report.entities == 1
 
 
-@pytest.mark.notimpl(
-    ["spark"],
-    reason="Spark reads a Parquet source's nanosecond timestamps as long; its pushed parts "
-    "(microseconds) then do not union with the source's rows",
-    ids=["-ns-"],
-)
+@pytest.mark.notimpl(["spark"], reason=SPARK_NANOS_REASON, ids=["-ns-"])
 @pytest.mark.parametrize("mode", [PushMode.OFFLINE, PushMode.ONLINE_AND_OFFLINE])
 def test_push_offline_is_seen_by_training_sets(
     fs: FeatureStore, encoding: str, mode: PushMode
@@ -354,11 +355,7 @@ PUSH_FRAMES: dict[str, Callable[[datetime], Any]] = {
 }
 
 
-@pytest.mark.notimpl(
-    ["spark"],
-    reason="Spark reads a Parquet source's nanosecond timestamps as long; its pushed parts "
-    "(microseconds) then do not union with the source's rows",
-)
+@SPARK_NANOS
 @pytest.mark.parametrize("kind", list(PUSH_FRAMES))
 def test_pushed_row_timestamp_encodings(ns_store: FeatureStore, kind: str) -> None:
     key = 100 + list(PUSH_FRAMES).index(kind)  # a user of its own in the shared store
@@ -390,11 +387,7 @@ def _frames(columns: dict[str, list[Any]]) -> dict[str, Any]:
     }
 
 
-@pytest.mark.notimpl(
-    ["spark"],
-    reason="Spark reads a Parquet source's nanosecond timestamps as long; its pushed parts "
-    "(microseconds) then do not union with the source's rows",
-)
+@SPARK_NANOS
 @pytest.mark.parametrize("library", ["pandas", "polars", "pyarrow"])
 def test_a_single_datetime_column_is_the_row_time_whatever_its_name(
     ns_store: FeatureStore, library: str
@@ -406,11 +399,7 @@ def test_a_single_datetime_column_is_the_row_time_whatever_its_name(
     assert column(out, "seen_at") == [D1 + 3 * HOUR, D2]
 
 
-@pytest.mark.notimpl(
-    ["spark"],
-    reason="Spark reads a Parquet source's nanosecond timestamps as long; its pushed parts "
-    "(microseconds) then do not union with the source's rows",
-)
+@SPARK_NANOS
 @pytest.mark.parametrize("library", ["pandas", "polars", "pyarrow"])
 def test_event_timestamp_wins_over_other_datetime_columns(
     ns_store: FeatureStore, library: str
