@@ -2,10 +2,10 @@
 PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
-EXTRAS := dev,server,demo
+EXTRAS := dev,server,demo,spark
 STAMP  := $(VENV)/.installed
 
-.PHONY: install demo test test-min test-install lint format bench bench-ingest fuzz clean
+.PHONY: install demo test test-min test-install lint format bench bench-ingest bench-spark fuzz clean
 
 install: $(STAMP)
 
@@ -65,6 +65,11 @@ bench: install
 # events/s from Redis Streams, NATS JetStream, RabbitMQ, MQTT and the Kafka fake into Redis tiles
 bench-ingest: install
 	$(BIN)/python benchmarks/ingest_bench.py
+
+# The Spark engine against DuckDB at 10M and 100M entity rows (long); SPARK_BENCH_ARGS=--scale 0.01
+# runs the same at 1/100 of the sizes.
+bench-spark: install
+	$(BIN)/python benchmarks/spark_bench.py $(SPARK_BENCH_ARGS)
 
 # The feature server against its OpenAPI document (Schemathesis), many examples per endpoint
 FUZZ_EXAMPLES ?= 300

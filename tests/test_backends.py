@@ -128,7 +128,7 @@ def parse_error(section: dict[str, Any], key: str = "online_store") -> str:
 
 def test_builtin_types_and_their_models() -> None:
     assert backends.names("online_store") == ["sqlite", "redis", "postgres", "memory"]
-    assert backends.names("offline_store") == ["duckdb", "file"]
+    assert backends.names("offline_store") == ["duckdb", "file", "spark"]
     for kind, table in (("online_store", backends.ONLINE_STORES),
                         ("offline_store", backends.OFFLINE_ENGINES)):  # fmt: skip
         for name in table:
@@ -146,8 +146,10 @@ def test_the_table_and_parsing_are_light() -> None:
         "from pitstop.config import parse_config\n"
         "for kind in ('sqlite', 'redis', 'postgres', 'memory'):\n"
         "    parse_config({'project': 'p', 'online_store': {'type': kind}}, repo_path=Path('.'))\n"
-        "parse_config({'project': 'p', 'offline_store': {'type': 'file'}}, repo_path=Path('.'))\n"
-        "print(sorted({'redis', 'psycopg', 'duckdb', 'pyarrow', 'pandas'} & set(sys.modules)))"
+        "for kind in ('file', 'spark'):\n"
+        "    parse_config({'project': 'p', 'offline_store': {'type': kind}}, repo_path=Path('.'))\n"
+        "drivers = {'redis', 'psycopg', 'duckdb', 'pyarrow', 'pandas', 'pyspark'}\n"
+        "print(sorted(drivers & set(sys.modules)))"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.split() == ["[]", "[]"]
@@ -293,9 +295,9 @@ def test_entry_point_store_is_validated_by_its_own_model(plugin: Any) -> None:
         "fs.yaml: online_store.type: 'dynamo' is not a supported online store; "
         "allowed: sqlite, redis, postgres, memory, broken, dictstore"
     )
-    assert parse_error({"type": "spark"}, "offline_store") == (
-        "fs.yaml: offline_store.type: 'spark' is not a supported offline store; "
-        "allowed: duckdb, file, duckdb_single"
+    assert parse_error({"type": "bigquery"}, "offline_store") == (
+        "fs.yaml: offline_store.type: 'bigquery' is not a supported offline store; "
+        "allowed: duckdb, file, spark, duckdb_single"
     )
 
 

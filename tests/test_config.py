@@ -10,6 +10,7 @@ import pytest
 from pitstop.config import RepoConfig, load_config, parse_config
 from pitstop.errors import ConfigError
 from pitstop.offline.duckdb_config import DuckDBOfflineConfig
+from pitstop.offline.spark.config import SparkOfflineConfig
 from pitstop.online.memory import MemoryOnlineConfig
 from pitstop.online.postgres import PostgresOnlineConfig
 from pitstop.online.redis_config import RedisAddress, RedisOnlineConfig
@@ -448,13 +449,50 @@ def test_unknown_online_store_type_lists_allowed() -> None:
     assert "allowed: sqlite, redis, postgres, memory" in msg
 
 
-@pytest.mark.parametrize("kind", ["bigquery", "spark"])
+@pytest.mark.parametrize("kind", ["bigquery", "snowflake.offline"])
 def test_unknown_offline_store_type_lists_allowed(kind: str) -> None:
     msg = parse_error({"project": "p", "offline_store": {"type": kind}})
     assert msg == (
         f"feature_store.yaml: offline_store.type: '{kind}' is not a supported offline store; "
-        "allowed: duckdb, file"
+        "allowed: duckdb, file, spark"
     )
+
+
+def test_spark_offline_store() -> None:
+    cfg = parse(
+        {
+            "project": "p",
+            "offline_store": {
+                "type": "spark",
+                "master": "spark://spark-master:7077",
+                "spark_conf": {"spark.executor.memory": "8g", "spark.sql.shuffle.partitions": 400},
+                "staging_location": "s3a://bucket/staging",
+            },
+        }
+    )
+    assert isinstance(cfg.offline_store, SparkOfflineConfig)
+    assert cfg.offline_store.master == "spark://spark-master:7077"
+    assert cfg.offline_store.spark_conf == {
+        "spark.executor.memory": "8g",
+        "spark.sql.shuffle.partitions": "400",
+    }
+    assert parse({"project": "p", "offline_store": {"type": "spark"}}).offline_store == (
+        SparkOfflineConfig(master="local[*]")
+    )
+
+
+def test_offline_store_without_type_is_duckdb() -> None:
+    cfg = parse({"project": "p", "offline_store": {"threads": 2}})
+    assert cfg.offline_store == DuckDBOfflineConfig(threads=2)
+
+
+def test_spark_offline_store_errors_name_the_key() -> None:
+    msg = parse_error({"project": "p", "offline_store": {"type": "spark", "mastr": "yarn"}})
+    assert msg == (
+        "feature_store.yaml: offline_store.mastr: unknown key 'mastr'; did you mean 'master'?"
+    )
+    msg = parse_error({"project": "p", "offline_store": {"type": "spark", "master": " "}})
+    assert "offline_store.master: names no Spark master" in msg
 
 
 def test_provider_and_feast_auth_must_be_supported() -> None:

@@ -11,7 +11,7 @@ PUBLIC = {
     "Aggregation", "DataSource", "Entity", "Feature", "FeatureService", "FeatureStore",
     "FeatureView", "Field", "FileSource", "KafkaSource", "OnDemandFeatureView", "Project",
     "PushMode", "PushSource",
-    "RepoConfig", "RequestSource", "StreamFeatureView", "ValueType", "__version__",
+    "RepoConfig", "RequestSource", "SparkSource", "StreamFeatureView", "ValueType", "__version__",
     "on_demand_feature_view",
 }  # fmt: skip
 

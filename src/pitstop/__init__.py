@@ -22,6 +22,7 @@ from pitstop.definitions import (
     PushMode,
     PushSource,
     RequestSource,
+    SparkSource,
     StreamFeatureView,
     on_demand_feature_view,
 )
@@ -50,6 +51,7 @@ __all__ = [
     "PushSource",
     "RepoConfig",
     "RequestSource",
+    "SparkSource",
     "StreamFeatureView",
     "ValueType",
     "__version__",

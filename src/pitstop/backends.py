@@ -62,6 +62,7 @@ ONLINE_STORES: dict[str, str] = {
 OFFLINE_ENGINES: dict[str, str] = {
     "duckdb": "pitstop.offline.duckdb_config:DuckDBOfflineConfig",
     "file": "pitstop.offline.duckdb_config:DuckDBOfflineConfig",
+    "spark": "pitstop.offline.spark.config:SparkOfflineConfig",
 }
 
 ENTRY_POINT_GROUPS: dict[Kind, str] = {

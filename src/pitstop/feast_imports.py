@@ -75,6 +75,8 @@ for _module, _target, _names in (
     ("feast.project", f"{_DEFS}.project", ("Project",)),
     ("feast.feature_logging", f"{_DEFS}.feature_logging", ("LoggingConfig",)),
     ("feast.infra.offline_stores.file_source", f"{_DEFS}.sources", ("FileSource",)),
+    ("feast.infra.offline_stores.contrib.spark_offline_store.spark_source", f"{_DEFS}.sources",
+     ("SparkSource",)),
     ("feast.infra.offline_stores.file_source", f"{_DEFS}.feature_logging",
      ("FileLoggingDestination",)),
     ("feast.feature_store", "pitstop.feature_store", ("FeatureStore",)),

@@ -16,6 +16,7 @@ from pitstop.definitions.sources import (
     PushMode,
     PushSource,
     RequestSource,
+    SparkSource,
 )
 from pitstop.definitions.stream import Aggregation, StreamFeatureView
 
@@ -42,6 +43,7 @@ __all__ = [
     "Role",
     "SavedDataset",
     "SavedDatasetFileStorage",
+    "SparkSource",
     "StreamFeatureView",
     "on_demand_feature_view",
 ]

@@ -21,7 +21,7 @@ from pitstop.definitions.base import (
 )
 from pitstop.definitions.field import Field, as_fields
 from pitstop.definitions.formats import StreamFormat, stream_format, stream_format_from_spec
-from pitstop.errors import DefinitionError, RetrievalError
+from pitstop.errors import DataSourceError, DefinitionError, RetrievalError
 
 FILE_FORMATS = ("parquet", "csv")
 
@@ -187,6 +187,100 @@ def _file_format(value: object, path: str, what: str) -> str:
             f"{what}: file_format {value!r} is not supported; allowed: {', '.join(FILE_FORMATS)}"
         )
     return text
+
+
+class SparkSource(FileSource):
+    """Feature rows Spark reads: a table of its catalog, a SQL query, or files at ``path``
+    (Feast's ``SparkSource``; exactly one of the three).
+
+    A table or query needs the Spark offline engine (``offline_store: {type: spark}``); files
+    are read like a :class:`FileSource`'s by any engine.
+
+    >>> src = SparkSource(table="analytics.driver_stats", timestamp_field="event_timestamp")
+    >>> src.name, src.table
+    ('driver_stats_source', 'analytics.driver_stats')
+    """
+
+    source_type = "spark"
+    table: str
+    query: str
+
+    def __init__(
+        self,
+        *,
+        name: str | None = None,
+        table: str | None = None,
+        query: str | None = None,
+        path: str | Path | None = None,
+        file_format: object = None,
+        timestamp_field: str = "",
+        created_timestamp_column: str = "",
+        field_mapping: Mapping[str, str] | None = None,
+        description: str = "",
+        tags: Mapping[str, str] | None = None,
+        owner: str = "",
+        event_timestamp_column: str | None = None,
+    ) -> None:
+        what = f"SparkSource {name!r}"
+        given = [k for k, v in (("table", table), ("query", query), ("path", path)) if v]
+        if len(given) != 1:
+            got = f"got {' and '.join(given)}" if given else "got none"
+            raise DefinitionError(f"{what}: give exactly one of table, query or path ({got})")
+        for key, value in (("table", table), ("query", query)):
+            if value is not None and not isinstance(value, str):
+                raise DefinitionError(f"{what}: {key} must be a string, got {value!r}")
+        if query and not name:
+            raise DefinitionError(f"{what}: a SparkSource over a query needs a name")
+        if table and not name:
+            name = _default_source_name(table.rsplit(".", 1)[-1])
+        super().__init__(
+            path=path or "-",  # a table or query has no files; see resolve_path
+            timestamp_field=timestamp_field,
+            created_timestamp_column=created_timestamp_column,
+            field_mapping=field_mapping,
+            file_format=file_format,
+            name=name,
+            description=description,
+            tags=tags,
+            owner=owner,
+            event_timestamp_column=event_timestamp_column,
+        )
+        self._set(path=str(path) if path else "", table=table or "", query=query or "")
+
+    @property
+    def in_catalog(self) -> bool:
+        """Whether the rows come from Spark's catalog (a table or query), not from files."""
+        return bool(self.table or self.query)
+
+    def resolve_path(self, repo_root: str | Path | None) -> str:
+        """The absolute path of the files; a table or query source has none (an error)."""
+        if self.in_catalog:
+            what = f"the Spark table {self.table!r}" if self.table else "a Spark SQL query"
+            raise DataSourceError(
+                f"SparkSource {self.name!r} reads {what}, not files; only the Spark offline "
+                "engine (offline_store: {type: spark} in feature_store.yaml) reads or writes "
+                "its rows."
+            )
+        return super().resolve_path(repo_root)
+
+    def to_spec(self) -> dict[str, Any]:
+        return {**super().to_spec(), "table": self.table, "query": self.query}
+
+    @classmethod
+    def from_spec(cls, spec: Mapping[str, Any]) -> SparkSource:
+        return cls(
+            name=spec["name"],
+            table=spec.get("table") or None,
+            query=spec.get("query") or None,
+            path=spec.get("path") or None,
+            file_format=spec.get("file_format"),
+            timestamp_field=spec.get("timestamp_field", ""),
+            created_timestamp_column=spec.get("created_timestamp_column", ""),
+            field_mapping=spec.get("field_mapping"),
+            description=spec.get("description", ""),
+            tags=spec.get("tags"),
+            owner=spec.get("owner", ""),
+        )
 
 
 class PushSource(DataSource):
@@ -380,6 +474,7 @@ SOURCE_TYPES: dict[str, type[DataSource]] = {
     "push": PushSource,
     "request": RequestSource,
     "kafka": KafkaSource,
+    "spark": SparkSource,
 }
 
 

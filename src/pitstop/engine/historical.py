@@ -14,11 +14,11 @@ from typing import TYPE_CHECKING, Any
 from pitstop.access import check_all
 from pitstop.definitions.feature_view import FeatureView
 from pitstop.definitions.service import FeatureService
-from pitstop.definitions.sources import FileSource
+from pitstop.definitions.sources import FileSource, SparkSource
 from pitstop.definitions.stream import StreamFeatureView
 from pitstop.engine.ondemand import on_demand_transform
 from pitstop.engine.request import RequestPlan, ViewRequest, build_plan
-from pitstop.errors import RetrievalError
+from pitstop.errors import DataSourceError, RetrievalError
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -31,9 +31,21 @@ if TYPE_CHECKING:
 
 def source_ref(source: FileSource, repo_path: Path) -> SourceRef:
     """Where a file source's rows are, with relative paths resolved against the repo root
-    (its pushed rows by :func:`pitstop.offline.sources.pushed_location`'s rule)."""
+    (its pushed rows by :func:`pitstop.offline.sources.pushed_location`'s rule; a
+    :class:`SparkSource` over a table or query: that table or query)."""
     from pitstop.offline.pit import SourceRef
 
+    if isinstance(source, SparkSource) and source.in_catalog:
+        return SourceRef(
+            path="",
+            file_format=source.file_format,
+            timestamp_field=source.timestamp_field,
+            created_timestamp_column=source.created_timestamp_column or None,
+            field_mapping=source.field_mapping,
+            name=source.name,
+            table=source.table or None,
+            query=source.query or None,
+        )
     return SourceRef(
         path=source.resolve_path(repo_path),
         file_format=source.file_format,
@@ -47,9 +59,17 @@ def source_ref(source: FileSource, repo_path: Path) -> SourceRef:
 def check_capabilities(
     engine: OfflineEngine, sources: Sequence[SourceRef], entity: Any = None
 ) -> None:
-    """The engine reads every source's file format (and, for a SQL entity frame, takes SQL)."""
+    """The engine reads every source (its file format, or a Spark table or query: an engine
+    with catalog sources) and, for a SQL entity frame, takes SQL."""
     caps = engine.capabilities
     for source in sources:
+        if source.in_catalog and not caps.catalog_sources:
+            what = f"the Spark table {source.table!r}" if source.table else "a Spark SQL query"
+            raise DataSourceError(
+                f"SparkSource {source.display_name!r} reads {what}, which the configured "
+                "offline engine cannot read; set `offline_store: {type: spark}` in "
+                "feature_store.yaml, or point the source at Parquet or CSV files (path=...)."
+            )
         if source.file_format not in caps.file_formats:
             raise RetrievalError(
                 f"The offline engine reads {', '.join(caps.file_formats)} files, not source "

@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING
 
 from pitstop.definitions.base import Definition
 from pitstop.definitions.feature_view import FeatureView
-from pitstop.definitions.sources import FileSource, PushSource
+from pitstop.definitions.sources import FileSource, PushSource, SparkSource
 from pitstop.definitions.stream import StreamFeatureView
 from pitstop.errors import DataSourceError, suggest
 from pitstop.types import FeastType, Float64, String, can_hold, holds_timestamps
@@ -60,12 +60,15 @@ def check_sources(objects: Sequence[Definition], repo_path: Path, offline: Offli
     """Raise one :class:`DataSourceError` listing every problem between ``objects`` (resolved
     definitions: views with their join keys) and the data their sources point to, as
     ``offline`` reads it."""
-    views = [o for o in objects if isinstance(o, FeatureView)]
+    # a Spark table or query is read only by Spark, not where `apply` runs: not checked here
+    views = [o for o in objects if isinstance(o, FeatureView) and not _in_catalog(o.batch_source)]
     used: dict[str, list[str]] = {}  # source name -> the views reading it
     for view in views:
         used.setdefault(view.batch_source.name, []).append(_label(view))
     pushes = [o for o in (*objects, *(v.source for v in views)) if isinstance(o, PushSource)]
+    pushes = [p for p in pushes if not _in_catalog(p.batch_source)]
     loose = [_batch(o) for o in objects if isinstance(o, FileSource | PushSource)]
+    loose = [s for s in loose if not _in_catalog(s)]
     from pitstop.engine.historical import source_ref
 
     problems: list[str] = []
@@ -93,6 +96,10 @@ def check_sources(objects: Sequence[Definition], repo_path: Path, offline: Offli
         n = len(problems)
         head = f"{n} problem{'s' if n > 1 else ''} with the repo's data sources:"
         raise DataSourceError("\n".join([head, *(f"  - {p}" for p in problems), _SKIP_HINT]))
+
+
+def _in_catalog(source: FileSource) -> bool:
+    return isinstance(source, SparkSource) and source.in_catalog
 
 
 def _batch(source: FileSource | PushSource) -> FileSource:

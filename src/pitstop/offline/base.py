@@ -47,10 +47,13 @@ class EngineCapabilities:
     Attributes:
         entity_sql: accepts a SQL query string (in its own dialect) as the entity frame.
         file_formats: source file formats the engine reads.
+        catalog_sources: reads tables and queries of its own catalog
+            (:attr:`~pitstop.offline.pit.SourceRef.table`, ``query``), not only files.
     """
 
     entity_sql: bool = False
     file_formats: tuple[str, ...] = ("parquet",)
+    catalog_sources: bool = False
 
 
 @runtime_checkable

@@ -14,16 +14,35 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import pyarrow as pa
 
 from pitstop.errors import RetrievalError, require
 
-__all__ = ["BatchTransform", "RetrievalJob", "arrow_to_pandas"]
+__all__ = [
+    "BatchTransform",
+    "DistributedResult",
+    "RetrievalJob",
+    "apply_transforms",
+    "arrow_to_pandas",
+]
 
 #: A post-processing step applied to every record batch of a result.
 BatchTransform = Callable[[pa.RecordBatch], pa.RecordBatch]
+
+
+class DistributedResult(Protocol):
+    """A result an engine keeps distributed (Spark's): handed out as the engine's own frame
+    and written to Parquet by the engine, without passing through this process."""
+
+    def to_spark(self, transforms: Sequence[BatchTransform]) -> Any:
+        """The result, ``transforms`` applied, as a Spark DataFrame."""
+        ...
+
+    def write_parquet(self, path: str, transforms: Sequence[BatchTransform], **options: Any) -> int:
+        """Write the result into the Parquet folder ``path``; the number of rows."""
+        ...
 
 
 class RetrievalJob:
@@ -33,6 +52,8 @@ class RetrievalJob:
         open_reader: opens the result as a record batch stream (runs the query).
         sql: the query text, or a function producing it.
         transforms: callables applied to each batch, in order.
+        distributed: the result as the engine keeps it (Spark), for :meth:`to_spark` and
+            :meth:`to_parquet`; ``None`` for engines that stream to this process.
     """
 
     #: What the job retrieves (features, service, keys), when the engine knows it; saved
@@ -45,15 +66,20 @@ class RetrievalJob:
         sql: str | Callable[[], str] = "",
         *,
         transforms: Sequence[BatchTransform] = (),
+        distributed: DistributedResult | None = None,
     ) -> None:
         self._open_reader = open_reader
         self._sql = sql
         self.transforms: tuple[BatchTransform, ...] = tuple(transforms)
+        self._distributed = distributed
 
     def with_transforms(self, transforms: Sequence[BatchTransform]) -> RetrievalJob:
         """A new job running ``transforms`` after this job's own ones."""
         return RetrievalJob(
-            self._open_reader, self._sql, transforms=(*self.transforms, *transforms)
+            self._open_reader,
+            self._sql,
+            transforms=(*self.transforms, *transforms),
+            distributed=self._distributed,
         )
 
     def to_sql(self) -> str:
@@ -85,9 +111,29 @@ class RetrievalJob:
         polars: Any = require("polars", "polars")
         return polars.from_arrow(self.to_arrow())
 
+    def to_spark(self) -> Any:
+        """The result as a Spark DataFrame, rows in order (needs the Spark offline engine,
+        ``offline_store: {type: spark}``). Nothing is collected to this process; per-batch
+        steps (on-demand feature views) run on the executors."""
+        if self._distributed is None:
+            raise RetrievalError(
+                "to_spark() needs a result of the Spark offline engine (offline_store: "
+                "{type: spark} in feature_store.yaml); this one comes from an engine that "
+                "streams to this process. Use to_arrow() and spark.createDataFrame(table), or "
+                "to_parquet() and read the file with Spark."
+            )
+        return self._distributed.to_spark(self.transforms)
+
     def to_parquet(self, path: str | Path, **writer_options: Any) -> int:
-        """Stream the result into a Parquet file at ``path``; returns the number of rows."""
+        """Stream the result into a Parquet file at ``path``; returns the number of rows.
+
+        A Spark result without per-batch steps is written by Spark instead, into the folder
+        ``path`` (one part file per partition, in row order), without passing through this
+        process."""
         import pyarrow.parquet as pq
+
+        if self._distributed is not None and not self.transforms:
+            return self._distributed.write_parquet(str(path), self.transforms, **writer_options)
 
         reader = self.to_batches()
         rows = 0
@@ -98,7 +144,8 @@ class RetrievalJob:
         return rows
 
 
-def _apply(batch: pa.RecordBatch, transforms: Sequence[BatchTransform]) -> pa.RecordBatch:
+def apply_transforms(batch: pa.RecordBatch, transforms: Sequence[BatchTransform]) -> pa.RecordBatch:
+    """``batch`` after each of ``transforms``, in order (each must return a record batch)."""
     for transform in transforms:
         batch = transform(batch)
         if not isinstance(batch, pa.RecordBatch):
@@ -128,14 +175,14 @@ def _apply_transforms(
     first = next(batches, None)
     if first is None:
         empty = pa.RecordBatch.from_pylist([], schema=reader.schema)
-        out = _apply(empty, transforms)
+        out = apply_transforms(empty, transforms)
         return pa.RecordBatchReader.from_batches(out.schema, [out])
-    head = _apply(first, transforms)
+    head = apply_transforms(first, transforms)
 
     def rest() -> Iterator[pa.RecordBatch]:
         yield head
         for batch in batches:
-            yield _conform(_apply(batch, transforms), head.schema)
+            yield _conform(apply_transforms(batch, transforms), head.schema)
 
     return pa.RecordBatchReader.from_batches(head.schema, rest())
 

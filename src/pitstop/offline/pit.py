@@ -73,7 +73,9 @@ class SourceRef:
     """Where a view's feature rows live.
 
     ``path`` is absolute: a Parquet file, a directory of Parquet files (hive partitions
-    honoured), a glob, or a CSV file. Column names in ``timestamp_field``,
+    honoured), a glob, or a CSV file. Instead of files a source can be a ``table`` or a SQL
+    ``query`` of an engine's catalog (Spark's); ``path`` is empty then, and only engines whose
+    capabilities list ``catalog_sources`` read it. Column names in ``timestamp_field``,
     ``created_timestamp_column`` and everywhere else in the plan are the names *after*
     ``field_mapping`` (raw source column -> name used everywhere else) is applied.
     """
@@ -87,6 +89,8 @@ class SourceRef:
     #: Where appended (pushed) rows live, read together with ``path`` (either may be absent,
     #: not both); by default the rule of :func:`pitstop.offline.sources.pushed_location`.
     pushed: str | None = None
+    table: str | None = None
+    query: str | None = None
 
     def __post_init__(self) -> None:
         fmt = self.file_format.lower()
@@ -100,14 +104,20 @@ class SourceRef:
         object.__setattr__(self, "file_format", fmt)
         object.__setattr__(self, "field_mapping", MappingProxyType(dict(self.field_mapping)))
         if self.pushed is None:
-            object.__setattr__(self, "pushed", pushed_location(self.path))
+            # a catalog table or query takes no appended rows
+            object.__setattr__(self, "pushed", pushed_location(self.path) if self.path else "")
         if not self.timestamp_field:
             raise DefinitionError(f"Source {self.display_name!r} needs a timestamp_field.")
 
     @property
     def display_name(self) -> str:
-        """The source's name, or its path when it has none (for messages)."""
-        return self.name or self.path
+        """The source's name, or its path (table, query) when it has none (for messages)."""
+        return self.name or self.path or self.table or self.query or "?"
+
+    @property
+    def in_catalog(self) -> bool:
+        """Whether the rows are a table or query of the engine's catalog, not files."""
+        return bool(self.table or self.query)
 
     def raw_column(self, column: str) -> str:
         """The raw source column that is called ``column`` after the field mapping."""
@@ -117,7 +127,7 @@ class SourceRef:
         return column
 
     def __hash__(self) -> int:
-        return hash((self.path, self.file_format, self.timestamp_field, self.name))
+        return hash((self.path, self.table, self.query, self.timestamp_field, self.name))
 
 
 @dataclass(frozen=True)

@@ -47,7 +47,13 @@ def pushed_location(path: str) -> str:
 
 
 def check_appendable(source: SourceRef, what: str) -> None:
-    """Rows can be appended only to a Parquet source (pushed rows are Parquet too)."""
+    """Rows can be appended only to a Parquet source (pushed rows are Parquet too), not to a
+    catalog table or query."""
+    if source.in_catalog:
+        raise RetrievalError(
+            f"{what}: offline pushes need Parquet files; {source.display_name!r} is a "
+            "SparkSource over a Spark table or query: push to it online only (to='online')"
+        )
     if source.file_format != "parquet":
         raise RetrievalError(
             f"{what}: offline pushes need a Parquet source; {source.display_name!r} is "

@@ -14,7 +14,8 @@ A gap is declared on the test, never by branching on an engine's name inside it:
 
     @pytest.mark.notimpl(["reference"], reason="takes no SQL entity queries")
 
-The test then must fail on those engines (strict xfail: if it passes there, the run fails).
+(``ids=[...]``: only the cases whose id contains one of these strings.) The test then must
+fail on those engines (strict xfail: if it passes there, the run fails).
 """
 
 from __future__ import annotations
@@ -22,13 +23,14 @@ from __future__ import annotations
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 import pytest
 
 from pitstop import FeatureStore
 from pitstop.backends import register, unregister
 from pitstop.config import OfflineStoreConfig, parse_config
+from pitstop.errors import BackendUnavailableError
 from pitstop.offline.base import OfflineEngine
 
 from .reference import ReferenceEngine
@@ -50,6 +52,9 @@ class Harness:
 
     #: the engine's name, as ``notimpl`` markers name it
     name = ""
+    #: modules whose cases on this engine are marked ``slow`` (they still run in ``make
+    #: test``; ``-m 'not slow'`` leaves them out of a quick run)
+    slow_modules: frozenset[str] = frozenset()
 
     def __init__(self, config: str = "") -> None:
         self.config = config
@@ -95,8 +100,48 @@ class DuckDBHarness(Harness):
         return {"type": "duckdb", "threads": 2, "temp_directory": ".scratch/.duckdb"}
 
 
+class SparkHarness(Harness):
+    """The Spark engine on one local SparkSession (``local[2]``) shared by the whole run;
+    without pyspark or Java its cases are skipped (with ``CI=true``: failed)."""
+
+    name = "spark"
+    slow_modules = frozenset({"test_timestamps"})  # ~140 cases, each a few Spark jobs
+    conf: ClassVar[dict[str, str]] = {
+        "spark.sql.shuffle.partitions": "2",
+        "spark.default.parallelism": "2",
+        # small frames: compiling generated code costs more than it saves
+        "spark.sql.codegen.wholeStage": "false",
+        "spark.sql.adaptive.enabled": "false",
+    }
+
+    def _config(self, **options: Any) -> Any:
+        from pitstop.offline.spark import SparkOfflineConfig
+
+        return SparkOfflineConfig(master="local[2]", spark_conf=self.conf, **options)
+
+    def engine(self, tmp_path: Path, **options: Any) -> OfflineEngine:
+        from conftest import require_service
+
+        try:
+            from pitstop.offline.spark import SparkEngine
+            from pitstop.offline.spark.session import spark_session
+        except ImportError as exc:  # pragma: no cover - pyspark is a dev dependency
+            require_service("pyspark (pip install 'pitstop[spark]')", exc)
+        if "batch_size" in options:
+            options["batch_rows"] = options.pop("batch_size")
+        config = self._config(**options)
+        try:
+            session = spark_session(config)  # the process's one session, started once
+        except BackendUnavailableError as exc:
+            require_service("Spark (needs Java 17+)", exc)
+        return SparkEngine(config, session=session)
+
+    def offline_store(self) -> dict[str, Any]:
+        return {"type": "spark", "master": "local[2]", "spark_conf": self.conf}
+
+
 #: Every engine, in its default configuration.
-ENGINES: list[Harness] = [ReferenceHarness(), DuckDBHarness()]
+ENGINES: list[Harness] = [ReferenceHarness(), DuckDBHarness(), SparkHarness()]
 #: Every configuration worth pinning: the DuckDB engine joins by hashing every key, sorting
 #: every key, or both (keys with more than one entity row sorted).
 CONFIGS: list[Harness] = [
@@ -150,16 +195,22 @@ def config_engine(config_harness: Harness, tmp_path: Path) -> Iterator[OfflineEn
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """``notimpl([engines], reason=...)``: a strict xfail on those engines."""
+    """``notimpl([engines], reason=...)``: a strict xfail on those engines; an engine's
+    :attr:`Harness.slow_modules` cases: marked ``slow``."""
     for item in items:
         marker = item.get_closest_marker("notimpl")
         callspec = getattr(item, "callspec", None)
+        params = callspec.params if callspec is not None else {}
+        used = params.get("harness") or params.get("config_harness")
+        if isinstance(used, Harness) and item.module.__name__.split(".")[-1] in used.slow_modules:
+            item.add_marker(pytest.mark.slow)
         if marker is None or callspec is None or HERE not in item.path.parents:
             continue  # another suite's (the stream sources declare their gaps themselves)
-        params = callspec.params
-        used = params.get("harness") or params.get("config_harness")
         if used is None:
             raise pytest.UsageError(f"{item.nodeid}: notimpl needs an engine fixture")
+        cases = marker.kwargs.get("ids")  # only the cases whose id contains one of these
+        if cases is not None and not any(c in callspec.id for c in cases):
+            continue
         if used.name in marker.args[0]:
             reason = marker.kwargs.get("reason", "not implemented")
             raises = marker.kwargs.get("raises")
