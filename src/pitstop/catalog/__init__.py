@@ -224,12 +224,19 @@ class Catalog:
     ) -> LineageGraph:
         """What ``name`` is built from (``upstream``), what is built from it
         (``downstream``), or both, at registry ``version`` (None: now)."""
-        snapshot = self.snapshot_at(version, fresh=fresh)
-        graph = self._graphs.get(snapshot.serial)
+        snapshot = self.snapshot(fresh=fresh)
+        serial = snapshot.serial if version is None else version
+        graph = self._graphs.get(serial)
         if graph is None:
+            if version is None or version == snapshot.serial:
+                specs = {k: {n: o.to_spec() for n, o in by.items()}
+                         for k, by in snapshot.objects.items()}  # fmt: skip
+            else:  # read as stored, not decoded: an old version answers fast too
+                live = self.registry.store.live_at(version)
+                specs = {k: {n: r.spec or {} for n, r in by.items()} for k, by in live.items()}
             if len(self._graphs) >= 8:
                 self._graphs.clear()
-            graph = self._graphs[snapshot.serial] = Graph(snapshot)
+            graph = self._graphs[serial] = Graph(specs, serial)
         found = graph.walk(graph.find(name, _kind(cls)), direction)
         self._may("describe", found.root.kind, name, snapshot)
         self._read("lineage", found.root.kind, name, direction)

@@ -22,17 +22,13 @@ from __future__ import annotations
 
 import json
 from collections import deque
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from pitstop.definitions.datasets import Model, SavedDataset
-from pitstop.definitions.feature_view import FeatureView
-from pitstop.definitions.on_demand import OnDemandFeatureView
-from pitstop.definitions.service import FeatureService
-from pitstop.definitions.sources import DataSource
+from pitstop.definitions.serde import VIEW_KINDS
 from pitstop.errors import NotFoundError, RetrievalError, suggest
-from pitstop.registry.snapshot import LABELS, Snapshot
+from pitstop.registry.snapshot import LABELS
 
 __all__ = ["DIRECTIONS", "Edge", "Graph", "LineageGraph", "Node"]
 
@@ -67,19 +63,20 @@ class Edge:
         return {"source": self.source.id, "target": self.target.id, "relation": self.relation}
 
 
-class Graph:
-    """Every edge of one snapshot, indexed both ways."""
+Specs = Mapping[str, Mapping[str, Mapping[str, Any]]]  # kind -> name -> spec
 
-    def __init__(self, snapshot: Snapshot) -> None:
-        self.serial = snapshot.serial
+
+class Graph:
+    """Every edge of one registry version, indexed both ways."""
+
+    def __init__(self, specs: Specs, serial: int) -> None:
+        self.serial = serial
         self.nodes: dict[tuple[str, str], Node] = {
-            (kind, name): Node(kind, name)
-            for kind, by_name in snapshot.objects.items()
-            for name in by_name
+            (kind, name): Node(kind, name) for kind, by_name in specs.items() for name in by_name
         }
         self.down: dict[Node, list[Edge]] = {}
         self.up: dict[Node, list[Edge]] = {}
-        for edge in _edges(snapshot, self.nodes):
+        for edge in _edges(specs, self.nodes):
             self.down.setdefault(edge.source, []).append(edge)
             self.up.setdefault(edge.target, []).append(edge)
 
@@ -226,46 +223,49 @@ class LineageGraph:
                 yield from self._tree(other, near, far, depth + 1, shown)
 
 
-def _edges(snapshot: Snapshot, nodes: dict[tuple[str, str], Node]) -> Iterable[Edge]:
+def _edges(specs: Specs, nodes: dict[tuple[str, str], Node]) -> Iterable[Edge]:
+    """Every edge, read off the objects' specs (no decoding: old versions are read fast)."""
+
     def node(kind: str, name: str) -> Node:
         return nodes.get((kind, name)) or Node(kind, name, missing=True)
 
-    views = {n: node(k, n) for k, by in snapshot.objects.items() for n in by
-             if k in ("feature_view", "stream_feature_view", "on_demand_feature_view")}  # fmt: skip
+    views = {n: node(k, n) for k in VIEW_KINDS for n in specs.get(k, {})}
 
     def view(name: str) -> Node:
         return views.get(name) or Node("feature_view", name, missing=True)
 
-    for src in snapshot.of(DataSource).values():
-        batch = getattr(src, "batch_source", None)
-        if isinstance(batch, DataSource):
-            yield Edge(node("data_source", batch.name), node("data_source", src.name), "batch")
+    def names(items: Any) -> list[str]:
+        return [str(i["name"]) for i in items or () if isinstance(i, Mapping) and i.get("name")]
+
+    for name, spec in specs.get("data_source", {}).items():
+        for batch in names([spec.get("batch_source")]):
+            yield Edge(node("data_source", batch), node("data_source", name), "batch")
     for kind in ("feature_view", "stream_feature_view"):
-        for fv in snapshot.objects.get(kind, {}).values():
-            assert isinstance(fv, FeatureView)
-            target = node(kind, fv.name)
-            for entity in fv.entities:
+        for name, spec in specs.get(kind, {}).items():
+            target = node(kind, name)
+            for entity in spec.get("entities") or ():
                 yield Edge(node("entity", entity), target, "keys")
-            yield Edge(node("data_source", fv.source.name), target, "source")
-    for odfv in snapshot.of(OnDemandFeatureView).values():
-        target = node("on_demand_feature_view", odfv.name)
-        for p in odfv.sources:
-            yield Edge(view(p.name), target, "input")
-        for req in odfv.request_sources:
-            yield Edge(node("data_source", req.name), target, "request")
-    for svc in snapshot.of(FeatureService).values():
-        target = node("feature_service", svc.name)
-        for used in dict.fromkeys(p.name for p in svc.projections):
+            for source in names([spec.get("source")]):
+                yield Edge(node("data_source", source), target, "source")
+    for name, spec in specs.get("on_demand_feature_view", {}).items():
+        target = node("on_demand_feature_view", name)
+        for source in names(spec.get("sources")):
+            yield Edge(view(source), target, "input")
+        for request in names(spec.get("request_sources")):
+            yield Edge(node("data_source", request), target, "request")
+    for name, spec in specs.get("feature_service", {}).items():
+        target = node("feature_service", name)
+        for used in dict.fromkeys(names(spec.get("features"))):
             yield Edge(view(used), target, "features")
-    for ds in snapshot.of(SavedDataset).values():
-        target = node("saved_dataset", ds.name)
-        if ds.feature_service is not None:
-            yield Edge(node("feature_service", ds.feature_service), target, "retrieved")
+    for name, spec in specs.get("saved_dataset", {}).items():
+        target = node("saved_dataset", name)
+        if spec.get("feature_service"):
+            yield Edge(node("feature_service", spec["feature_service"]), target, "retrieved")
         else:
-            for name in ds.views:
-                yield Edge(view(name), target, "retrieved")
-    for model in snapshot.of(Model).values():
-        target = node("model", model.name)
-        yield Edge(node("feature_service", model.feature_service), target, "serves")
-        for name in model.training_datasets:
-            yield Edge(node("saved_dataset", name), target, "trained on")
+            for used in dict.fromkeys(str(ref).split(":", 1)[0] for ref in spec["features"]):
+                yield Edge(view(used), target, "retrieved")
+    for name, spec in specs.get("model", {}).items():
+        target = node("model", name)
+        yield Edge(node("feature_service", spec["feature_service"]), target, "serves")
+        for dataset in spec.get("training_datasets") or ():
+            yield Edge(node("saved_dataset", dataset), target, "trained on")
