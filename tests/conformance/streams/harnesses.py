@@ -207,11 +207,12 @@ class MqttHarness(Harness):
     name = "mqtt"
     backlog = 900  # Mosquitto's default max_queued_messages is 1000
 
-    def _client(self, client_id: str, clean: bool) -> Any:
+    def _client(self, client_id: str, clean: bool, on_message: Any = None) -> Any:
         import paho.mqtt.client as mqtt
 
         client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=client_id,
                              clean_session=clean)  # fmt: skip
+        client.on_message = on_message  # before connecting: a kept session delivers at once
         client.connect("127.0.0.1", int(self.base.rpartition(":")[2]))
         client.loop_start()
         return client
@@ -236,9 +237,15 @@ class MqttHarness(Harness):
 
     def dead_letters(self) -> list[dict[str, Any]]:
         got: list[dict[str, Any]] = []
-        client = self._client(f"dl-{self.stream}", clean=False)
-        client.on_message = lambda c, u, m: got.append(json.loads(m.payload))
-        time.sleep(1.0)
+
+        def keep(client: Any, userdata: Any, message: Any) -> None:
+            got.append(json.loads(message.payload))
+
+        client = self._client(f"dl-{self.stream}", clean=False, on_message=keep)
+        deadline, seen = time.monotonic() + 15, -1
+        while len(got) != seen and time.monotonic() < deadline:  # until a second brings none
+            seen = len(got)
+            time.sleep(1.0)
         client.loop_stop()
         client.disconnect()
         return got
