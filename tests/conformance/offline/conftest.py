@@ -55,6 +55,8 @@ class Harness:
     #: modules whose cases on this engine are marked ``slow`` (they still run in ``make
     #: test``; ``-m 'not slow'`` leaves them out of a quick run)
     slow_modules: frozenset[str] = frozenset()
+    #: examples each hypothesis property test runs on this engine
+    property_examples = 60
 
     def __init__(self, config: str = "") -> None:
         self.config = config
@@ -106,6 +108,7 @@ class SparkHarness(Harness):
 
     name = "spark"
     slow_modules = frozenset({"test_timestamps"})  # ~140 cases, each a few Spark jobs
+    property_examples = 15  # each a few Spark jobs (~1 s)
     conf: ClassVar[dict[str, str]] = {
         "spark.sql.shuffle.partitions": "2",
         "spark.default.parallelism": "2",

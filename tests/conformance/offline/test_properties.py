@@ -4,8 +4,9 @@ Random small datasets (few keys so they collide, minute-grid timestamps so event
 times tie, null keys and created timestamps, TTL None/0/positive, the created-time filter) are
 joined by the reference engine, checked row by row against :func:`rules` (the rules of
 DESIGN.md §3 in a few lines), and by every other engine configuration (the DuckDB engine under
-each join strategy), whose rows must rank equal to the reference engine's (rows equal on event
-and created time are interchangeable). Windowed aggregations are compared the same way.
+each join strategy, and the Spark engine), whose rows must rank equal to the reference engine's
+(rows equal on event and created time are interchangeable). Windowed aggregations are compared
+the same way. Each engine runs as many examples as its harness says (Spark's cost seconds).
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -26,7 +28,7 @@ from hypothesis import strategies as st
 from pitstop.offline import OfflineEngine, PitPlan, SourceRef, ViewJoin
 from pitstop.offline.pit import AggregateJoin
 
-from .conftest import CONFIGS, Harness
+from .conftest import CONFIGS, ENGINES, Harness
 from .reference import ReferenceEngine
 
 BASE = datetime(2024, 1, 1)
@@ -121,7 +123,9 @@ def write_source(path: Path, rows: list[Row]) -> SourceRef:
     return SourceRef(str(path), "parquet", "ts", "created", {}, path.stem)
 
 
-OTHERS = [h for h in CONFIGS if h.name != "reference"]
+OTHERS = [h for h in CONFIGS if h.name != "reference"] + [
+    h for h in ENGINES if h.name not in {c.name for c in CONFIGS}
+]
 SETTINGS = settings(
     max_examples=60,
     deadline=None,
@@ -136,11 +140,12 @@ SETTINGS = settings(
 @pytest.fixture(scope="module", params=OTHERS, ids=str)
 def other(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[OfflineEngine]:
-    """Each engine configuration but the reference."""
+) -> Iterator[tuple[OfflineEngine, settings]]:
+    """Each engine configuration but the reference, and the settings its examples run with
+    (:attr:`Harness.property_examples` of them)."""
     harness: Harness = request.param
     made = harness.engine(tmp_path_factory.mktemp("engine"))
-    yield made
+    yield made, settings(SETTINGS, max_examples=harness.property_examples)
     made.close()
 
 
@@ -223,10 +228,19 @@ def test_reference_engine_follows_the_rules(
             assert maybe[i] == (None if got[i] is None else by_rid[got[i]])
 
 
-@SETTINGS
-@given(**JOIN_ARGS)
-def test_engines_match_the_reference_engine(
-    other: OfflineEngine,
+def test_engines_match_the_reference_engine(other: tuple[OfflineEngine, settings]) -> None:
+    engine, its_settings = other
+
+    @its_settings
+    @given(**JOIN_ARGS)
+    def check(**example: Any) -> None:
+        _matches_reference(engine, **example)
+
+    check()
+
+
+def _matches_reference(
+    engine: OfflineEngine,
     rows_a: list[Row],
     rows_b: list[Row],
     entity_rows: list[Query],
@@ -234,7 +248,7 @@ def test_engines_match_the_reference_engine(
     ttl_b: int | None,
     created_filter: bool,
 ) -> None:
-    engines = [ReferenceEngine(), other]
+    engines = [ReferenceEngine(), engine]
     want, out = _joined(engines, rows_a, rows_b, entity_rows, ttl_a, ttl_b, created_filter)
     assert out.column_names == want.column_names
     assert out.column("idx").to_pylist() == list(range(len(entity_rows)))
@@ -252,13 +266,22 @@ def test_engines_match_the_reference_engine(
 FUNCTIONS = ("count", "sum", "mean", "min", "max", "last", "count_distinct")
 
 
-@SETTINGS
-@given(
-    rows=source_rows(),
-    entity_rows=queries(),
-    windows=st.lists(st.integers(1, 12), min_size=1, max_size=3),
-)
-def test_aggregations_match_the_reference_engine(
+def test_aggregations_match_the_reference_engine(other: tuple[OfflineEngine, settings]) -> None:
+    engine, its_settings = other
+
+    @its_settings
+    @given(
+        rows=source_rows(),
+        entity_rows=queries(),
+        windows=st.lists(st.integers(1, 12), min_size=1, max_size=3),
+    )
+    def check(rows: list[Row], entity_rows: list[Query], windows: list[int]) -> None:
+        _aggregates_match_reference(engine, rows, entity_rows, windows)
+
+    check()
+
+
+def _aggregates_match_reference(
     other: OfflineEngine, rows: list[Row], entity_rows: list[Query], windows: list[int]
 ) -> None:
     aggs = [

@@ -99,11 +99,6 @@ ENCODINGS: dict[str, tuple[str, Encode, dict[str, Any]]] = {
 }
 CSV = [name for name, (suffix, _, _) in ENCODINGS.items() if suffix == ".csv"]
 
-SPARK_NANOS_REASON = (
-    "Spark reads a Parquet source's nanosecond timestamps as long; its pushed parts "
-    "(microseconds) then do not union with the source's rows"
-)
-SPARK_NANOS = pytest.mark.notimpl(["spark"], reason=SPARK_NANOS_REASON)
 
 user = Entity(name="user", join_keys=["user_id"])
 
@@ -234,7 +229,6 @@ def test_materialize_then_online_read_and_verify(fs: FeatureStore) -> None:
         assert report.entities == 1
 
 
-@pytest.mark.notimpl(["spark"], reason=SPARK_NANOS_REASON, ids=["-ns-"])
 @pytest.mark.parametrize("mode", [PushMode.OFFLINE, PushMode.ONLINE_AND_OFFLINE])
 def test_push_offline_is_seen_by_training_sets(
     fs: FeatureStore, encoding: str, mode: PushMode
@@ -300,11 +294,6 @@ def ns_store(harness: Harness, tmp_path_factory: pytest.TempPathFactory) -> Iter
         yield store
 
 
-@pytest.mark.notimpl(
-    ["spark"],
-    reason="the entity timestamp column comes back in microseconds, not in its own unit",
-    ids=["arrow-s-seoul"],
-)
 @pytest.mark.parametrize(("name", "kind"), ENTITY_CASES)
 def test_entity_frame_timestamp_encodings(ns_store: FeatureStore, name: str, kind: str) -> None:
     frame = _entity_frames(name)[kind]
@@ -355,7 +344,6 @@ PUSH_FRAMES: dict[str, Callable[[datetime], Any]] = {
 }
 
 
-@SPARK_NANOS
 @pytest.mark.parametrize("kind", list(PUSH_FRAMES))
 def test_pushed_row_timestamp_encodings(ns_store: FeatureStore, kind: str) -> None:
     key = 100 + list(PUSH_FRAMES).index(kind)  # a user of its own in the shared store
@@ -387,7 +375,6 @@ def _frames(columns: dict[str, list[Any]]) -> dict[str, Any]:
     }
 
 
-@SPARK_NANOS
 @pytest.mark.parametrize("library", ["pandas", "polars", "pyarrow"])
 def test_a_single_datetime_column_is_the_row_time_whatever_its_name(
     ns_store: FeatureStore, library: str
@@ -399,7 +386,6 @@ def test_a_single_datetime_column_is_the_row_time_whatever_its_name(
     assert column(out, "seen_at") == [D1 + 3 * HOUR, D2]
 
 
-@SPARK_NANOS
 @pytest.mark.parametrize("library", ["pandas", "polars", "pyarrow"])
 def test_event_timestamp_wins_over_other_datetime_columns(
     ns_store: FeatureStore, library: str
@@ -433,10 +419,6 @@ def test_ambiguous_or_missing_row_time_is_an_error_naming_the_columns(
 # -- edges of the rule ---------------------------------------------------------------------------
 
 
-@pytest.mark.notimpl(
-    ["spark"],
-    reason="the entity timestamp column comes back in microseconds, not as given",
-)
 def test_nanoseconds_are_dropped_alike_in_sources_and_entity_frames(
     harness: Harness, tmp_path: Path
 ) -> None:
@@ -455,10 +437,6 @@ def test_nanoseconds_are_dropped_alike_in_sources_and_entity_frames(
         assert out.column("event_timestamp").combine_chunks().equals(stamp)  # returned as given
 
 
-@pytest.mark.notimpl(
-    ["spark"],
-    reason="a Parquet source's long time column is taken for nanoseconds, not refused",
-)
 def test_a_source_column_that_holds_no_time_is_named(harness: Harness, tmp_path: Path) -> None:
     path = tmp_path / "data" / "events.parquet"
     path.parent.mkdir()

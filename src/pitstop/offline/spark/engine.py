@@ -128,10 +128,11 @@ class SparkEngine:
 
     @staticmethod
     def _nanos(view: ViewJoin, raw: RawSource) -> frozenset[str]:
-        """Raw ``long`` columns holding nanoseconds: found in a footer, or a Parquet source's
-        time columns (Spark reads ``TIMESTAMP(NANOS)`` as ``long``)."""
+        """Raw ``long`` columns holding nanoseconds: found in a local file's footer, or, for
+        files behind a URL (footers unread), a Parquet source's time columns (Spark reads
+        ``TIMESTAMP(NANOS)`` as ``long``)."""
         src = view.source
-        if src.file_format != "parquet" or src.in_catalog:
+        if src.file_format != "parquet" or src.in_catalog or not _remote(src):
             return raw.nanos
         times = [src.raw_column(src.timestamp_field)]
         if src.created_timestamp_column:
@@ -168,11 +169,20 @@ class SparkEngine:
             )
         run = _HistoricalRun(self, entity, plan)
         what = "Point-in-time join of view(s) " + ", ".join(repr(v.name) for v in plan.views)
-        return self._job(run.frame, what)
+        return self._job(run.frame, what, local=lambda: run.stream(self.batch_rows, what))
 
-    def _job(self, frame: Callable[[], DataFrame], what: str) -> RetrievalJob:
+    def _job(
+        self,
+        frame: Callable[[], DataFrame],
+        what: str,
+        *,
+        local: Callable[[], pa.RecordBatchReader] | None = None,
+    ) -> RetrievalJob:
+        """A job over ``frame``; ``local`` streams its rows to this process when they need
+        more than :func:`stream` does."""
+
         def open_reader() -> pa.RecordBatchReader:
-            return stream(frame(), self.batch_rows, what)
+            return stream(frame(), self.batch_rows, what) if local is None else local()
 
         def describe() -> str:
             plan: Any = frame()._jdf.queryExecution().logical()
@@ -315,6 +325,8 @@ class SparkEngine:
 
 
 _FILES = FileStorage()
+#: The entity frame's own timestamp values (``long``, in its unit) while Spark holds them.
+GIVEN = "__ts_given"
 
 
 def _remote(source: SourceRef) -> bool:
@@ -379,12 +391,15 @@ class _Entity:
         names: the user's column names, in order.
         bounds: smallest and greatest ``__t`` (``None`` each when no row has a time);
             ``None`` when unknown (a Spark frame is not scanned for them).
+        given: the timestamp column as the frame gave it, when Spark's microseconds cannot
+            hold it (another unit); its values travel as ``long`` in :data:`GIVEN`.
     """
 
     frame: DataFrame
     prepared: PreparedEntity
     names: list[str]
     bounds: tuple[int | None, int | None] | None
+    given: pa.Field | None = None
 
 
 class _HistoricalRun:
@@ -395,8 +410,32 @@ class _HistoricalRun:
         self.entity = entity
         self.plan = plan
         self._frame: DataFrame | None = None
+        self._given: pa.Field | None = None
 
     def frame(self) -> DataFrame:
+        """The result as Spark holds it (the timestamp column in microseconds)."""
+        built = self._built()
+        return built.drop(GIVEN) if self._given is not None else built
+
+    def stream(self, batch_rows: int, what: str) -> pa.RecordBatchReader:
+        """The rows streamed to this process, the timestamp column as the entity frame
+        gave it."""
+        reader = stream(self._built(), batch_rows, what)
+        given = self._given
+        if given is None:
+            return reader
+        at = reader.schema.get_field_index(given.name)
+        schema = reader.schema.remove(reader.schema.get_field_index(GIVEN)).set(at, given)
+
+        def restored() -> Iterator[pa.RecordBatch]:
+            for batch in reader:
+                values = batch.column(GIVEN).cast(given.type)
+                batch = batch.drop_columns([GIVEN]).set_column(at, given, values)
+                yield batch
+
+        return pa.RecordBatchReader.from_batches(schema, restored())
+
+    def _built(self) -> DataFrame:
         if self._frame is None:
             self._frame = self._build()
         return self._frame
@@ -418,13 +457,19 @@ class _HistoricalRun:
         ts_name = timestamp_column(table.schema, self.plan.timestamp_column)
         output = prepared.output
         index = output.column_names.index(ts_name)
+        given = output.schema.field(ts_name)
         micros = _long_micros(prepared.narrow)
         output = output.set_column(index, ts_name, pc.cast(micros, pa.timestamp("us", "UTC")))
+        names = table.column_names
+        if given.type != pa.timestamp("us", "UTC"):  # Spark keeps microseconds: send as long
+            output = output.append_column(GIVEN, pc.cast(prepared.output.column(index), pa.int64()))
+            names = [*names, GIVEN]
         output = output.append_column(ROW_NUMBER, prepared.narrow.column(ROW_NUMBER))
         output = output.append_column(TIMESTAMP, micros)
         frame = spark.createDataFrame(_sendable(output))
         t_min, t_max = prepared.time_bounds()
-        return _Entity(frame, prepared, table.column_names, (_micros(t_min), _micros(t_max)))
+        bounds = (_micros(t_min), _micros(t_max))
+        return _Entity(frame, prepared, names, bounds, given if GIVEN in names else None)
 
     def _spark_entity(self, frame: DataFrame) -> _Entity:
         from pyspark.sql import functions as F
@@ -439,7 +484,7 @@ class _HistoricalRun:
         if micros is None:
             raise RetrievalError(
                 f"The timestamp column {ts_name!r} of the entity frame has type "
-                f"{dtype.simpleString()}; use timestamps (with or without a zone), dates or "
+                f"{ssql.type_name(dtype)}; use timestamps (with or without a zone), dates or "
                 "ISO 8601 text such as '2024-05-01T12:00:00Z'."
             )
         with_time = frame.select(
@@ -457,6 +502,7 @@ class _HistoricalRun:
     def _build(self) -> DataFrame:
         engine = self.engine
         entity = self._entity()
+        self._given = entity.given
         t_min = (entity.bounds or (None, None))[0]
         raws: dict[SourceRef, RawSource] = {}
         groups: dict[tuple[str, ...], list[ssql.GroupView]] = {}

@@ -77,21 +77,40 @@ def _pushed_parts(source: SourceRef) -> str | None:
 def _read_files(spark: SparkSession, source: SourceRef) -> RawSource:
     parts = _pushed_parts(source)
     frames: list[DataFrame] = []
-    nanos: set[str] = set()
+    nanos: list[frozenset[str]] = []
     main_exists = (
         "://" in source.path or os.path.exists(source.path) or bool(GLOB_CHARS & set(source.path))
     )
     if parts is None or main_exists:
         resolve_main(source)  # a clear error when the data is missing
         frames.append(_arrival(_read(spark, source.path, source.file_format), 0, source))
-        nanos |= nanos_columns(source.path, source.file_format)
+        nanos.append(nanos_columns(source.path, source.file_format))
     if parts is not None:
         frames.append(_arrival(_read(spark, parts, "parquet"), 1, source))
-        nanos |= nanos_columns(parts, "parquet")
-    frame = frames[0]
-    for other in frames[1:]:
-        frame = frame.unionByName(other, allowMissingColumns=True)
-    return RawSource(frame, frozenset(nanos))
+        nanos.append(nanos_columns(parts, "parquet"))
+    if len(frames) == 1:
+        return RawSource(frames[0], nanos[0])
+    # the groups may store a time differently (a source's nanoseconds, pushed microseconds):
+    # each becomes a TIMESTAMP before they are stacked
+    frame = _timestamps(frames[0], nanos[0])
+    for other, its_nanos in zip(frames[1:], nanos[1:], strict=True):
+        frame = frame.unionByName(_timestamps(other, its_nanos), allowMissingColumns=True)
+    return RawSource(frame, frozenset())
+
+
+def _timestamps(frame: DataFrame, nanos: frozenset[str]) -> DataFrame:
+    """``frame`` with its ``long`` nanosecond columns as ``TIMESTAMP`` (truncated toward zero
+    to microseconds, the rule of :func:`pitstop.offline.spark.sql.time_micros`)."""
+    from pyspark.sql import functions as F
+
+    from pitstop.offline.spark.sql import time_micros
+
+    converted = {}
+    for field in frame.schema.fields:
+        micros = time_micros(field.name, field.dataType, nanos=field.name in nanos)
+        if micros is not None and field.dataType.typeName() == "long":
+            converted[field.name] = F.timestamp_micros(micros)
+    return frame.withColumns(converted) if converted else frame
 
 
 def _arrival(frame: DataFrame, group: int, source: SourceRef) -> DataFrame:

@@ -106,6 +106,17 @@ def time_micros(name: str, dtype: DataType, *, nanos: bool = False) -> Column | 
     return None
 
 
+def type_name(dtype: DataType) -> str:
+    """``dtype`` as Arrow names it (``int64``, not ``bigint``): every engine's messages name
+    types this way."""
+    from pyspark.sql.pandas.types import to_arrow_type
+
+    try:
+        return str(to_arrow_type(dtype, timezone="UTC"))
+    except Exception:  # no Arrow equivalent
+        return str(dtype.simpleString())
+
+
 def instant(column: Column, dtype: DataType) -> Column:
     """``column`` as a Spark ``TIMESTAMP`` if it holds zone-less times (wall time in UTC),
     else unchanged; results label every time as UTC this way."""
@@ -177,7 +188,7 @@ def _time(
     if expr is None:
         raise DataSourceError(
             f"The {what} column {name!r} of source {view.source.display_name!r} (view "
-            f"{view.name!r}) has type {types[name].simpleString()}; it must hold timestamps, "
+            f"{view.name!r}) has type {type_name(types[name])}; it must hold timestamps, "
             "dates or ISO 8601 strings."
         )
     return expr
