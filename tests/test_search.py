@@ -175,20 +175,26 @@ def test_the_tiers_in_one_statement_are_the_tiers_one_by_one(
     with make_store(tmp_path, registry_url, project_name) as s:
         s.apply([user, *views], skip_source_validation=True)
         index = s.registry.store.index
-        for text, limit in itertools.product(
-            ["user", "user_1", "user 1", "score", "u"], [1, 5, 20]
-        ):
+        typos = _Typos(index.vocabulary())
+        queries = ["user", "user_1", "user 1", "score", "u", "usre", "scroe 1", "usre_1"]
+        for text, limit in itertools.product(queries, [1, 5, 20]):
+            tokens = words(text)
+            fuzzy = typos.alternatives(tokens) if typos.misspelled(tokens) else None
             for filters in [Filters(), Filters(("feature",)), Filters(("feature_view",))]:
-                tokens = words(text)
                 by_one: list[tuple[str, str, str]] = []
-                for tier in (index.exact, index.prefix, None):
+                for tier in ("exact", "prefix", "token", "fuzzy"):
                     n = limit + len(by_one)  # as many as the rows before may repeat
-                    rows = (tier(text, filters, n) if tier
-                            else index.match([[t] for t in tokens], True, filters, n))  # fmt: skip
+                    if tier in ("exact", "prefix"):
+                        rows = getattr(index, tier)(text, filters, n)
+                    elif tier == "token":
+                        rows = index.match([[t] for t in tokens], True, filters, n)
+                    else:
+                        rows = index.match(fuzzy, False, filters, n) if fuzzy else []
                     by_one += [k for r in rows if (k := (r.kind, r.name, r.feature)) not in by_one]
-                together = [(r.kind, r.name, r.feature)
-                            for _, r in index.tiers(text, tokens, filters, limit)]  # fmt: skip
+                tiers = index.tiers(text, tokens, filters, limit, fuzzy)
+                together = [(r.kind, r.name, r.feature) for _, r in tiers]
                 assert list(dict.fromkeys(together))[:limit] == by_one[:limit], (text, filters)
+            assert fuzzy or not text.startswith(("usre", "scroe")), text  # typos were asked
 
 
 def test_an_index_an_older_version_built_is_built_again(store: FeatureStore) -> None:

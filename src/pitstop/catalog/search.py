@@ -127,10 +127,16 @@ class Searcher:
             return len(hits) >= limit
 
         tokens = words(text)
-        for match, row in index.tiers(text, tokens, filters, limit):  # one statement
+        # the words of the index are known once read for this serial: a typo is then asked
+        # for in the same statement as the other tiers
+        typos = self._known_typos(serial)
+        fuzzy = None
+        if typos is not None and tokens and typos.misspelled(tokens):
+            fuzzy = typos.alternatives(tokens)
+        for match, row in index.tiers(text, tokens, filters, limit, fuzzy):  # one statement
             if take([row], match):
                 return hits
-        if not tokens:
+        if typos is not None or not tokens:
             return hits
         typos = self._typos(serial)
         if typos.misspelled(tokens):
@@ -138,6 +144,10 @@ class Searcher:
             if alternatives is not None:
                 take(index.match(alternatives, False, filters, limit), "fuzzy")
         return hits
+
+    def _known_typos(self, serial: int | None) -> _Typos | None:
+        fuzzy = self._fuzzy
+        return fuzzy[1] if fuzzy is not None and serial is not None and fuzzy[0] == serial else None
 
     def _typos(self, serial: int | None) -> _Typos:
         if serial is None:

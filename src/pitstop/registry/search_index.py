@@ -363,8 +363,8 @@ class Row:
 Query = Callable[[str, Sequence[object]], list[tuple[Any, ...]]]
 
 #: The tiers :meth:`SearchIndex.tiers` asks for, in the order they rank.
-EXACT, PREFIX, TOKEN = "exact", "prefix", "token"
-_TIERS = (EXACT, PREFIX, TOKEN)
+EXACT, PREFIX, TOKEN, FUZZY = "exact", "prefix", "token", "fuzzy"
+_TIERS = (EXACT, PREFIX, TOKEN, FUZZY)
 
 
 @dataclass(frozen=True)
@@ -375,11 +375,10 @@ class _Part:
     params: list[object]
 
 
-#: How many different rows the exact and prefix tiers found (see :meth:`SearchIndex.tiers`).
-_FOUND = (
-    "(SELECT count(*) AS n FROM (SELECT kind, name, feature FROM e"
-    " UNION SELECT kind, name, feature FROM p) AS u) AS g"
-)
+def _found(tiers: str) -> str:
+    """How many different rows the tiers (named in :meth:`SearchIndex.tiers`) found."""
+    union = " UNION ".join(f"SELECT kind, name, feature FROM {t}" for t in tiers)
+    return f"(SELECT count(*) AS n FROM ({union}) AS u) AS g"
 
 
 class SearchIndex:
@@ -433,17 +432,22 @@ class SearchIndex:
         )
 
     def _match(
-        self, words: Words, last_is_prefix: bool, filters: Filters, limit: int, gate: int = 0
+        self,
+        words: Words,
+        last_is_prefix: bool,
+        filters: Filters,
+        limit: int,
+        after: str = "",
     ) -> _Part:
-        """``gate``: match only when the rows of ``e`` and ``p`` (see :meth:`tiers`) are
-        fewer (0: always)."""
+        """``after``: match only when the tiers named (see :meth:`tiers`) found fewer than
+        ``limit`` different rows."""
         where, params = self._where(filters)
         text = self._fts.syntax(words, last_is_prefix)
         source, gates = self._fts.source, []
-        if gate:  # one row joined first: when it fails, the word index is never read
-            source = f"{_FOUND} CROSS JOIN {source}"
+        if after:  # one row joined first: when it fails, the word index is never read
+            source = f"{_found(after)} CROSS JOIN {source}"
             where = f" AND g.n < ?{where}"
-            gates = [gate]
+            gates = [limit]
         return _Part(
             f"SELECT {_SELECT}, CAST({self._fts.rank} AS REAL) AS k, '' AS t2"
             f" FROM {source} WHERE {self._fts.match}{where}"
@@ -468,22 +472,36 @@ class SearchIndex:
         return self._rows(self._match(words, last_is_prefix, filters, limit))
 
     def tiers(
-        self, text: str, tokens: Sequence[str], filters: Filters, limit: int
+        self,
+        text: str,
+        tokens: Sequence[str],
+        filters: Filters,
+        limit: int,
+        fuzzy: Words | None = None,
     ) -> Iterator[tuple[str, Row]]:
-        """The first three tiers of a search, in one statement, best first: up to ``limit``
-        :meth:`exact` rows, ``limit`` :meth:`prefix` rows, then, when those hold fewer than
+        """The tiers of a search, in one statement, best first: up to ``limit`` :meth:`exact`
+        rows, ``limit`` :meth:`prefix` rows, then, while the tiers before found fewer than
         ``limit`` different rows, ``limit`` :meth:`match` rows of ``tokens`` (the last maybe
-        a prefix). A row may come in several tiers; the first ``limit`` different ones are
-        those of asking the tiers one by one (the ``limit`` best rows of a tier repeat at
-        most as many rows as the tiers before found, so they hold all it adds)."""
+        a prefix) and ``limit`` rows of the words ``fuzzy`` allows for each.
+
+        A row may come in several tiers; the first ``limit`` different ones are those of
+        asking the tiers one by one (the ``limit`` best rows of a tier repeat at most as many
+        rows as the tiers before found, so they hold all it adds)."""
         exact, prefix = self._exact(text, filters, limit), self._prefix(text, filters, limit)
-        sql = f"WITH e AS ({exact.sql}), p AS ({prefix.sql}) SELECT *, 0 FROM e"
-        sql += " UNION ALL SELECT *, 1 FROM p"
+        parts = [f"e AS ({exact.sql})", f"p AS ({prefix.sql})"]
         params = [*exact.params, *prefix.params]
         if tokens:
-            match = self._match([[t] for t in tokens], True, filters, limit, gate=limit)
-            sql += f" UNION ALL SELECT *, 2 FROM ({match.sql}) AS t"
+            match = self._match([[t] for t in tokens], True, filters, limit, after="ep")
+            parts.append(f"t AS ({match.sql})")
             params += match.params
+        if tokens and fuzzy:
+            near = self._match(fuzzy, False, filters, limit, after="ept")
+            parts.append(f"z AS ({near.sql})")
+            params += near.params
+        names = "eptz"[: len(parts)]  # not s, f, g, u: the aliases inside
+        sql = f"WITH {', '.join(parts)} " + " UNION ALL ".join(
+            f"SELECT *, {i} FROM {name}" for i, name in enumerate(names)
+        )
         rows = self._query(sql, params)
         # UNION ALL keeps no order: each tier's own order, restored
         rows.sort(key=lambda r: (r[9], r[7], r[2], r[8], r[0], r[1]))
