@@ -2,8 +2,8 @@
 
 A query is matched against names (object names, feature names and ``view:feature``),
 feature names of views, descriptions, tags, owners and dtypes, in four tiers, asked of the
-registry database's full-text index (:mod:`pitstop.registry.search_index`; the first three in
-one statement, the fourth in another when it is needed):
+registry database's full-text index (:mod:`pitstop.registry.search_index`) in one statement
+(a second one for typos the first time after a change, before the index's words are read):
 
 1. **exact** — the whole query is a name (case ignored): ``user_features``;
 2. **prefix** — a name starts with the query: ``user_f``, shortest names first;

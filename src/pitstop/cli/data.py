@@ -157,7 +157,10 @@ def data_commands(pass_ctx: Callable[..., Any]) -> list[click.Command]:
     def get_online_features(ctx: Any, refs: tuple[str, ...], service: str | None,
                             entities: tuple[str, ...], full_feature_names: bool,
                             fmt: str | None) -> None:  # fmt: skip
-        """Print the latest values of FEATURES (view:feature) for some entities."""
+        """Print the latest values of FEATURES (view:feature) for some entities.
+
+        Values are read as JSON where they can be (1001, true, "0042"), else as text.
+        """
         response = ctx.store.get_online_features(
             _features(ctx, refs, service), entity_columns(entities), full_feature_names
         )

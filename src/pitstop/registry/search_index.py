@@ -9,8 +9,8 @@ dtypes. The database indexes the words of those columns with its own full-text e
 - PostgreSQL: a generated ``tsvector`` column (weights A to D) with a GIN index, ranked with
   ``ts_rank``.
 
-A search asks for its exact, prefix and word matches in one statement
-(:meth:`SearchIndex.tiers`): on PostgreSQL every statement is a round trip.
+A search asks for its exact, prefix, word and (once the index's words are known) typo matches
+in one statement (:meth:`SearchIndex.tiers`): on PostgreSQL every statement is a round trip.
 
 Rows are written in the transaction that writes the versions they describe
 (:func:`write`), so a reader never sees an index that disagrees with the registry. Words are
