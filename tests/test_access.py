@@ -4,7 +4,7 @@ backend; the command line and the feature server (API keys and JWTs) share the o
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -150,6 +150,101 @@ def test_the_command_line_is_checked_too(tmp_path: Path) -> None:
                                          ok=False).stderr  # fmt: skip
     records = json.loads(pitstop("audit", "-o", "json", cwd=repo).stdout)
     assert records[-1]["outcome"] == "denied"
+
+
+CLI_POLICY = f"""from pitstop.definitions import Permission, Role
+admins = Role(name="admins", principals=["admin"])
+readers = Role(name="readers", principals=["reader"])
+admin_all = Permission(name="admin-all", roles=["admins"], actions={list(ACTIONS)!r})
+readers_read = Permission(name="readers-read", roles=["readers"],
+                          actions=["describe", "read_online", "read_offline"])
+"""
+EXTRA_VIEW = """from datetime import timedelta
+from features.user_features import user, user_source
+from pitstop import FeatureView, Field
+from pitstop.types import Int64
+extra_features = FeatureView(name="extra_features", entities=[user], ttl=timedelta(days=1),
+                             schema=[Field(name="tenure_months", dtype=Int64)], source=user_source)
+"""
+
+
+def test_every_action_allowed_and_denied_through_the_command_line(
+    tmp_path: Path,
+    registry_url: str,
+    project_name: str,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """The commands that do each action, run as the principal the command line takes from the
+    OS user name (LOGNAME), in one repo whose registry is the backend's."""
+    from pitstop.cli.main import main
+
+    def cli(who: str, *args: str) -> tuple[int, str, str]:
+        monkeypatch.setenv("LOGNAME", who)
+        with acting_as(Actor("pytest", "t")):  # the command line sets its own; ours after
+            code = main(["-c", str(repo), *args])
+        out = capsys.readouterr()
+        return code, out.out, out.err
+
+    repo = tmp_path / "repo"
+    assert main(["init", str(repo), "--users", "20", "--project", project_name]) == 0
+    if registry_url.startswith("postgresql"):
+        yaml = repo / "feature_store.yaml"
+        yaml.write_text(yaml.read_text().replace(
+            "registry: data/registry.db", f"registry:\n  registry_type: sql\n  path: {registry_url}"
+        ))  # fmt: skip
+        assert "registry_type: sql" in yaml.read_text()
+    (repo / "features/policy.py").write_text(CLI_POLICY)
+    assert cli("admin", "apply")[0] == 0  # no policy yet: anyone may apply the first one
+    assert (repo / "data/registry.db").exists() == registry_url.startswith("sqlite")
+    assert cli("admin", "materialize", "2000-01-01", NOW.isoformat())[0] == 0
+    entities, rows = tmp_path / "entities.csv", tmp_path / "rows.csv"
+    entities.write_text(f"user_id,event_timestamp\n1001,{NOW.isoformat()}\n")
+    rows.write_text(
+        f"user_id,transaction_amount,transaction_timestamp\n1001,12.5,{NOW.isoformat()}\n"
+    )
+    extra = repo / "features/extra.py"
+    commands: dict[str, tuple[Callable[[], object], list[str], str]] = {
+        # action: (what changes the repo first, the command, what its output shows)
+        "describe": (lambda: None, ["feature-views", "describe", "user_features"],
+                     '"name": "user_features"'),
+        "read_online": (lambda: None, ["get-online-features", "user_features:total_purchases",
+                                       "-e", "user_id=1001", "-o", "json"], '"user_id": 1001'),
+        "read_offline": (lambda: None, ["get-historical-features", "-s", "churn_model_v1",
+                                        "--entities", str(entities), "-o", "json"],
+                         '"tenure_months"'),
+        "apply": (lambda: extra.write_text(EXTRA_VIEW), ["apply"], "extra_features"),
+        "delete": (extra.unlink, ["apply"], "Deleted"),
+        "write_online": (lambda: None, ["push", "transaction_push_source", str(rows)],
+                         "1 online rows written"),
+        "write_offline": (lambda: None, ["push", "transaction_push_source", str(rows), "--to",
+                                         "offline"], "Pushed 1 rows"),
+        "materialize": (lambda: None, ["materialize", "2000-01-01", NOW.isoformat()],
+                        "user_features"),
+    }  # fmt: skip
+    assert set(commands) == set(ACTIONS)
+    for action, (change, args, shown) in commands.items():
+        change()
+        words = action.replace("_", " ")
+        code, _, err = cli("nobody", *args)
+        assert code == 1 and f"Error: nobody may not {words} " in err, (action, err)
+        assert "holds no role" in err
+        code, out, err = cli("reader", *args)
+        if action in ("describe", "read_online", "read_offline"):
+            assert code == 0 and shown in out, (action, err)
+        else:
+            assert code == 1 and f"Error: reader may not {words} " in err, (action, err)
+            assert "reader holds the roles readers" in err
+        code, out, err = cli("admin", *args)
+        assert code == 0 and shown in out, (action, err)
+    # the writes refused are audited (the feature server audits refused reads too)
+    code, out, _ = cli("admin", "audit", "-o", "json")
+    refused = [r for r in json.loads(out) if r["outcome"] == "denied"]
+    assert {(r["principal"], r["action"]) for r in refused} == {
+        (p, a) for p in ("nobody", "reader") for a in ("apply", "push", "materialize")}  # fmt: skip
+    writes = [a for a in ACTIONS if a not in ("describe", "read_online", "read_offline")]
+    for action in writes:
+        assert any(f"may not {action.replace('_', ' ')} " in r["detail"] for r in refused), action
 
 
 def _jwt_pair(tmp_path: Path) -> tuple[Any, Path]:

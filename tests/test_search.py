@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -18,7 +20,8 @@ from pitstop import (
 )
 from pitstop.catalog.search import _distance, _Typos, allowed_typos
 from pitstop.errors import RetrievalError
-from pitstop.registry.search_index import words
+from pitstop.registry import search_index
+from pitstop.registry.search_index import Filters, words
 from pitstop.types import Float32, Float64, Int64, String
 from test_feature_store import make_store, write_users
 
@@ -164,6 +167,75 @@ def test_a_registry_written_before_the_index_is_indexed_on_first_search(
         assert len(fresh.search("scores")) == 4
 
 
+def test_the_tiers_in_one_statement_are_the_tiers_one_by_one(
+    tmp_path: Path, registry_url: str, project_name: str
+) -> None:
+    # names sharing prefixes and words, so that the tiers repeat each other's rows
+    views = [view(f"user_{i}", {"user": Int64, f"score_{i}": Float32}) for i in range(25)]
+    with make_store(tmp_path, registry_url, project_name) as s:
+        s.apply([user, *views], skip_source_validation=True)
+        index = s.registry.store.index
+        typos = _Typos(index.vocabulary())
+        queries = ["user", "user_1", "user 1", "score", "u", "usre", "scroe 1", "usre_1"]
+        for text, limit in itertools.product(queries, [1, 5, 20]):
+            tokens = words(text)
+            fuzzy = typos.alternatives(tokens) if typos.misspelled(tokens) else None
+            for filters in [Filters(), Filters(("feature",)), Filters(("feature_view",))]:
+                by_one: list[tuple[str, str, str]] = []
+                for tier in ("exact", "prefix", "token", "fuzzy"):
+                    n = limit + len(by_one)  # as many as the rows before may repeat
+                    if tier in ("exact", "prefix"):
+                        rows = getattr(index, tier)(text, filters, n)
+                    elif tier == "token":
+                        rows = index.match([[t] for t in tokens], True, filters, n)
+                    else:
+                        rows = index.match(fuzzy, False, filters, n) if fuzzy else []
+                    by_one += [k for r in rows if (k := (r.kind, r.name, r.feature)) not in by_one]
+                tiers = index.tiers(text, tokens, filters, limit, fuzzy)
+                together = [(r.kind, r.name, r.feature) for _, r in tiers]
+                assert list(dict.fromkeys(together))[:limit] == by_one[:limit], (text, filters)
+            assert fuzzy or not text.startswith(("usre", "scroe")), text  # typos were asked
+
+
+def test_an_index_an_older_version_built_is_built_again(store: FeatureStore) -> None:
+    raw = store.registry.store
+    raw.set_meta(search_index.META_KEY, "1")
+    postgres = raw._db.dialect.name == "postgresql"
+    if postgres:  # as an older version created it: new rows wait in a pending list
+        raw._db.execute("ALTER INDEX pitstop_search_words SET (fastupdate = on)")
+    with make_store(store.repo_path, store.registry.url, store.project) as fresh:
+        assert refs(fresh.search("scores"))[0] == ("scores", "exact")
+        assert fresh.registry.store.get_meta(search_index.META_KEY) == search_index.INDEX_VERSION
+        if postgres:
+            [(options,)] = raw._db.query(
+                "SELECT reloptions FROM pg_class WHERE oid = 'pitstop_search_words'::regclass"
+            )
+            assert options == ["fastupdate=off"]
+
+
+@pytest.mark.postgres
+def test_a_large_write_refreshes_the_planner_statistics(
+    fresh_postgres_url: str, postgres_admin: Any, project_name: str, monkeypatch: Any
+) -> None:
+    from pitstop.registry.store import RegistryStore
+
+    schema = fresh_postgres_url.rpartition("%3D")[2]
+
+    def analyzed() -> object:
+        return postgres_admin.execute(
+            "SELECT last_analyze FROM pg_stat_user_tables"
+            " WHERE schemaname = %s AND relname = 'pitstop_search'",
+            (schema,),
+        ).fetchone()[0]
+
+    monkeypatch.setattr(search_index, "ANALYZE_ROWS", 3)
+    with RegistryStore.open(fresh_postgres_url, project_name) as raw:
+        raw.apply([("entity", "user", user.to_spec())])  # one row: no statistics
+        assert analyzed() is None
+        raw.apply([("feature_view", "user_features", user_features.to_spec())])  # three rows
+        assert analyzed() is not None
+
+
 @pytest.mark.parametrize(
     ("query", "limit", "message"),
     [
@@ -202,7 +274,6 @@ def test_words_and_typos() -> None:
 def test_objects_this_version_cannot_read_are_found_by_name_and_words(
     registry_url: str, project_name: str
 ) -> None:
-    from pitstop.registry.search_index import Filters
     from pitstop.registry.store import RegistryStore
 
     with RegistryStore.open(registry_url, project_name) as raw:

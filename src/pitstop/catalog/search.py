@@ -1,8 +1,9 @@
 """Search over registry objects and features, ranked: exact > prefix > token > fuzzy.
 
 A query is matched against names (object names, feature names and ``view:feature``),
-feature names of views, descriptions, tags, owners and dtypes, in four tiers, each asked of
-the registry database's full-text index (:mod:`pitstop.registry.search_index`):
+feature names of views, descriptions, tags, owners and dtypes, in four tiers, asked of the
+registry database's full-text index (:mod:`pitstop.registry.search_index`) in one statement
+(a second one for typos the first time after a change, before the index's words are read):
 
 1. **exact** — the whole query is a name (case ignored): ``user_features``;
 2. **prefix** — a name starts with the query: ``user_f``, shortest names first;
@@ -126,18 +127,27 @@ class Searcher:
             return len(hits) >= limit
 
         tokens = words(text)
-        if take(index.exact(text, filters, limit), "exact"):
-            return hits
-        if take(index.prefix(text, filters, limit + len(hits)), "prefix") or not tokens:
-            return hits
-        if take(index.match([[t] for t in tokens], True, filters, limit + len(hits)), "token"):
+        # the words of the index are known once read for this serial: a typo is then asked
+        # for in the same statement as the other tiers
+        typos = self._known_typos(serial)
+        fuzzy = None
+        if typos is not None and tokens and typos.misspelled(tokens):
+            fuzzy = typos.alternatives(tokens)
+        for match, row in index.tiers(text, tokens, filters, limit, fuzzy):  # one statement
+            if take([row], match):
+                return hits
+        if typos is not None or not tokens:
             return hits
         typos = self._typos(serial)
         if typos.misspelled(tokens):
             alternatives = typos.alternatives(tokens)
             if alternatives is not None:
-                take(index.match(alternatives, False, filters, limit + len(hits)), "fuzzy")
+                take(index.match(alternatives, False, filters, limit), "fuzzy")
         return hits
+
+    def _known_typos(self, serial: int | None) -> _Typos | None:
+        fuzzy = self._fuzzy
+        return fuzzy[1] if fuzzy is not None and serial is not None and fuzzy[0] == serial else None
 
     def _typos(self, serial: int | None) -> _Typos:
         if serial is None:

@@ -488,6 +488,16 @@ def _register_listings() -> None:
 _register_listings()
 
 
+def _register_data_commands() -> None:
+    from pitstop.cli.data import data_commands
+
+    for command in data_commands(pass_ctx):
+        cli.add_command(command)
+
+
+_register_data_commands()
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the command line; user mistakes print one line and exit 1, never a traceback."""
     return _guard(lambda: cli.main(args=argv, prog_name="pitstop", standalone_mode=False))

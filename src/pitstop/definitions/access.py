@@ -18,7 +18,7 @@ import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from pitstop.definitions.base import Definition, check_name, check_tags, check_text
+from pitstop.definitions.base import Definition, Described, check_name, check_tags, described
 from pitstop.errors import DefinitionError
 
 #: What a permission can grant.
@@ -50,7 +50,7 @@ def _kinds(types: Sequence[object], what: str) -> tuple[str, ...]:
     return tuple(out)
 
 
-class Permission(Definition):
+class Permission(Described):
     """Grants ``roles`` the ``actions`` on the objects selected by kind, name and tags.
 
     >>> Permission(name="read", roles=["analysts"], actions=["describe"]).actions
@@ -63,9 +63,6 @@ class Permission(Definition):
     types: tuple[str, ...]  # registry kinds; empty: every kind
     name_patterns: tuple[str, ...]  # regular expressions matching whole names; empty: all
     required_tags: dict[str, str]
-    description: str
-    tags: dict[str, str]
-    owner: str
 
     def __init__(
         self,
@@ -101,27 +98,22 @@ class Permission(Definition):
             types=_kinds(types, what),
             name_patterns=patterns,
             required_tags=check_tags(required_tags, what),
-            description=check_text(description, "description", what),
-            tags=check_tags(tags, what),
-            owner=check_text(owner, "owner", what),
         )
+        self._set_described(what, description, tags, owner)
 
     def to_spec(self) -> dict[str, Any]:
         return {"name": self.name, "actions": list(self.actions), "roles": list(self.roles),
                 "types": list(self.types), "name_patterns": list(self.name_patterns),
-                "required_tags": self.required_tags, "description": self.description,
-                "tags": self.tags, "owner": self.owner}  # fmt: skip
+                "required_tags": self.required_tags, **self._described_spec()}  # fmt: skip
 
     @classmethod
     def from_spec(cls, spec: Mapping[str, Any]) -> Permission:
         return cls(name=spec["name"], actions=spec["actions"], roles=spec["roles"],
                    types=spec.get("types", []), name_patterns=spec.get("name_patterns", []),
-                   required_tags=spec.get("required_tags"), description=spec.get(
-                       "description", ""), tags=spec.get("tags"),
-                   owner=spec.get("owner", ""))  # fmt: skip
+                   required_tags=spec.get("required_tags"), **described(spec))  # fmt: skip
 
 
-class Role(Definition):
+class Role(Described):
     """A role and the principals that hold it (shell-style patterns: ``api-key:*``).
 
     >>> Role(name="admins", principals=["root"]).principals
@@ -130,9 +122,6 @@ class Role(Definition):
 
     kind = "role"
     principals: tuple[str, ...]
-    description: str
-    tags: dict[str, str]
-    owner: str
 
     def __init__(
         self,
@@ -145,25 +134,12 @@ class Role(Definition):
     ) -> None:
         what = f"Role {name!r}"
         check_name(name, "Role")
-        self._set(
-            name=name,
-            principals=_strings(principals, what, "principals"),
-            description=check_text(description, "description", what),
-            tags=check_tags(tags, what),
-            owner=check_text(owner, "owner", what),
-        )
+        self._set(name=name, principals=_strings(principals, what, "principals"))
+        self._set_described(what, description, tags, owner)
 
     def to_spec(self) -> dict[str, Any]:
-        return {
-            "name": self.name,
-            "principals": list(self.principals),
-            "description": self.description,
-            "tags": self.tags,
-            "owner": self.owner,
-        }
+        return {"name": self.name, "principals": list(self.principals), **self._described_spec()}
 
     @classmethod
     def from_spec(cls, spec: Mapping[str, Any]) -> Role:
-        return cls(name=spec["name"], principals=spec["principals"],
-                   description=spec.get("description", ""), tags=spec.get("tags"),
-                   owner=spec.get("owner", ""))  # fmt: skip
+        return cls(name=spec["name"], principals=spec["principals"], **described(spec))

@@ -66,6 +66,36 @@ class Definition:
         return f"{type(self).__name__}(name={self.name!r})"
 
 
+class Described(Definition):
+    """A definition people describe: a description, tags and an owner, checked the same way,
+    stored last in its spec and read back from it the same way, whatever its kind."""
+
+    description: str
+    tags: dict[str, str]
+    owner: str
+
+    def _set_described(
+        self, what: str, description: object, tags: Mapping[str, str] | None, owner: object
+    ) -> None:
+        self._set(
+            description=check_text(description, "description", what),
+            tags=check_tags(tags, what),
+            owner=check_text(owner, "owner", what),
+        )
+
+    def _described_spec(self) -> dict[str, Any]:
+        return {"description": self.description, "tags": self.tags, "owner": self.owner}
+
+
+def described(spec: Mapping[str, Any]) -> dict[str, Any]:
+    """The description, tags and owner a spec holds, as keyword arguments of a constructor."""
+    return {
+        "description": spec.get("description", ""),
+        "tags": spec.get("tags"),
+        "owner": spec.get("owner", ""),
+    }
+
+
 def check_name(name: object, what: str) -> str:
     if not isinstance(name, str) or not name:
         raise DefinitionError(f"{what}: a name is required (a non-empty string), got {name!r}")

@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from pitstop.definitions.base import Definition, check_name, check_tags, check_text
+from pitstop.definitions.base import Described, check_name, check_text, described
 from pitstop.errors import DefinitionError
 
 
@@ -47,7 +47,7 @@ def _names(values: object, what: str, field: str) -> tuple[str, ...]:
     return tuple(values)
 
 
-class SavedDataset(Definition):
+class SavedDataset(Described):
     """A training set: the features it holds (``view:feature``), the service they came from
     (if any), its join keys and where its rows are stored.
 
@@ -62,9 +62,6 @@ class SavedDataset(Definition):
     storage: SavedDatasetFileStorage
     feature_service: str | None
     full_feature_names: bool
-    description: str
-    tags: dict[str, str]
-    owner: str
 
     def __init__(
         self,
@@ -96,10 +93,8 @@ class SavedDataset(Definition):
             storage=storage,
             full_feature_names=bool(full_feature_names),
             feature_service=feature_service,
-            description=check_text(description, "description", what),
-            tags=check_tags(tags, what),
-            owner=check_text(owner, "owner", what),
         )
+        self._set_described(what, description, tags, owner)
 
     @property
     def views(self) -> tuple[str, ...]:
@@ -114,9 +109,7 @@ class SavedDataset(Definition):
             "storage": {"type": "file", "path": self.storage.path},
             "full_feature_names": self.full_feature_names,
             "feature_service": self.feature_service,
-            "description": self.description,
-            "tags": self.tags,
-            "owner": self.owner,
+            **self._described_spec(),
         }
 
     @classmethod
@@ -128,13 +121,11 @@ class SavedDataset(Definition):
             storage=SavedDatasetFileStorage(path=spec["storage"]["path"]),
             full_feature_names=spec.get("full_feature_names", False),
             feature_service=spec.get("feature_service"),
-            description=spec.get("description", ""),
-            tags=spec.get("tags"),
-            owner=spec.get("owner", ""),
+            **described(spec),
         )
 
 
-class Model(Definition):
+class Model(Described):
     """A model and what it was trained on: the feature service it reads and, optionally, the
     saved datasets it was trained with, and where the model is (``uri``).
 
@@ -146,9 +137,6 @@ class Model(Definition):
     feature_service: str
     training_datasets: tuple[str, ...]
     uri: str
-    description: str
-    tags: dict[str, str]
-    owner: str
 
     def __init__(
         self,
@@ -169,10 +157,8 @@ class Model(Definition):
             feature_service=feature_service,
             training_datasets=_names(training_datasets, what, "training_datasets"),
             uri=check_text(uri, "uri", what),
-            description=check_text(description, "description", what),
-            tags=check_tags(tags, what),
-            owner=check_text(owner, "owner", what),
         )
+        self._set_described(what, description, tags, owner)
 
     def to_spec(self) -> dict[str, Any]:
         return {
@@ -180,9 +166,7 @@ class Model(Definition):
             "feature_service": self.feature_service,
             "training_datasets": list(self.training_datasets),
             "uri": self.uri,
-            "description": self.description,
-            "tags": self.tags,
-            "owner": self.owner,
+            **self._described_spec(),
         }
 
     @classmethod
@@ -192,7 +176,5 @@ class Model(Definition):
             feature_service=spec["feature_service"],
             training_datasets=spec.get("training_datasets", []),
             uri=spec.get("uri", ""),
-            description=spec.get("description", ""),
-            tags=spec.get("tags"),
-            owner=spec.get("owner", ""),
+            **described(spec),
         )

@@ -5,12 +5,12 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from pitstop.definitions.base import Definition, check_name, check_tags, check_text
+from pitstop.definitions.base import Described, check_name, described
 from pitstop.errors import DefinitionError
 from pitstop.types import FeastType, ValueType, from_value_type
 
 
-class Entity(Definition):
+class Entity(Described):
     """What features describe, and the column(s) that identify it.
 
     >>> user = Entity(name="user_id", description="Customer ID", value_type=ValueType.INT64)
@@ -21,9 +21,6 @@ class Entity(Definition):
     kind = "entity"
     join_keys: tuple[str, ...]
     value_type: ValueType | None
-    description: str
-    tags: dict[str, str]
-    owner: str
 
     def __init__(
         self,
@@ -56,14 +53,8 @@ class Entity(Definition):
             value_type = None
         if value_type is not None:
             from_value_type(value_type)  # validates that it maps to a dtype
-        self._set(
-            name=name,
-            join_keys=tuple(keys),
-            value_type=value_type,
-            description=check_text(description, "description", what),
-            tags=check_tags(tags, what),
-            owner=check_text(owner, "owner", what),
-        )
+        self._set(name=name, join_keys=tuple(keys), value_type=value_type)
+        self._set_described(what, description, tags, owner)
 
     @property
     def join_key(self) -> str:
@@ -78,9 +69,7 @@ class Entity(Definition):
             "name": self.name,
             "join_keys": list(self.join_keys),
             "value_type": None if self.value_type is None else self.value_type.name,
-            "description": self.description,
-            "tags": self.tags,
-            "owner": self.owner,
+            **self._described_spec(),
         }
 
     @classmethod
@@ -90,7 +79,5 @@ class Entity(Definition):
             name=spec["name"],
             join_keys=spec["join_keys"],
             value_type=None if vt is None else ValueType[vt],
-            description=spec.get("description", ""),
-            tags=spec.get("tags"),
-            owner=spec.get("owner", ""),
+            **described(spec),
         )

@@ -5,10 +5,10 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from pitstop.definitions.base import Definition, check_name, check_tags, check_text
+from pitstop.definitions.base import Described, check_name, described
 
 
-class Project(Definition):
+class Project(Described):
     """A repo's project. Its name must be the ``project`` of ``feature_store.yaml``; apply
     registers it (``pitstop projects list`` shows it).
 
@@ -17,9 +17,6 @@ class Project(Definition):
     """
 
     kind = "project"
-    description: str
-    tags: dict[str, str]
-    owner: str
 
     def __init__(
         self,
@@ -29,27 +26,12 @@ class Project(Definition):
         tags: Mapping[str, str] | None = None,
         owner: str = "",
     ) -> None:
-        what = f"Project {name!r}"
-        self._set(
-            name=check_name(name, "Project"),
-            description=check_text(description, "description", what),
-            tags=check_tags(tags, what),
-            owner=check_text(owner, "owner", what),
-        )
+        self._set(name=check_name(name, "Project"))
+        self._set_described(f"Project {name!r}", description, tags, owner)
 
     def to_spec(self) -> dict[str, Any]:
-        return {
-            "name": self.name,
-            "description": self.description,
-            "tags": self.tags,
-            "owner": self.owner,
-        }
+        return {"name": self.name, **self._described_spec()}
 
     @classmethod
     def from_spec(cls, spec: Mapping[str, Any]) -> Project:
-        return cls(
-            name=spec["name"],
-            description=spec.get("description", ""),
-            tags=spec.get("tags"),
-            owner=spec.get("owner", ""),
-        )
+        return cls(name=spec["name"], **described(spec))

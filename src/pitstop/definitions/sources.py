@@ -10,9 +10,8 @@ from pathlib import Path
 from typing import Any
 
 from pitstop.definitions.base import (
-    Definition,
+    Described,
     check_name,
-    check_tags,
     check_text,
     check_ttl,
     duration,
@@ -50,34 +49,20 @@ def push_mode(value: Any) -> PushMode:
     )
 
 
-class DataSource(Definition):
+class DataSource(Described):
     """Base of all sources; sources are registered under kind ``data_source``."""
 
     kind = "data_source"
     source_type: str = "abstract"
-    description: str
-    tags: dict[str, str]
-    owner: str
 
     def _common(
         self, name: str, description: str, tags: Mapping[str, str] | None, owner: str
     ) -> None:
-        what = f"{type(self).__name__} {name!r}"
-        self._set(
-            name=check_name(name, type(self).__name__),
-            description=check_text(description, "description", what),
-            tags=check_tags(tags, what),
-            owner=check_text(owner, "owner", what),
-        )
+        self._set(name=check_name(name, type(self).__name__))
+        self._set_described(f"{type(self).__name__} {name!r}", description, tags, owner)
 
     def _common_spec(self) -> dict[str, Any]:
-        return {
-            "type": self.source_type,
-            "name": self.name,
-            "description": self.description,
-            "tags": self.tags,
-            "owner": self.owner,
-        }
+        return {"type": self.source_type, "name": self.name, **self._described_spec()}
 
 
 def _default_source_name(path: str) -> str:

@@ -9,6 +9,9 @@ dtypes. The database indexes the words of those columns with its own full-text e
 - PostgreSQL: a generated ``tsvector`` column (weights A to D) with a GIN index, ranked with
   ``ts_rank``.
 
+A search asks for its exact, prefix, word and (once the index's words are known) typo matches
+in one statement (:meth:`SearchIndex.tiers`): on PostgreSQL every statement is a round trip.
+
 Rows are written in the transaction that writes the versions they describe
 (:func:`write`), so a reader never sees an index that disagrees with the registry. Words are
 split here, the same way for both databases (letters and digits; everything else separates),
@@ -22,7 +25,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -37,8 +40,10 @@ from pitstop.registry.sqldialect import Database, Dialect
 #: of its view and a non-empty ``feature``.
 FEATURE = "feature"
 #: Bumped when the rows an object yields change; an index of another version is rebuilt.
-INDEX_VERSION = "1"
+INDEX_VERSION = "2"
 META_KEY = "search_index_version"
+#: A write of at least this many rows refreshes the database's statistics of the index.
+ANALYZE_ROWS = 1000
 
 _WORD = re.compile(r"[^\W_]+")
 
@@ -186,12 +191,15 @@ class _FullText:
     ddl: tuple[str, ...]
     source: str  # FROM clause joining the word index
     match: str  # condition binding one query string
-    rank: str  # ORDER BY expression, best first; binds the query string if rank_binds
+    rank: str  # a row's rank, best lowest; binds the query string if rank_binds
     rank_binds: bool
     contains: str  # "{a} contains {b}"
     vocabulary: str  # every indexed word; binds the project if vocabulary_binds
     vocabulary_binds: bool
     syntax: Callable[[Words, bool], str]  # words (the last maybe a prefix) -> query
+    collate: str = ""  # orders names by code point, as Python and SQLite do
+    analyze: str = ""  # refreshes the planner's statistics after a large write
+    tune: tuple[str, ...] = ()  # brings an index an older version made up to date
 
 
 _TRIGGER = (
@@ -222,7 +230,7 @@ _SQLITE = _FullText(
     # name words weigh most, then a view's features (a feature's view), tags, owner, then
     # description and dtype
     match="pitstop_search_fts MATCH ? AND f.rank MATCH 'bm25(10.0, 4.0, 3.0, 3.0, 1.0, 1.0)'",
-    rank="f.rank",
+    rank="f.rank",  # bm25: lower is better
     rank_binds=False,
     contains="instr({a}, {b}) > 0",
     vocabulary="SELECT term FROM pitstop_search_vocab",  # one vocabulary for every project
@@ -243,17 +251,29 @@ _POSTGRES = _FullText(
             extra=f", words tsvector GENERATED ALWAYS AS ({_WEIGHTED}) STORED",
         ),
         *_INDEXES,
-        "CREATE INDEX IF NOT EXISTS pitstop_search_words ON pitstop_search USING GIN (words)",
+        # without fastupdate: with it, new rows wait in a list that every search reads
+        # through until a vacuum merges them (a registry just applied was searched ~20x
+        # slower)
+        "CREATE INDEX IF NOT EXISTS pitstop_search_words ON pitstop_search USING GIN (words)"
+        " WITH (fastupdate = off)",
     ),
     source="pitstop_search s",
     match="s.words @@ to_tsquery('simple', ?)",
-    rank="ts_rank(s.words, to_tsquery('simple', ?)) DESC",
+    rank="-ts_rank(s.words, to_tsquery('simple', ?))",
     rank_binds=True,
     contains="strpos({a}, {b}) > 0",
-    vocabulary="SELECT DISTINCT unnest(tsvector_to_array(words)) FROM pitstop_search"
-    " WHERE project = ?",
+    vocabulary="SELECT word FROM ts_stat('SELECT words FROM pitstop_search WHERE project = '"
+    " || quote_literal(?))",
     vocabulary_binds=True,
     syntax=_tsquery_syntax,
+    collate=' COLLATE "C"',
+    # a table just filled has no statistics until autovacuum (when it runs) comes by, and the
+    # planner then reads every row of the project instead of asking the word index
+    analyze="ANALYZE pitstop_search",
+    tune=(
+        "ALTER INDEX pitstop_search_words SET (fastupdate = off)",
+        "SELECT gin_clean_pending_list('pitstop_search_words'::regclass)",
+    ),
 )
 
 
@@ -286,6 +306,9 @@ def write(
 def _insert(db: Database, rows: list[tuple[object, ...]]) -> None:
     marks = ", ".join("?" * len(_COLUMNS.split(",")))
     db.executemany(f"INSERT INTO pitstop_search ({_COLUMNS}) VALUES ({marks})", rows)
+    analyze = _full_text(db.dialect).analyze
+    if analyze and len(rows) >= ANALYZE_ROWS:
+        db.execute(analyze)
 
 
 def clear(db: Database, project: str) -> None:
@@ -297,6 +320,8 @@ def rebuild(db: Database, project: str, live: Iterable[tuple[str, str, Mapping[s
     """Index ``live`` objects from scratch and record the index version."""
     clear(db, project)
     _insert(db, [d.row(project) for kind, name, spec in live for d in docs(kind, name, spec)])
+    for statement in _full_text(db.dialect).tune:
+        db.execute(statement)
     mark_built(db, project)
 
 
@@ -337,6 +362,24 @@ class Row:
 
 Query = Callable[[str, Sequence[object]], list[tuple[Any, ...]]]
 
+#: The tiers :meth:`SearchIndex.tiers` asks for, in the order they rank.
+EXACT, PREFIX, TOKEN, FUZZY = "exact", "prefix", "token", "fuzzy"
+_TIERS = (EXACT, PREFIX, TOKEN, FUZZY)
+
+
+@dataclass(frozen=True)
+class _Part:
+    """One statement and its parameters."""
+
+    sql: str
+    params: list[object]
+
+
+def _found(tiers: str) -> str:
+    """How many different rows the tiers (named in :meth:`SearchIndex.tiers`) found."""
+    union = " UNION ".join(f"SELECT kind, name, feature FROM {t}" for t in tiers)
+    return f"(SELECT count(*) AS n FROM ({union}) AS u) AS g"
+
 
 class SearchIndex:
     """Queries over the index rows of one project."""
@@ -345,6 +388,8 @@ class SearchIndex:
         self._query = query
         self._fts = _full_text(dialect)
         self.project = project
+        c = self._fts.collate
+        self._names = f"s.feature{c}, s.kind{c}, s.name{c}"  # ties broken by these
 
     def _where(self, filters: Filters) -> tuple[str, list[object]]:
         sql = " AND s.project = ?"
@@ -364,45 +409,110 @@ class SearchIndex:
             params.append(f"\n{key}={value}\n")
         return sql, params
 
-    def _rows(self, sql: str, params: Sequence[object]) -> list[Row]:
-        return [
-            Row(kind, name, feature, owner, json.loads(tags), description, dtype)
-            for kind, name, feature, owner, tags, description, dtype in self._query(sql, params)
-        ]
+    # Each tier selects its rows with two more columns, ``k`` and ``t2``: its order is
+    # ``k, feature, t2, kind, name`` (``k`` a length or a rank, ``t2`` the name for prefixes).
 
-    def exact(self, text: str, filters: Filters, limit: int) -> list[Row]:
-        """Rows whose name (or ``view:feature``) is ``text``, ignoring case."""
+    def _exact(self, text: str, filters: Filters, limit: int) -> _Part:
         where, params = self._where(filters)
         column = "ref" if ":" in text else "title"  # one index, not an OR of two
-        return self._rows(
-            f"SELECT {_SELECT} FROM pitstop_search s WHERE s.{column} = ?{where}"
-            " ORDER BY s.feature, s.kind, s.name LIMIT ?",
+        return _Part(
+            f"SELECT {_SELECT}, CAST(0 AS REAL) AS k, '' AS t2 FROM pitstop_search s"
+            f" WHERE s.{column} = ?{where} ORDER BY {self._names} LIMIT ?",
             [text, *params, limit],
         )
 
-    def prefix(self, text: str, filters: Filters, limit: int) -> list[Row]:
-        """Rows whose name starts with ``text``, shortest names first."""
+    def _prefix(self, text: str, filters: Filters, limit: int) -> _Part:
         where, params = self._where(filters)
-        return self._rows(
-            f"SELECT {_SELECT} FROM pitstop_search s"
-            f" WHERE s.title >= ? AND s.title < ?{where}"
-            " ORDER BY length(s.title), s.feature, s.title, s.kind, s.name LIMIT ?",
+        c = self._fts.collate
+        return _Part(
+            f"SELECT {_SELECT}, CAST(length(s.title) AS REAL) AS k, s.title AS t2"
+            f" FROM pitstop_search s WHERE s.title >= ? AND s.title < ?{where}"
+            f" ORDER BY length(s.title), s.feature{c}, s.title, s.kind{c}, s.name{c} LIMIT ?",
             [text, text + "\uffff", *params, limit],
         )
+
+    def _match(
+        self,
+        words: Words,
+        last_is_prefix: bool,
+        filters: Filters,
+        limit: int,
+        after: str = "",
+    ) -> _Part:
+        """``after``: match only when the tiers named (see :meth:`tiers`) found fewer than
+        ``limit`` different rows."""
+        where, params = self._where(filters)
+        text = self._fts.syntax(words, last_is_prefix)
+        source, gates = self._fts.source, []
+        if after:  # one row joined first: when it fails, the word index is never read
+            source = f"{_found(after)} CROSS JOIN {source}"
+            where = f" AND g.n < ?{where}"
+            gates = [limit]
+        return _Part(
+            f"SELECT {_SELECT}, CAST({self._fts.rank} AS REAL) AS k, '' AS t2"
+            f" FROM {source} WHERE {self._fts.match}{where}"
+            f" ORDER BY k, {self._names} LIMIT ?",
+            [*([text] if self._fts.rank_binds else []), text, *gates, *params, limit],
+        )
+
+    def _rows(self, part: _Part) -> list[Row]:
+        return [Row(*_decode(r[:7])) for r in self._query(part.sql, part.params)]
+
+    def exact(self, text: str, filters: Filters, limit: int) -> list[Row]:
+        """Rows whose name (or ``view:feature``) is ``text``, ignoring case."""
+        return self._rows(self._exact(text, filters, limit))
+
+    def prefix(self, text: str, filters: Filters, limit: int) -> list[Row]:
+        """Rows whose name starts with ``text``, shortest names first."""
+        return self._rows(self._prefix(text, filters, limit))
 
     def match(self, words: Words, last_is_prefix: bool, filters: Filters, limit: int) -> list[Row]:
         """Rows holding, for every item of ``words``, one of its words in any column (the
         last maybe as a prefix), best ranked first."""
-        where, params = self._where(filters)
-        text = self._fts.syntax(words, last_is_prefix)
-        rank = [text] if self._fts.rank_binds else []
-        return self._rows(
-            f"SELECT {_SELECT} FROM {self._fts.source} WHERE {self._fts.match}{where}"
-            f" ORDER BY {self._fts.rank}, s.feature, s.kind, s.name LIMIT ?",
-            [text, *params, *rank, limit],
+        return self._rows(self._match(words, last_is_prefix, filters, limit))
+
+    def tiers(
+        self,
+        text: str,
+        tokens: Sequence[str],
+        filters: Filters,
+        limit: int,
+        fuzzy: Words | None = None,
+    ) -> Iterator[tuple[str, Row]]:
+        """The tiers of a search, in one statement, best first: up to ``limit`` :meth:`exact`
+        rows, ``limit`` :meth:`prefix` rows, then, while the tiers before found fewer than
+        ``limit`` different rows, ``limit`` :meth:`match` rows of ``tokens`` (the last maybe
+        a prefix) and ``limit`` rows of the words ``fuzzy`` allows for each.
+
+        A row may come in several tiers; the first ``limit`` different ones are those of
+        asking the tiers one by one (the ``limit`` best rows of a tier repeat at most as many
+        rows as the tiers before found, so they hold all it adds)."""
+        exact, prefix = self._exact(text, filters, limit), self._prefix(text, filters, limit)
+        parts = [f"e AS ({exact.sql})", f"p AS ({prefix.sql})"]
+        params = [*exact.params, *prefix.params]
+        if tokens:
+            match = self._match([[t] for t in tokens], True, filters, limit, after="ep")
+            parts.append(f"t AS ({match.sql})")
+            params += match.params
+        if tokens and fuzzy:
+            near = self._match(fuzzy, False, filters, limit, after="ept")
+            parts.append(f"z AS ({near.sql})")
+            params += near.params
+        names = "eptz"[: len(parts)]  # not s, f, g, u: the aliases inside
+        sql = f"WITH {', '.join(parts)} " + " UNION ALL ".join(
+            f"SELECT *, {i} FROM {name}" for i, name in enumerate(names)
         )
+        rows = self._query(sql, params)
+        # UNION ALL keeps no order: each tier's own order, restored
+        rows.sort(key=lambda r: (r[9], r[7], r[2], r[8], r[0], r[1]))
+        return ((_TIERS[r[9]], Row(*_decode(r[:7]))) for r in rows)
 
     def vocabulary(self) -> list[str]:
         """Every word the index holds (for SQLite: of every project)."""
         params = [self.project] if self._fts.vocabulary_binds else []
         return [str(word) for (word,) in self._query(self._fts.vocabulary, params)]
+
+
+def _decode(row: Sequence[Any]) -> tuple[Any, ...]:
+    kind, name, feature, owner, tags, description, dtype = row
+    return kind, name, feature, owner, json.loads(tags), description, dtype
