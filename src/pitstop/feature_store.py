@@ -26,7 +26,7 @@ if TYPE_CHECKING:
     from pitstop.offline.base import OfflineEngine
     from pitstop.offline.job import RetrievalJob
     from pitstop.online.base import OnlineStore
-    from pitstop.registry import Change, Registry
+    from pitstop.registry import Change, Registry, VersionRecord
 
 
 class FeatureStore(CatalogMethods):
@@ -262,6 +262,7 @@ class FeatureStore(CatalogMethods):
         *,
         author: str | None = None,
         skip_source_validation: bool = False,
+        stage: bool = False,
     ) -> list[Change]:
         """Register definitions (one transaction); changed ones get a new version.
 
@@ -269,15 +270,21 @@ class FeatureStore(CatalogMethods):
         The schemas of the views' file sources are read first (not their rows), and every
         missing file, column or unfit type is reported in one ``DataSourceError``;
         ``skip_source_validation=True`` skips that, e.g. for data not reachable from here.
+        ``stage=True`` records the new versions without serving them (nothing is removed and
+        online tables are left as they are): pinned references (``"view@v3:feature"``) read
+        them, and :meth:`promote` serves them.
         """
         if isinstance(objects, Definition):
             objects = [objects]
         from pitstop.registry.plan import online_tables
 
         objs, deletes, prune = _flatten(objects), list(objects_to_delete or ()), not partial
+        check = None if skip_source_validation else self._check_sources
+        if stage:
+            return self.catalog.apply(objs, deletes, prune=prune, author=author, check=check,
+                                      stage=True)  # fmt: skip
         # check first, and create the tables the changes need: a bad repo or a failing online
         # store leaves the registry untouched
-        check = None if skip_source_validation else self._check_sources
         early, _ = online_tables(self.catalog.plan(objs, deletes, prune=prune, check=check,
                                                    gate=True))  # fmt: skip
         if early:
@@ -288,6 +295,32 @@ class FeatureStore(CatalogMethods):
         if late or drop:
             self.online.update(late, drop)
         return changes
+
+    def promote(
+        self,
+        name: str,
+        version: int,
+        kind: type[Definition] | None = None,
+        *,
+        author: str | None = None,
+    ) -> VersionRecord:
+        """Serve ``version`` of an object from now on: a staged version, or an earlier one
+        again (no version is written; rollback writes one). The view's online table is
+        created (or dropped) as the promoted version is online (or not).
+
+        >>> store.apply([user_features], stage=True)   # v3 staged     # doctest: +SKIP
+        >>> store.promote("user_features", 3).version                  # doctest: +SKIP
+        3
+        """
+        from pitstop.registry.plan import Change, online_tables
+
+        done = self.catalog.promote(name, version, kind, author=author)
+        rec, old = done.record, done.previous
+        keep, drop = online_tables([Change(rec.kind, rec.name, "update", rec.spec,
+                                           old.spec if old else None)])  # fmt: skip
+        if done.changed and (keep or drop):
+            self.online.update(keep, drop)
+        return rec
 
     def _check_sources(self, objects: Sequence[Definition]) -> None:
         from pitstop.engine.sources import check_sources
