@@ -3,15 +3,19 @@ the SDK, on every registry backend."""
 
 from __future__ import annotations
 
+import json
 import sqlite3
+import subprocess
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import httpx
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+import yaml
 
 from pitstop import Entity, FeatureService, FeatureStore, FeatureView, Field, FileSource
 from pitstop.definitions import Permission, Role
@@ -19,6 +23,8 @@ from pitstop.definitions.datasets import SavedDatasetFileStorage
 from pitstop.errors import DefinitionError, NotFoundError, PermissionDeniedError, RetrievalError
 from pitstop.registry.audit import Actor, acting_as
 from pitstop.types import Float64, Int64
+from test_cli import PITSTOP
+from test_server import thread_server
 from test_server_registry import configured
 
 NOW = datetime.now(UTC).replace(microsecond=0)
@@ -194,8 +200,9 @@ def test_online_refuses_what_the_served_version_cannot_answer(store: FeatureStor
     store.promote("users", 1)  # v1 serves a and b only
     with pytest.raises(DefinitionError, match=r"feature view 'users' v2 cannot be read online: "
                        r"feature 'c' is not in the served v1, whose values the online store "
-                       r"holds \(its features: a, b\)\. Read v2 offline \(get_historical_features"
-                       r"\), or serve it: `pitstop promote users 2`, then materialize\."):  # fmt: skip
+                       r"holds \(its features: a, b\)\. Read v2 offline "
+                       r"\(get_historical_features\), or serve it: `pitstop promote users 2`, "
+                       r"then materialize\."):  # fmt: skip
         store.get_online_features(["users@v2:c"], [{"user_id": 1}])
     retyped = users(4, schema=[Field(name="a", dtype=Float64)])
     store.apply([retyped], stage=True)
@@ -291,3 +298,75 @@ def test_a_pinned_read_obeys_the_tags_the_view_has_now(store: FeatureStore) -> N
         assert store.get_historical_features(rows(NOW), ["users@v3:a"]).to_df()["a"].size == 1
         with pytest.raises(PermissionDeniedError, match=r"analyst may not apply"):
             store.promote("users", 4)
+
+
+# --- feature server and command line --------------------------------------------------------------
+
+
+def test_the_feature_server_reads_pinned_versions(store: FeatureStore) -> None:
+    store.materialize(NOW - timedelta(days=5), NOW)
+    store.apply([user, users(3, description="next")], stage=True)
+    with thread_server(store, registry_ttl_sec=0) as url:
+
+        def post(features: list[str], **extra: object) -> httpx.Response:
+            body = {"features": features, "entities": {"user_id": [2]}, **extra}
+            return httpx.post(f"{url}/get-online-features", json=body, timeout=30)
+
+        ok = post(["users@v1:a", "users@v3:c"], full_feature_names=True)
+        assert ok.status_code == 200, ok.text
+        data = ok.json()
+        assert data["metadata"]["feature_names"] == ["user_id", "users@v1__a", "users@v3__c"]
+        assert [r["statuses"][0] for r in data["results"][1:]] == ["OUTSIDE_MAX_AGE", "PRESENT"]
+        assert data["results"][2]["values"] == [200]
+
+        missing = post(["users@v9:a"])
+        assert missing.status_code == 404
+        assert missing.json()["error"]["message"].startswith(
+            "feature view 'users' has no version 9 to read (v9 does not exist); its versions are "
+            "v1, v2 (served), v3 (staged)."
+        )
+        assert post(["users@v1:a", "users@v2:a"]).status_code == 400  # the names collide
+        assert post(["users@x1:a"]).json()["error"]["type"] == "RetrievalError"
+        store.promote("users", 1)
+        refused = post(["users@v2:c"])
+        assert refused.status_code == 422
+        assert "feature view 'users' v2 cannot be read online" in refused.text
+
+        history = httpx.get(f"{url}/registry/feature-views/users/history", timeout=30).json()
+        assert [(v["version"], v["status"]) for v in history["versions"]] == [
+            (1, "served"), (2, ""), (3, "staged")]  # fmt: skip
+
+
+def test_command_line_stage_promote_history(store: FeatureStore, tmp_path: Path) -> None:
+    (tmp_path / "feature_store.yaml").write_text(yaml.safe_dump(store.config.model_dump(
+        mode="json", exclude={"repo_path"}, exclude_none=True)))  # fmt: skip
+    (tmp_path / "repo.py").write_text(
+        "from datetime import timedelta\n"
+        "from pitstop import Entity, FeatureView, Field, FileSource\n"
+        "from pitstop.types import Float64, Int64\n"
+        "user = Entity(name='user', join_keys=['user_id'])\n"
+        "users = FeatureView(name='users', entities=[user], ttl=timedelta(days=3),\n"
+        "    schema=[Field(name='a', dtype=Int64), Field(name='b', dtype=Float64)],\n"
+        "    source=FileSource(name='users_v1', path='data/v1.parquet', timestamp_field='ts'))\n"
+    )
+
+    def pitstop(*args: str) -> str:
+        proc = subprocess.run([PITSTOP, "-c", str(tmp_path), *args], capture_output=True,
+                              text=True, stdin=subprocess.DEVNULL)  # fmt: skip
+        assert proc.returncode == 0, proc.stderr
+        return proc.stdout
+
+    staged = pitstop("apply", "--stage")
+    assert "Staged feature view users as v3 (not served; `pitstop promote users 3` serves it)" in (
+        " ".join(staged.split())
+    )
+    assert "Deleted" not in staged  # a staged apply removes nothing (data source users_v2)
+    rows = [line.split() for line in pitstop("history", "users").splitlines() if "│ v" in line]
+    assert [(r[1], r[-2]) for r in rows] == [("v1", "│"), ("v2", "served"), ("v3", "staged")]
+    assert "feature view 'users' serves v3" in pitstop("promote", "users", "3")
+    listed = json.loads(pitstop("history", "users", "-o", "json"))
+    assert [v["status"] for v in listed] == ["", "", "served"]
+    proc = subprocess.run([PITSTOP, "-c", str(tmp_path), "promote", "users", "8"],
+                          capture_output=True, text=True)  # fmt: skip
+    assert proc.returncode == 1
+    assert "has no version 8; its versions are 1..3" in proc.stderr

@@ -11,18 +11,13 @@ import pytest
 from pitstop.errors import NotFoundError, RegistryError
 from pitstop.registry.search_index import Filters
 from pitstop.registry.store import RegistryStore
-
-FV = "feature_view"
+from test_registry_store import FV, spec
 
 
 @pytest.fixture
 def store(registry_url: str, project_name: str) -> Iterator[RegistryStore]:
     with RegistryStore.open(registry_url, project_name) as s:
         yield s
-
-
-def spec(**fields: Any) -> dict[str, Any]:
-    return {"name": "driver_stats", "ttl_seconds": 3600, **fields}
 
 
 def statuses(store: RegistryStore, name: str = "driver_stats") -> list[tuple[int, str]]:

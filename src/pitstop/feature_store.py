@@ -26,7 +26,7 @@ if TYPE_CHECKING:
     from pitstop.offline.base import OfflineEngine
     from pitstop.offline.job import RetrievalJob
     from pitstop.online.base import OnlineStore
-    from pitstop.registry import Change, Registry, VersionRecord
+    from pitstop.registry import Change, Registry
 
 
 class FeatureStore(CatalogMethods):
@@ -295,32 +295,6 @@ class FeatureStore(CatalogMethods):
         if late or drop:
             self.online.update(late, drop)
         return changes
-
-    def promote(
-        self,
-        name: str,
-        version: int,
-        kind: type[Definition] | None = None,
-        *,
-        author: str | None = None,
-    ) -> VersionRecord:
-        """Serve ``version`` of an object from now on: a staged version, or an earlier one
-        again (no version is written; rollback writes one). The view's online table is
-        created (or dropped) as the promoted version is online (or not).
-
-        >>> store.apply([user_features], stage=True)   # v3 staged     # doctest: +SKIP
-        >>> store.promote("user_features", 3).version                  # doctest: +SKIP
-        3
-        """
-        from pitstop.registry.plan import Change, online_tables
-
-        done = self.catalog.promote(name, version, kind, author=author)
-        rec, old = done.record, done.previous
-        keep, drop = online_tables([Change(rec.kind, rec.name, "update", rec.spec,
-                                           old.spec if old else None)])  # fmt: skip
-        if done.changed and (keep or drop):
-            self.online.update(keep, drop)
-        return rec
 
     def _check_sources(self, objects: Sequence[Definition]) -> None:
         from pitstop.engine.sources import check_sources

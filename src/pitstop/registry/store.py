@@ -287,35 +287,24 @@ class RegistryStore:
         deleted object back revives it. A staged version (never served) is promoted, not
         rolled back to.
         """
-        target = self.get_version(name, version, kind)
-        if target.deleted or target.spec is None:
-            raise RegistryError(
-                f"Version {version} of {target.kind} {name!r} is a deletion marker; "
-                "roll back to a version that has a spec."
-            )
+        target = self._target(name, version, kind, "roll back to")
         if target.status == STAGED:
             raise RegistryError(
                 f"Version {version} of {target.kind} {name!r} is staged and was never served; "
                 f"serve it with `pitstop promote {name} {version}` (store.promote)."
             )
-        spec = target.spec
+        spec = target.spec or {}
         who = author or default_author()
 
         def work() -> VersionRecord:
-            history = self._history(target.kind, name)
-            latest = history[-1]
-            current = self._served(target.kind, name).get((target.kind, name))
-            objects = [{"kind": target.kind, "name": name, "version": latest.version,
+            latest = self._history(target.kind, name)[-1]
+            current = self._serving(target.kind, name)
+            objects = [{"kind": target.kind, "name": name, "version": (current or latest).version,
                         "from_version": version}]  # fmt: skip
-            if current is not None and not current.deleted:
-                objects[0]["version"] = current.version
-                if current.spec_hash == target.spec_hash:
-                    audit.append(
-                        self._db,
-                        self.project,
-                        audit.Entry("rollback", objects, detail="already current"),
-                    )
-                    return replace(current, status=SERVED)
+            if current is not None and current.spec_hash == target.spec_hash:
+                entry = audit.Entry("rollback", objects, detail="already current")
+                audit.append(self._db, self.project, entry)
+                return current
             p = prepare(target.kind, name, spec)
             now = datetime.now(UTC)
             rec = VersionRecord(
@@ -333,17 +322,11 @@ class RegistryStore:
     ) -> Promotion:
         """Serve ``version`` of an object from now on: a staged version, or an earlier one
         again; no version is written. Promoting the served version is a no-op."""
-        target = self.get_version(name, version, kind)
-        if target.deleted or target.spec is None:
-            raise RegistryError(
-                f"Version {version} of {target.kind} {name!r} is a deletion marker; "
-                "promote a version that has a spec."
-            )
+        target = self._target(name, version, kind, "promote")
         who = author or default_author()
 
         def work() -> Promotion:
-            current = self._served(target.kind, name).get((target.kind, name))
-            previous = None if current is None or current.deleted else current
+            previous = self._serving(target.kind, name)
             entry = {"kind": target.kind, "name": name, "version": version,
                      "from_version": previous.version if previous else None}  # fmt: skip
             record = replace(target, status=SERVED)
@@ -356,6 +339,21 @@ class RegistryStore:
             return Promotion(record, previous)
 
         return self._write(work)
+
+    def _target(self, name: str, version: int, kind: str | None, verb: str) -> VersionRecord:
+        """A version with a spec, to roll back to or promote."""
+        target = self.get_version(name, version, kind)
+        if target.deleted or target.spec is None:
+            raise RegistryError(
+                f"Version {version} of {target.kind} {name!r} is a deletion marker; "
+                f"{verb} a version that has a spec."
+            )
+        return target
+
+    def _serving(self, kind: str, name: str) -> VersionRecord | None:
+        """The served version of one object; None when it serves nothing."""
+        found = self._served(kind, name).get((kind, name))
+        return None if found is None or found.deleted else found
 
     def set_meta(self, key: str, value: str) -> None:
         """Set a small per-project key/value pair (does not bump :meth:`serial`)."""
@@ -467,9 +465,9 @@ class RegistryStore:
         """``kind -> name -> served version`` of every live object (one consistent read)."""
         return self._run(self._live)
 
-    def _live(self) -> Live:
+    def _live(self, until: object = None) -> Live:
         out: Live = {}
-        for (kind, name), rec in self._served().items():
+        for (kind, name), rec in self._served(until=until).items():
             if not rec.deleted:
                 out.setdefault(kind, {})[name] = rec
         return out
@@ -489,12 +487,7 @@ class RegistryStore:
         """The live objects as the project's ``version``-th change left them (the registry
         version; the current one is :meth:`serial`): the versions served then."""
         when = self._version_time(version)
-        served = self._run(lambda: self._served(until=when))
-        out: Live = {}
-        for (kind, name), rec in served.items():
-            if not rec.deleted:
-                out.setdefault(kind, {})[name] = rec
-        return out
+        return self._run(lambda: self._live(until=when))
 
     def _version_time(self, version: int) -> object:
         """When the ``version``-th change of the project was written (as stored): every
