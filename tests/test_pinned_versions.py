@@ -9,6 +9,7 @@ import subprocess
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pandas as pd
@@ -17,7 +18,15 @@ import pyarrow.parquet as pq
 import pytest
 import yaml
 
-from pitstop import Entity, FeatureService, FeatureStore, FeatureView, Field, FileSource
+from pitstop import (
+    Entity,
+    FeatureService,
+    FeatureStore,
+    FeatureView,
+    Field,
+    FileSource,
+    on_demand_feature_view,
+)
 from pitstop.definitions import Permission, Role
 from pitstop.definitions.datasets import SavedDatasetFileStorage
 from pitstop.errors import DefinitionError, NotFoundError, PermissionDeniedError, RetrievalError
@@ -216,6 +225,29 @@ def test_online_refuses_what_the_served_version_cannot_answer(store: FeatureStor
                        r"shop_id"):  # fmt: skip
         store.get_online_features(["users@v4:a"], [{"shop_id": 1}])
     assert store.get_online_features(["users@v2:a"], [{"user_id": 1}]).to_dict()["a"] == [11]
+
+
+@on_demand_feature_view(sources=[users(2)], schema=[Field(name="out", dtype=Int64)],
+                        mode="python", name="scaled")  # fmt: skip
+def scaled_v1(inputs: dict[str, list[Any]]) -> dict[str, list[Any]]:
+    return {"out": [None if a is None else a * 2 for a in inputs["a"]]}
+
+
+@on_demand_feature_view(sources=[users(2)], schema=[Field(name="out", dtype=Int64)],
+                        mode="python", name="scaled")  # fmt: skip
+def scaled_v2(inputs: dict[str, list[Any]]) -> dict[str, list[Any]]:
+    return {"out": [None if a is None else a * 3 for a in inputs["a"]]}
+
+
+def test_an_on_demand_view_runs_its_pinned_function(store: FeatureStore) -> None:
+    store.apply([scaled_v1])
+    store.apply([scaled_v2], stage=True)
+    refs = ["scaled:out", "scaled@v2:out"]
+    df = store.get_historical_features(rows(NOW), refs, full_feature_names=True).to_df()
+    assert (df["scaled__out"].tolist(), df["scaled@v2__out"].tolist()) == ([22], [33])
+    store.materialize(NOW - timedelta(days=5), NOW)
+    online = store.get_online_features(refs, [{"user_id": 2}], full_feature_names=True)
+    assert online.to_dict() == {"user_id": [2], "scaled__out": [42], "scaled@v2__out": [63]}
 
 
 # --- feature services --------------------------------------------------------------------------

@@ -14,6 +14,10 @@ from typing import Any
 from pitstop.errors import RegistryError
 from pitstop.registry import audit
 from pitstop.registry.specs import canonical_hash
+from pitstop.registry.sqldialect import Dialect
+
+#: The columns of ``pitstop_versions`` a :class:`VersionRecord` is read from, in order.
+COLUMNS = "kind, name, version, spec, spec_hash, author, applied_at, deleted"
 
 
 @dataclass(frozen=True)
@@ -31,6 +35,15 @@ class VersionRecord:
     #: ``"served"`` (unpinned reads use it), ``"staged"`` (written by a staged apply and
     #: never served) or ``""``; where the record was read, not part of the version itself
     status: str = field(default="", compare=False)
+
+
+def record_of(row: Sequence[Any], status: str = "") -> VersionRecord:
+    """The record of a ``pitstop_versions`` row read as :data:`COLUMNS`."""
+    kind, name, version, spec, spec_hash, author, applied_at, deleted = row
+    decoded = None if spec is None else json.loads(spec)
+    at = Dialect.decode_ts(applied_at)
+    return VersionRecord(kind, name, int(version), decoded, spec_hash, author, at, bool(deleted),
+                         status)  # fmt: skip
 
 
 @dataclass(frozen=True)

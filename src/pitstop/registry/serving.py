@@ -20,6 +20,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 
+from pitstop.registry.records import COLUMNS, Live, VersionRecord, record_of
 from pitstop.registry.sqldialect import Database, Dialect
 
 #: ``VersionRecord.status`` of the version unpinned reads use, and of a staged version.
@@ -54,11 +55,15 @@ def served_select(columns: str, *, until: bool, one: bool) -> str:
             clause += f" AND {alias}.kind = ? AND {alias}.name = ?"
         return clause
 
+    # an object's newest version written served (versions and their times grow together),
+    # then each promotion: the latest of these events is the served version
     written = (
-        "SELECT x.kind, x.name, x.version, x.applied_at AS at FROM pitstop_versions x"
+        "SELECT x.kind, x.name, MAX(x.version) AS version, MAX(x.applied_at) AS at"
+        " FROM pitstop_versions x"
         + where("x", "x.applied_at")
         + " AND NOT EXISTS (SELECT 1 FROM pitstop_staged s WHERE s.project = x.project"
         " AND s.kind = x.kind AND s.name = x.name AND s.version = x.version)"
+        " GROUP BY x.kind, x.name"
     )
     promoted = "SELECT p.kind, p.name, p.version, p.promoted_at FROM pitstop_promotions p" + where(
         "p", "p.promoted_at"
@@ -85,6 +90,31 @@ def served_params(
     if kind is not None:
         branch += (kind, name)
     return (*branch, *branch, project)
+
+
+def served(
+    db: Database,
+    project: str,
+    *,
+    kind: str | None = None,
+    name: str | None = None,
+    until: object = None,
+) -> dict[tuple[str, str], VersionRecord]:
+    """Each object's served version row (or one's: ``kind`` and ``name``), deletion markers
+    included, as of now or of the stored time ``until``."""
+    columns = ", ".join(f"v.{c}" for c in COLUMNS.split(", "))
+    statement = served_select(columns, until=until is not None, one=kind is not None)
+    rows = db.query(statement, served_params(project, until=until, kind=kind, name=name))
+    return {(r.kind, r.name): r for r in (record_of(row, SERVED) for row in rows)}
+
+
+def live_of(served: dict[tuple[str, str], VersionRecord]) -> Live:
+    """``kind -> name -> record`` of the objects that serve a version (not a deletion)."""
+    out: Live = {}
+    for (kind, name), rec in served.items():
+        if not rec.deleted:
+            out.setdefault(kind, {})[name] = rec
+    return out
 
 
 def staged_versions(db: Database, project: str, kind: str, name: str) -> set[int]:

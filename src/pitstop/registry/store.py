@@ -36,6 +36,7 @@ from typing import Any, TypeVar
 from pitstop.errors import NotFoundError, RegistryError, suggest
 from pitstop.registry import audit, search_index, serving
 from pitstop.registry.records import (
+    COLUMNS,
     ApplyResult,
     Deletes,
     Live,
@@ -47,6 +48,7 @@ from pitstop.registry.records import (
     default_author,
     prepare,
     prepare_all,
+    record_of,
 )
 from pitstop.registry.serving import SERVED, STAGED
 from pitstop.registry.specs import MISSING, SpecChange, canonical_hash, diff_specs
@@ -77,8 +79,6 @@ class _Head:
     deleted: bool
 
 
-_COLUMNS = "kind, name, version, spec, spec_hash, author, applied_at, deleted"
-_COLUMNS_V = ", ".join(f"v.{c}" for c in _COLUMNS.split(", "))
 _LATEST = (
     "v.version = (SELECT MAX(w.version) FROM pitstop_versions w"
     " WHERE w.project = v.project AND w.kind = v.kind AND w.name = v.name)"
@@ -220,16 +220,23 @@ class RegistryStore:
         who = author or default_author()
 
         def work() -> tuple[T, ApplyResult]:
-            puts, deletes, extra = decide(self._live())
+            served = self._served()
+            puts, deletes, extra = decide(serving.live_of(served))
             prepared = prepare_all(puts, deletes)
-            result = self._apply(prepared, list(deletes), who, stage=stage)
+            result = self._apply(prepared, list(deletes), who, stage=stage, served=served)
             audit.append(self._db, self.project, applied(result, stage=stage))
             return extra, result
 
         return self._write(work)
 
     def _apply(
-        self, puts: list[Put], deletes: list[tuple[str, str]], author: str, *, stage: bool
+        self,
+        puts: list[Put],
+        deletes: list[tuple[str, str]],
+        author: str,
+        *,
+        stage: bool,
+        served: dict[tuple[str, str], VersionRecord] | None = None,
     ) -> ApplyResult:
         if stage and deletes:
             raise RegistryError(
@@ -238,18 +245,19 @@ class RegistryStore:
             )
         now = datetime.now(UTC)
         heads = self._heads()
-        served = self._served()
+        served = self._served() if served is None else served
         result = ApplyResult()
         rows: list[tuple[VersionRecord, str | None]] = []
         promoted: list[VersionRecord] = []
         for p in puts:
             key = (p.kind, p.name)
             head, current = heads.get(key), served.get(key)
-            live = current is not None and not current.deleted
-            if live and current.spec_hash == p.spec_hash:  # type: ignore[union-attr]
+            if current is not None and current.deleted:
+                current = None
+            if current is not None and current.spec_hash == p.spec_hash:
                 result.unchanged.append(key)
                 continue
-            done = result.updated if live else result.created
+            done = result.updated if current is not None else result.created
             if head is not None and not head.deleted and head.spec_hash == p.spec_hash:
                 if stage:  # already the newest version, staged: nothing to add
                     result.unchanged.append(key)
@@ -405,7 +413,7 @@ class RegistryStore:
                          ts(r.applied_at), r.deleted))  # fmt: skip
         if rows:
             self._db.executemany(
-                f"INSERT INTO pitstop_versions (project, {_COLUMNS})"
+                f"INSERT INTO pitstop_versions (project, {COLUMNS})"
                 " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 rows,
             )
@@ -466,22 +474,14 @@ class RegistryStore:
         return self._run(self._live)
 
     def _live(self, until: object = None) -> Live:
-        out: Live = {}
-        for (kind, name), rec in self._served(until=until).items():
-            if not rec.deleted:
-                out.setdefault(kind, {})[name] = rec
-        return out
+        return serving.live_of(self._served(until=until))
 
     def _served(
         self, kind: str | None = None, name: str | None = None, until: object = None
     ) -> dict[tuple[str, str], VersionRecord]:
-        """The served version row of every object (or of one), deletion markers included, as
-        of now or of the stored time ``until``."""
-        statement = serving.served_select(_COLUMNS_V, until=until is not None,
-                                          one=kind is not None)  # fmt: skip
-        params = serving.served_params(self.project, until=until, kind=kind, name=name)
-        rows = self._db.query(statement, params)
-        return {(r.kind, r.name): r for r in (self._record(row, SERVED) for row in rows)}
+        """Each object's served version row (or one's), deletion markers included, as of now
+        or of the stored time ``until``."""
+        return serving.served(self._db, self.project, kind=kind, name=name, until=until)
 
     def live_at(self, version: int) -> Live:
         """The live objects as the project's ``version``-th change left them (the registry
@@ -551,7 +551,7 @@ class RegistryStore:
     def _history(self, kind: str, name: str) -> list[VersionRecord]:
         def read() -> tuple[list[tuple[Any, ...]], VersionRecord | None, set[int]]:
             rows = self._db.query(
-                f"SELECT {_COLUMNS} FROM pitstop_versions"
+                f"SELECT {COLUMNS} FROM pitstop_versions"
                 " WHERE project = ? AND kind = ? AND name = ? ORDER BY version",
                 (self.project, kind, name),
             )
@@ -562,16 +562,16 @@ class RegistryStore:
         if not rows:
             raise NotFoundError(f"No {kind} named {name!r} in project {self.project!r}.")
         on = served.version if served is not None and not served.deleted else None
-        return [self._record(row, SERVED if row[2] == on else STAGED if row[2] in staged else "")
+        return [record_of(row, SERVED if row[2] == on else STAGED if row[2] in staged else "")
                 for row in rows]  # fmt: skip
 
     def _version(self, kind: str, name: str, version: int) -> VersionRecord:
         rows = self._db.query(
-            f"SELECT {_COLUMNS} FROM pitstop_versions"
+            f"SELECT {COLUMNS} FROM pitstop_versions"
             " WHERE project = ? AND kind = ? AND name = ? AND version = ?",
             (self.project, kind, name, version),
         )
-        return self._record(rows[0])
+        return record_of(rows[0])
 
     def _resolve_kind(self, name: str, kind: str | None) -> str:
         """The kind of the object called ``name``; errors if none or (without kind) several."""
@@ -607,10 +607,3 @@ class RegistryStore:
             (self.project,),
         )
         return {(k, n): _Head(int(v), h, bool(d)) for k, n, v, h, d in rows}
-
-    def _record(self, row: tuple[Any, ...], status: str = "") -> VersionRecord:
-        kind, name, version, spec, spec_hash, author, applied_at, deleted = row
-        spec = None if spec is None else json.loads(spec)
-        at = Dialect.decode_ts(applied_at)
-        return VersionRecord(kind, name, int(version), spec, spec_hash, author, at, bool(deleted),
-                             status)  # fmt: skip
