@@ -278,6 +278,8 @@ def test_a_service_pinning_a_missing_version_is_refused(store: FeatureStore) -> 
         store.apply([svc])
     picky = FeatureService(name="svc", features=[users(1).with_version(1)])
     store.apply([picky])
+    older = FeatureService(name="svc", features=[users(1).with_version(2)[["c"]]])
+    store.apply([older])  # 'c' is not in the repo's users(1), but in the registry's v2
     bad = FeatureService(name="svc2", features=[users(2).with_version(1)[["c"]]])
     with pytest.raises(DefinitionError, match=r"feature service 'svc2' selects feature 'c' of "
                        r"'users@v1', which has no such feature"):  # fmt: skip

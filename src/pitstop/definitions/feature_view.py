@@ -91,8 +91,8 @@ class Projectable(Definition):
         if isinstance(names, str):
             names = [names]
         known = [f.name for f in self.features]
-        for n in names:
-            if n not in known:
+        for n in names:  # a pinned version's features are checked against it at apply
+            if n not in known and self.projection.version is None:
                 raise DefinitionError(
                     f"{type(self).__name__} {self.name!r} has no feature {n!r}.{suggest(n, known)}"
                 )
@@ -117,8 +117,9 @@ class Projectable(Definition):
     def with_version(self, version: int | str) -> Self:
         """The view pinned to its version ``version`` (``2`` or ``"v2"``), served or staged:
         ``FeatureService(features=[driver_stats.with_version(2)])`` reads the definition the
-        registry holds as v2 (schema, source, TTL), whatever the repo's says. With full
-        feature names its columns are ``driver_stats@v2__conv_rate``."""
+        registry holds as v2 (schema, source, TTL), whatever the repo's says. Select features
+        after pinning (``view.with_version(2)[["conv_rate"]]``): ``apply`` checks them
+        against v2. With full feature names the columns are ``driver_stats@v2__conv_rate``."""
         what = f"{type(self).__name__} {self.name!r}.with_version"
         return self._project(version=check_version(version, what))
 
