@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 EXTRAS := dev,server,demo,spark
 STAMP  := $(VENV)/.installed
 
-.PHONY: install demo test test-min test-install lint format bench bench-ingest bench-spark fuzz clean
+.PHONY: install demo test test-min test-install lint format bench bench-ingest bench-spark bench-promote fuzz clean
 
 install: $(STAMP)
 
@@ -66,6 +66,11 @@ bench: install
 # events/s from Redis Streams, NATS JetStream, RabbitMQ, MQTT and the Kafka fake into Redis tiles
 bench-ingest: install
 	$(BIN)/python benchmarks/ingest_bench.py
+
+# /get-online-features under wrk for 30 s while another process promotes and rolls back the
+# served view (needs wrk: apt-get install -y wrk); PROMOTE_BENCH_ARGS=--registry postgresql://...
+bench-promote: install
+	$(BIN)/python benchmarks/promote_under_load.py $(PROMOTE_BENCH_ARGS)
 
 # The Spark engine against DuckDB at 10M and 100M entity rows (long); SPARK_BENCH_ARGS=--scale 0.01
 # runs the same at 1/100 of the sizes.

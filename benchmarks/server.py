@@ -176,7 +176,7 @@ def cpu_seconds(pid: int) -> float:
 
 
 @contextlib.contextmanager
-def server(root: Path, workers: int) -> Iterator[tuple[str, int]]:
+def server(root: Path, workers: int, registry_ttl: float = 60) -> Iterator[tuple[str, int]]:
     port = free_port()
     cmd = [
         sys.executable,
@@ -190,7 +190,7 @@ def server(root: Path, workers: int) -> Iterator[tuple[str, int]]:
         "--workers",
         str(workers),
         "--registry-ttl-sec",
-        "60",
+        str(registry_ttl),
     ]
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     url = f"http://127.0.0.1:{port}"

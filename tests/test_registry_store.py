@@ -147,8 +147,8 @@ def test_apply_failing_midway_rolls_back(
     store.apply([(FV, "existing", spec())])
     real_insert = RegistryStore._insert
 
-    def insert_then_fail(self: RegistryStore, records: list[Any]) -> None:
-        real_insert(self, records)  # rows are written inside the transaction ...
+    def insert_then_fail(self: RegistryStore, records: list[Any], **how: Any) -> None:
+        real_insert(self, records, **how)  # rows are written inside the transaction ...
         raise RuntimeError("simulated crash")  # ... and must vanish with it
 
     monkeypatch.setattr(RegistryStore, "_insert", insert_then_fail)

@@ -8,17 +8,20 @@ import pyarrow as pa
 import pytest
 
 from pitstop import (
+    Aggregation,
     Entity,
     FeatureService,
     FeatureView,
     Field,
     FileSource,
+    PushSource,
     RequestSource,
+    StreamFeatureView,
     on_demand_feature_view,
 )
 from pitstop.engine.ondemand import on_demand_transform, run_on_demand
-from pitstop.engine.request import build_plan
-from pitstop.errors import NotFoundError, RetrievalError
+from pitstop.engine.request import build_plan, online_source
+from pitstop.errors import DefinitionError, NotFoundError, RetrievalError
 from pitstop.registry.plan import resolve
 from pitstop.registry.snapshot import Snapshot
 from pitstop.types import Float32, Float64, Int64, String
@@ -143,3 +146,56 @@ def test_division_by_zero_gives_inf_and_nan_gives_null() -> None:
     out = run_on_demand(ratio, pa.table({"age": [0, 0, 2], "score": [1.0, 0.0, 1.0]}))
     assert out.column("ratio").to_pylist() == [float("inf"), None, 0.5]
     assert out.schema.field("ratio").type == pa.float32()
+
+
+# --- pinned versions ------------------------------------------------------------------------------
+
+
+def serving(kind: str, served: object, number: int, pinned: object) -> Snapshot:
+    """A snapshot serving ``served`` as version ``number`` of ``users``; every other version
+    of ``users`` reads as ``pinned`` (what the registry's version loader does, for one)."""
+    objects = resolve({"entity": {"user": user}, "feature_view": {"other": other},
+                       kind: {"users": served}})  # type: ignore[dict-item]  # fmt: skip
+    old = resolve({"entity": {"user": user}, kind: {"users": pinned}})[kind]["users"]  # type: ignore[dict-item]
+    return Snapshot(objects, number, {kind: {"users": number}}, lambda name, version: old)  # type: ignore[arg-type,return-value]
+
+
+def test_a_pinned_version_plans_its_own_definition() -> None:
+    old = FeatureView(name="users", entities=[user], ttl=timedelta(hours=2), source=src,
+                      schema=[Field(name="age", dtype=Int64)])  # fmt: skip
+    snap = serving("feature_view", users, 3, old)
+    plan = build_plan(snap, ["users:score", "users@v1:age", "users:age"], True)
+    assert plan.output_names == ("users__score", "users@v1__age", "users__age")
+    pinned = next(v for v in plan.views if v.projection.version == 1)
+    assert pinned.view.ttl == timedelta(hours=2)
+    assert online_source(pinned, snap).ttl == timedelta(days=1)  # the served values answer it
+    with pytest.raises(NotFoundError, match=r"feature view 'users@v1' has no feature 'score'"):
+        build_plan(snap, ["users@v1:score"], False)
+
+
+def test_online_needs_the_same_aggregation_and_an_online_served_version() -> None:
+    events = PushSource(name="events", batch_source=FileSource(path="e.parquet",
+                                                               timestamp_field="ts"))  # fmt: skip
+
+    def counted(hours: int, online: bool = True) -> StreamFeatureView:
+        return StreamFeatureView(
+            name="users", entities=[user], source=events, online=online,
+            schema=[Field(name="n", dtype=Int64)],
+            aggregations=[Aggregation(column="x", function="count",
+                                      time_window=timedelta(hours=hours))],
+        )  # fmt: skip
+
+    def source_for(snap: Snapshot) -> FeatureView:
+        return online_source(build_plan(snap, ["users@v1:n"], False).views[0], snap)
+
+    with pytest.raises(DefinitionError, match=r"feature view 'users' v1 cannot be read online: "
+                       r"feature 'n' aggregates differently in the served v3"):  # fmt: skip
+        source_for(serving("stream_feature_view", counted(1), 3, counted(2)))
+    with pytest.raises(DefinitionError, match=r"the served v4 is not online \(online=False\)"):
+        source_for(serving("stream_feature_view", counted(2, online=False), 4, counted(2)))
+    assert source_for(serving("stream_feature_view", counted(2), 5, counted(2))).name == "users"
+    batch = FeatureView(name="users", entities=[user], source=src,
+                        schema=[Field(name="n", dtype=Int64)])  # fmt: skip
+    with pytest.raises(DefinitionError, match=r"holds values of the served v6 \(feature_view "
+                       r"keyed by user_id\), not of a stream_feature_view"):  # fmt: skip
+        source_for(serving("feature_view", batch, 6, counted(2)))

@@ -262,6 +262,7 @@ class FeatureStore(CatalogMethods):
         *,
         author: str | None = None,
         skip_source_validation: bool = False,
+        stage: bool = False,
     ) -> list[Change]:
         """Register definitions (one transaction); changed ones get a new version.
 
@@ -269,15 +270,21 @@ class FeatureStore(CatalogMethods):
         The schemas of the views' file sources are read first (not their rows), and every
         missing file, column or unfit type is reported in one ``DataSourceError``;
         ``skip_source_validation=True`` skips that, e.g. for data not reachable from here.
+        ``stage=True`` records the new versions without serving them (nothing is removed and
+        online tables are left as they are): pinned references (``"view@v3:feature"``) read
+        them, and :meth:`promote` serves them.
         """
         if isinstance(objects, Definition):
             objects = [objects]
         from pitstop.registry.plan import online_tables
 
         objs, deletes, prune = _flatten(objects), list(objects_to_delete or ()), not partial
+        check = None if skip_source_validation else self._check_sources
+        if stage:
+            return self.catalog.apply(objs, deletes, prune=prune, author=author, check=check,
+                                      stage=True)  # fmt: skip
         # check first, and create the tables the changes need: a bad repo or a failing online
         # store leaves the registry untouched
-        check = None if skip_source_validation else self._check_sources
         early, _ = online_tables(self.catalog.plan(objs, deletes, prune=prune, check=check,
                                                    gate=True))  # fmt: skip
         if early:

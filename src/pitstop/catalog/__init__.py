@@ -2,13 +2,15 @@
 
 The command line, the feature server, :class:`~pitstop.FeatureStore` and any other front end
 ask the catalog, never the registry's storage: what exists (``list``, ``get``, ``describe``),
-how it changed (``history``, ``diff``) and changing it (``apply``, ``rollback``,
+how it changed (``history``, ``diff``) and changing it (``apply``, ``promote``, ``rollback``,
 ``teardown``). Kinds are classes, never strings::
 
     catalog = store.catalog
     view = catalog.get(FeatureView, "user_features")
     [v.version for v in catalog.history("user_features", FeatureView)]   # [1, 2]
     catalog.diff("user_features", 1, 2)                                   # [SpecChange(...)]
+    catalog.apply([user_features], stage=True)   # v3 staged; v2 stays served
+    catalog.promote("user_features", 3)          # v3 served from now on
 """
 
 from __future__ import annotations
@@ -28,7 +30,7 @@ from pitstop.errors import PermissionDeniedError
 from pitstop.registry import Change, Check, Live, Registry, Snapshot
 from pitstop.registry.audit import AuditRecord, Batcher, Verification, current_actor
 from pitstop.registry.audit import Entry as AuditEntry
-from pitstop.registry.store import SpecChange, VersionRecord
+from pitstop.registry.store import Promotion, SpecChange, VersionRecord
 
 __all__ = ["Catalog", "Entry", "LineageGraph", "SearchHit"]
 
@@ -158,11 +160,12 @@ class Catalog:
         """One live object read now, with its current version record."""
         obj = self.get(cls, name, fresh=True)
         self._read("describe", kind_for(cls), name)
-        return Entry(obj, self.registry.store.history(name, kind_for(cls))[-1])
+        history = self.registry.store.history(name, kind_for(cls))
+        return Entry(obj, next((r for r in history if r.status == "served"), history[-1]))
 
     def history(self, name: str, cls: type[Definition] | None = None) -> Records:
         """Every version of an object, oldest first, deletions included (``cls`` chooses
-        among several kinds of one name)."""
+        among several kinds of one name); ``status`` tells the served and staged ones."""
         self._read("history", _kind(cls), name)
         found = self.registry.store.history(name, _kind(cls))
         self._may("describe", found[-1].kind, name)
@@ -332,15 +335,16 @@ class Catalog:
         prune: bool = False,
         author: str | None = None,
         check: Check | None = None,
+        stage: bool = False,
     ) -> Changes:
         """Write new versions of changed objects in one transaction (see ``Registry.apply``);
         each change needs the ``apply`` (or ``delete``) permission under the policy in force
-        before it."""
+        before it. ``stage=True`` writes them as staged versions: served once promoted."""
         try:
             return self.registry.apply(objects, deletes, prune=prune, author=author, check=check,
-                                       guard=self._guard)  # fmt: skip
+                                       guard=self._guard, stage=stage)  # fmt: skip
         except PermissionDeniedError as exc:
-            self.record("apply", outcome="denied", detail=str(exc)[:500])
+            self.record("stage" if stage else "apply", outcome="denied", detail=str(exc)[:500])
             raise
 
     @staticmethod
@@ -371,6 +375,30 @@ class Catalog:
         self._may("apply", self.registry.store.history(name, _kind(cls))[-1].kind, name)
         try:
             return self.registry.store.rollback(name, version, _kind(cls), author=author)
+        finally:
+            self.registry.refresh()
+
+    def promote(
+        self,
+        name: str,
+        version: int,
+        cls: type[Definition] | None = None,
+        *,
+        author: str | None = None,
+    ) -> Promotion:
+        """Serve ``version`` of an object from now on (a staged version, or an earlier one
+        again), without writing a version; needs the ``apply`` permission on the object."""
+        target = self.registry.store.get_version(name, version, _kind(cls))
+        kind, snapshot = target.kind, self.snapshot()
+        try:  # under the tags it has now and those of the version to serve
+            self._may("apply", kind, name, snapshot)
+            tags = (target.spec or {}).get("tags") or {}
+            authorize(snapshot, "apply", Resource(kind, name, tags))
+        except PermissionDeniedError as exc:
+            self.record("promote", [(kind, name)], outcome="denied", detail=str(exc)[:500])
+            raise
+        try:
+            return self.registry.store.promote(name, version, kind, author=author)
         finally:
             self.registry.refresh()
 

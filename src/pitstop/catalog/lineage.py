@@ -26,6 +26,7 @@ from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from pitstop.definitions.refs import view_of
 from pitstop.definitions.serde import VIEW_KINDS
 from pitstop.errors import NotFoundError, RetrievalError, suggest
 from pitstop.registry.snapshot import LABELS
@@ -262,7 +263,7 @@ def _edges(specs: Specs, nodes: dict[tuple[str, str], Node]) -> Iterable[Edge]:
         if spec.get("feature_service"):
             yield Edge(node("feature_service", spec["feature_service"]), target, "retrieved")
         else:
-            for used in dict.fromkeys(str(ref).split(":", 1)[0] for ref in spec["features"]):
+            for used in dict.fromkeys(view_of(str(ref)) for ref in spec["features"]):
                 yield Edge(view(used), target, "retrieved")
     for name, spec in specs.get("model", {}).items():
         target = node("model", name)

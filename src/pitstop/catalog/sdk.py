@@ -1,6 +1,6 @@
 """The discovery and versioning methods of :class:`~pitstop.FeatureStore`, answered by its
-:class:`~pitstop.catalog.Catalog`: Feast's ``list_*``/``get_*`` plus history, diff and
-rollback."""
+:class:`~pitstop.catalog.Catalog`: Feast's ``list_*``/``get_*`` plus history, diff, rollback
+and promote."""
 
 from __future__ import annotations
 
@@ -24,6 +24,7 @@ if TYPE_CHECKING:
     from pitstop.catalog import Catalog, LineageGraph, SearchHit
     from pitstop.config import RepoConfig
     from pitstop.offline.job import RetrievalJob
+    from pitstop.online.base import OnlineStore
     from pitstop.registry import Registry
     from pitstop.registry.store import SpecChange, VersionRecord
 
@@ -41,6 +42,9 @@ class CatalogMethods(JobRecords):
 
         @property
         def registry(self) -> Registry: ...
+
+        @property
+        def online(self) -> OnlineStore: ...
 
     @property
     def catalog(self) -> Catalog:
@@ -236,3 +240,29 @@ class CatalogMethods(JobRecords):
         3
         """
         return self.catalog.rollback(name, version, kind, author=author)
+
+    def promote(
+        self,
+        name: str,
+        version: int,
+        kind: type[Definition] | None = None,
+        *,
+        author: str | None = None,
+    ) -> VersionRecord:
+        """Serve ``version`` of an object from now on: a staged version, or an earlier one
+        again (no version is written; rollback writes one). The view's online table is
+        created (or dropped) as the promoted version is online (or not).
+
+        >>> store.apply([user_features], stage=True)   # v3 staged     # doctest: +SKIP
+        >>> store.promote("user_features", 3).version                  # doctest: +SKIP
+        3
+        """
+        from pitstop.registry.plan import Change, online_tables
+
+        done = self.catalog.promote(name, version, kind, author=author)
+        rec, old = done.record, done.previous
+        keep, drop = online_tables([Change(rec.kind, rec.name, "update", rec.spec,
+                                           old.spec if old else None)])  # fmt: skip
+        if done.changed and (keep or drop):
+            self.online.update(keep, drop)
+        return rec

@@ -53,7 +53,7 @@ def cli(ctx: click.Context, chdir: str | None, fs_yaml: str | None) -> None:
     import socket
 
     from pitstop.registry.audit import Actor, set_actor
-    from pitstop.registry.store import default_author
+    from pitstop.registry.records import default_author
 
     ctx.obj = Context(chdir, fs_yaml)
     ctx.call_on_close(lambda: ctx.obj._store.close() if ctx.obj._store else None)
@@ -95,8 +95,10 @@ def plan(ctx: Context, skip_source_validation: bool) -> None:
 
 @cli.command()
 @_skip_sources
+@click.option("--stage", is_flag=True, help="Record changed objects as new versions without "
+              "serving them (`pitstop promote` serves them); removes nothing.")  # fmt: skip
 @pass_ctx
-def apply(ctx: Context, skip_source_validation: bool) -> None:
+def apply(ctx: Context, skip_source_validation: bool, stage: bool) -> None:
     """Register the repo's definitions; objects removed from the repo are removed.
 
     Planning and writing are one transaction: the changes printed are those this apply made.
@@ -104,7 +106,8 @@ def apply(ctx: Context, skip_source_validation: bool) -> None:
     from pitstop.cli.output import print_changes
 
     objects = _repo_objects(ctx)
-    changes = ctx.store.apply(objects, partial=False, skip_source_validation=skip_source_validation)
+    changes = ctx.store.apply(objects, partial=False, stage=stage,
+                              skip_source_validation=skip_source_validation)  # fmt: skip
     print_changes(changes, dry_run=False)
 
 
@@ -320,7 +323,7 @@ _kind_option = click.option(
 @output_option()
 @pass_ctx
 def history(ctx: Context, name: str, kind: str | None, fmt: str | None) -> None:
-    """List every version of an object."""
+    """List every version of an object, and which one is served and which are staged."""
     from pitstop.cli.output import print_history
 
     print_history(ctx.store.catalog.history(name, _kind(kind)), fmt)
@@ -350,6 +353,17 @@ def rollback(ctx: Context, name: str, version_: int, kind: str | None) -> None:
     """Make an earlier version current again (as a new version)."""
     rec = ctx.store.catalog.rollback(name, version_, _kind(kind))
     click.echo(f"{rec.kind.replace('_', ' ')} {name!r} is now v{rec.version} (= v{version_})")
+
+
+@cli.command()
+@click.argument("name")
+@click.argument("version_", metavar="VERSION", type=int)
+@_kind_option
+@pass_ctx
+def promote(ctx: Context, name: str, version_: int, kind: str | None) -> None:
+    """Serve VERSION of NAME from now on: a staged version, or an earlier one again."""
+    rec = ctx.store.promote(name, version_, _kind(kind))
+    click.echo(f"{rec.kind.replace('_', ' ')} {name!r} serves v{rec.version}")
 
 
 def _search_kind(text: str) -> Any:

@@ -120,7 +120,11 @@ def print_changes(changes: list[Change], *, dry_run: bool) -> None:
             verb = {"create": "Will create", "update": "Will update", "delete": "Will delete"}[
                 c.action
             ]
-        out.print(f"[{color}]{verb}[/] {_label(c.kind)} [bold]{c.name}[/]")
+        if c.staged:
+            out.print(f"[{color}]Staged[/] {_label(c.kind)} [bold]{c.name}[/] as v{c.version} (not "
+                      f"served; `pitstop promote {c.name} {c.version}` serves it)")  # fmt: skip
+        else:
+            out.print(f"[{color}]{verb}[/] {_label(c.kind)} [bold]{c.name}[/]")
         if c.action == "update" and c.old is not None and c.spec is not None:
             for d in diff_specs(c.old, c.spec):
                 out.print(f"    {d.path}: {_short(d.old)} → {_short(d.new)}")
@@ -147,7 +151,7 @@ def print_history(records: list[VersionRecord], fmt: str | None) -> None:
             r.applied_at.strftime("%Y-%m-%d %H:%M:%S"),
             r.author,
             r.spec_hash[:12],
-            "deleted" if r.deleted else "",
+            "deleted" if r.deleted else r.status,
         ]
         for r in records
     ]
@@ -163,6 +167,7 @@ def _record(r: VersionRecord) -> dict[str, Any]:
         "author": r.author,
         "spec_hash": r.spec_hash,
         "deleted": r.deleted,
+        "status": r.status,
     }
 
 

@@ -12,7 +12,8 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from pitstop.definitions.base import Described, check_name, check_text, described
-from pitstop.errors import DefinitionError
+from pitstop.definitions.refs import parse_ref, view_of
+from pitstop.errors import DefinitionError, RetrievalError
 
 
 class SavedDatasetFileStorage:
@@ -48,8 +49,8 @@ def _names(values: object, what: str, field: str) -> tuple[str, ...]:
 
 
 class SavedDataset(Described):
-    """A training set: the features it holds (``view:feature``), the service they came from
-    (if any), its join keys and where its rows are stored.
+    """A training set: the features it holds (``view:feature``, ``view@v2:feature``), the
+    service they came from (if any), its join keys and where its rows are stored.
 
     >>> SavedDataset(name="churn_train", features=["users:age"], join_keys=["user_id"],
     ...              storage=SavedDatasetFileStorage(path="data/train.parquet")).features
@@ -80,8 +81,10 @@ class SavedDataset(Described):
         check_name(name, "SavedDataset")
         refs = _names(features, what, "features")
         for ref in refs:
-            if ref.count(":") != 1 or ref.startswith(":") or ref.endswith(":"):
-                raise DefinitionError(f"{what}: feature {ref!r} must be written 'view:feature'")
+            try:
+                parse_ref(ref)
+            except RetrievalError as exc:
+                raise DefinitionError(f"{what}: {exc}") from None
         if not isinstance(storage, SavedDatasetFileStorage):
             raise DefinitionError(f"{what}: storage must be a SavedDatasetFileStorage")
         if feature_service is not None:
@@ -99,7 +102,7 @@ class SavedDataset(Described):
     @property
     def views(self) -> tuple[str, ...]:
         """The views the features come from, in order of first use."""
-        return tuple(dict.fromkeys(ref.split(":", 1)[0] for ref in self.features))
+        return tuple(dict.fromkeys(view_of(ref) for ref in self.features))
 
     def to_spec(self) -> dict[str, Any]:
         return {

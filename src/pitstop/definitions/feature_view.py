@@ -19,6 +19,7 @@ from pitstop.definitions.base import (
 )
 from pitstop.definitions.entity import Entity
 from pitstop.definitions.field import Field, as_fields
+from pitstop.definitions.refs import check_version, pinned_name
 from pitstop.definitions.sources import (
     DataSource,
     FileSource,
@@ -38,18 +39,23 @@ class Projection:
     alias: str | None = None
     features: tuple[str, ...] | None = None  # None: all features
     join_key_map: Mapping[str, str] = field(default_factory=dict)
+    version: int | None = None  # a pinned version of the view; None: the served one
 
     @property
     def name_to_use(self) -> str:
-        return self.alias or self.name
+        """The alias, else the view's name (``view@v2`` when pinned): the output prefix."""
+        return self.alias or pinned_name(self.name, self.version)
 
     def to_spec(self) -> dict[str, Any]:
-        return {
+        spec: dict[str, Any] = {
             "name": self.name,
             "alias": self.alias,
             "features": None if self.features is None else list(self.features),
             "join_key_map": dict(self.join_key_map),
         }
+        if self.version is not None:  # kept out when unset: older specs keep their hash
+            spec["version"] = self.version
+        return spec
 
     @classmethod
     def from_spec(cls, spec: Mapping[str, Any]) -> Projection:
@@ -59,6 +65,7 @@ class Projection:
             alias=spec.get("alias"),
             features=None if feats is None else tuple(feats),
             join_key_map=dict(spec.get("join_key_map") or {}),
+            version=spec.get("version"),
         )
 
 
@@ -84,8 +91,8 @@ class Projectable(Definition):
         if isinstance(names, str):
             names = [names]
         known = [f.name for f in self.features]
-        for n in names:
-            if n not in known:
+        for n in names:  # a pinned version's features are checked against it at apply
+            if n not in known and self.projection.version is None:
                 raise DefinitionError(
                     f"{type(self).__name__} {self.name!r} has no feature {n!r}.{suggest(n, known)}"
                 )
@@ -106,6 +113,15 @@ class Projectable(Definition):
                     f"join key; join keys: {sorted(keys)}"
                 )
         return self._project(join_key_map=dict(join_key_map))
+
+    def with_version(self, version: int | str) -> Self:
+        """The view pinned to its version ``version`` (``2`` or ``"v2"``), served or staged:
+        ``FeatureService(features=[driver_stats.with_version(2)])`` reads the definition the
+        registry holds as v2 (schema, source, TTL), whatever the repo's says. Select features
+        after pinning (``view.with_version(2)[["conv_rate"]]``): ``apply`` checks them
+        against v2. With full feature names the columns are ``driver_stats@v2__conv_rate``."""
+        what = f"{type(self).__name__} {self.name!r}.with_version"
+        return self._project(version=check_version(version, what))
 
     def _project(self, **changes: Any) -> Self:
         import dataclasses

@@ -13,11 +13,12 @@ from typing import TYPE_CHECKING, Any
 
 from pitstop.access import check_all
 from pitstop.definitions.feature_view import FeatureView
+from pitstop.definitions.refs import FeatureRef
 from pitstop.definitions.service import FeatureService
 from pitstop.definitions.sources import FileSource, SparkSource
 from pitstop.definitions.stream import StreamFeatureView
 from pitstop.engine.ondemand import on_demand_transform
-from pitstop.engine.request import RequestPlan, ViewRequest, build_plan
+from pitstop.engine.request import RequestPlan, ViewRequest, build_plan, guarded
 from pitstop.errors import DataSourceError, RetrievalError
 
 if TYPE_CHECKING:
@@ -170,8 +171,7 @@ def historical_features(
     from pitstop.offline.pit import PitPlan
 
     plan = build_plan(snapshot, features, full_feature_names)
-    check_all(snapshot, "read_offline", [*(v.view for v in plan.views),
-                                         *(od.view for od in plan.on_demand)])  # fmt: skip
+    check_all(snapshot, "read_offline", guarded(plan, snapshot))
     joins = tuple(_join_for(v, repo_path) for v in plan.views if not aggregated(v.view))
     windows = [aggregate_join(v, repo_path) for v in plan.views if aggregated(v.view)]
     sources = [j.source for j in joins] + [w.source for w in windows]
@@ -211,9 +211,10 @@ class RetrievalMetadata:
     def of(
         cls, plan: RequestPlan, features: Sequence[str] | FeatureService, full: bool
     ) -> RetrievalMetadata:
-        refs = [f"{v.view.name}:{c.feature.name}" for v in plan.views for c in v.columns
-                if c.visible]  # fmt: skip
-        refs += [f"{od.view.name}:{c.feature.name}" for od in plan.on_demand for c in od.columns]
+        refs = [str(FeatureRef(v.view.name, v.projection.version, c.feature.name))
+                for v in plan.views for c in v.columns if c.visible]  # fmt: skip
+        refs += [str(FeatureRef(od.view.name, od.projection.version, c.feature.name))
+                 for od in plan.on_demand for c in od.columns]  # fmt: skip
         service = features.name if isinstance(features, FeatureService) else None
         return cls(tuple(refs), plan.entity_keys, service, full)
 

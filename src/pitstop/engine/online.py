@@ -18,7 +18,13 @@ from pitstop.access import Policy, Resource, authorize, policy_of
 from pitstop.definitions.service import FeatureService
 from pitstop.definitions.stream import StreamFeatureView
 from pitstop.engine.ondemand import call_udf, input_columns
-from pitstop.engine.request import OnDemandRequest, RequestPlan, build_plan
+from pitstop.engine.request import (
+    OnDemandRequest,
+    RequestPlan,
+    build_plan,
+    guarded,
+    online_source,
+)
 from pitstop.engine.streams import layout_of, read_values
 from pitstop.engine.tiles import TileLayout
 from pitstop.errors import PitstopError, RetrievalError
@@ -86,21 +92,22 @@ def key_dtypes(snapshot: Snapshot, view: Any) -> dict[str, Any]:
 def compile_plan(plan: RequestPlan, snapshot: Snapshot) -> CompiledPlan:
     steps = []
     for v in plan.views:
+        stored = online_source(v, snapshot)  # the served version, whose values the store has
         mapping = dict(zip(v.view.join_keys, v.entity_keys, strict=True))
         names = tuple(sorted(v.view.join_keys))
         ttl = v.view.ttl
         dtypes = key_dtypes(snapshot, v.view)
         steps.append(
             _ViewStep(
-                table=v.view.name,
+                table=stored.name,
                 key_names=names,
                 row_columns=tuple(mapping[n] for n in names),
                 ttl_us=int(ttl.total_seconds() * 1_000_000) if ttl else 0,
                 features=tuple((c.feature.name, c.name) for c in v.columns),
                 key_types=tuple(_KEY_TYPES.get(dtypes.get(n)) for n in names),
                 key_dtypes=tuple(dtypes.get(n) for n in names),
-                layout=layout_of(v.view)
-                if isinstance(v.view, StreamFeatureView) and v.view.aggregations
+                layout=layout_of(stored)
+                if isinstance(stored, StreamFeatureView) and stored.aggregations
                 else None,
                 casts=tuple(_CASTS.get(c.feature.dtype) for c in v.columns),
             )
@@ -307,8 +314,7 @@ class OnlineRetriever:
         key = (id(compiled), current_actor())
         if self._allowed.get(key) is snapshot:
             return
-        plan = compiled.plan
-        for view in [*(v.view for v in plan.views), *(od.view for od in plan.on_demand)]:
+        for view in guarded(compiled.plan, snapshot):
             authorize(policy, "read_online", Resource.of(view))
         if len(self._allowed) > 4096:
             self._allowed.clear()

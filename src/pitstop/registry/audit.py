@@ -55,7 +55,7 @@ class Actor:
 
 @functools.cache
 def _default_actor() -> Actor:
-    from pitstop.registry.store import default_author
+    from pitstop.registry.records import default_author
 
     return Actor(default_author(), f"sdk@{socket.gethostname()}")
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -11,9 +11,10 @@ from pitstop.definitions.datasets import Model, SavedDataset
 from pitstop.definitions.entity import Entity
 from pitstop.definitions.feature_view import FeatureView, Projectable, Projection
 from pitstop.definitions.on_demand import OnDemandFeatureView
+from pitstop.definitions.refs import pinned_name
 from pitstop.definitions.serde import KINDS, RUNTIME_KINDS, VIEW_KINDS, kind_of
 from pitstop.definitions.service import FeatureService
-from pitstop.errors import DefinitionError, suggest
+from pitstop.errors import DefinitionError, PitstopError, suggest
 from pitstop.registry.store import VersionRecord, canonical_hash
 
 Objects = dict[str, dict[str, Definition]]
@@ -28,14 +29,23 @@ class Change:
     action: str  # "create" | "update" | "delete" | "unchanged"
     spec: dict[str, Any] | None
     old: dict[str, Any] | None = None  # the live spec, for updates and deletes
+    version: int | None = None  # once written: the version it wrote or now serves
+    staged: bool = False  # written as a staged version (served: the one before)
 
     @property
     def changed(self) -> bool:
         return self.action != "unchanged"
 
 
-def resolve(objects: Objects) -> Objects:
-    """Check references between definitions and resolve view join keys; returns new dicts."""
+#: A view as it was at one of its versions (``Registry.view_version``); raises if there is none.
+Pinned = Callable[[str, int], Projectable]
+
+
+def resolve(objects: Objects, pinned: Pinned | None = None) -> Objects:
+    """Check references between definitions and resolve view join keys; returns new dicts.
+
+    A projection pinned to a version (``view.with_version(2)``) is checked against that
+    version, read with ``pinned``."""
     out: Objects = {kind: dict(objects.get(kind, {})) for kind in KINDS}
     entities: dict[str, Entity] = out["entity"]  # type: ignore[assignment]
     seen: dict[str, str] = {}
@@ -58,11 +68,11 @@ def resolve(objects: Objects) -> Objects:
     for odfv in out["on_demand_feature_view"].values():
         assert isinstance(odfv, OnDemandFeatureView)
         for p in odfv.sources:
-            _check_projection(p, views, f"on-demand feature view {odfv.name!r}")
+            _check_projection(p, views, f"on-demand feature view {odfv.name!r}", pinned)
     for svc in out["feature_service"].values():
         assert isinstance(svc, FeatureService)
         for p in svc.projections:
-            _check_projection(p, views, f"feature service {svc.name!r}")
+            _check_projection(p, views, f"feature service {svc.name!r}", pinned)
     _check_runtime(out, views)
     return out
 
@@ -116,8 +126,15 @@ def _check_feature_names(view: FeatureView) -> None:
             )
 
 
-def _check_projection(p: Projection, views: Mapping[str, Projectable], what: str) -> None:
+def _check_projection(
+    p: Projection, views: Mapping[str, Projectable], what: str, pinned: Pinned | None
+) -> None:
     view = views.get(p.name)
+    if p.version is not None and pinned is not None:
+        try:
+            view = pinned(p.name, p.version)
+        except PitstopError as exc:
+            raise DefinitionError(f"{what} uses {p.name_to_use!r}: {exc}") from None
     if view is None:
         raise DefinitionError(
             f"{what} uses feature view {p.name!r}, which is not defined.{suggest(p.name, views)}"
@@ -126,7 +143,8 @@ def _check_projection(p: Projection, views: Mapping[str, Projectable], what: str
     for feat in p.features or ():
         if feat not in known:
             raise DefinitionError(
-                f"{what} selects feature {feat!r} of {p.name!r}, which has no such feature."
+                f"{what} selects feature {feat!r} of {pinned_name(p.name, p.version)!r}, which "
+                "has no such feature."
                 f"{suggest(feat, known)}"
             )
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import TypeVar, overload
 
@@ -40,19 +40,36 @@ def article(label: str) -> str:
 
 @dataclass(frozen=True)
 class Snapshot:
-    """Live objects by kind and name, as of one registry read."""
+    """Live objects by kind and name, as of one registry read.
+
+    ``versions`` holds the served version number of each object; ``load_version`` reads a
+    view as it was at one of its versions, for :meth:`view_at` (which keeps what it read:
+    versions never change).
+    """
 
     objects: Mapping[str, Mapping[str, Definition]] = field(default_factory=dict)
     serial: int = 0
+    versions: Mapping[str, Mapping[str, int]] = field(default_factory=dict)
+    load_version: Callable[[str, int], Projectable] | None = field(default=None, compare=False)
+    _pinned: dict[tuple[str, int], Projectable] = field(default_factory=dict, compare=False,
+                                                        repr=False)  # fmt: skip
 
     @classmethod
-    def from_specs(cls, specs: Mapping[str, Mapping[str, Mapping]], serial: int) -> Snapshot:
+    def from_specs(
+        cls,
+        specs: Mapping[str, Mapping[str, Mapping]],
+        serial: int,
+        versions: Mapping[str, Mapping[str, int]] | None = None,
+        load_version: Callable[[str, int], Projectable] | None = None,
+    ) -> Snapshot:
         return cls(
             {
                 kind: {name: from_spec(kind, s) for name, s in by_name.items()}
                 for kind, by_name in specs.items()
             },
             serial,
+            versions or {},
+            load_version,
         )
 
     @overload
@@ -109,6 +126,23 @@ class Snapshot:
             f"feature view {name!r} is not in the registry.{suggest(name, names)}"
             " Run `pitstop apply` if it was added recently."
         )
+
+    def view_at(self, name: str, version: int) -> Projectable:
+        """A view (of any kind) as it was at its version ``version``: served, staged or past.
+        An unknown view or version raises :class:`NotFoundError` listing the versions."""
+        found = self._pinned.get((name, version))
+        if found is None:
+            if self.load_version is None:
+                raise NotFoundError(
+                    f"feature view {name!r}: version {version} cannot be read here (this view "
+                    "of the registry holds its served objects only)"
+                )
+            found = self._pinned[(name, version)] = self.load_version(name, version)
+        return found
+
+    def served_version(self, kind: str, name: str) -> int | None:
+        """The version number of a served object, if known."""
+        return self.versions.get(kind, {}).get(name)
 
     @property
     def entities(self) -> dict[str, Entity]:

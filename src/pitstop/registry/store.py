@@ -18,125 +18,58 @@ Tables (shared by all projects, rows keyed by project):
 - ``pitstop_projects(project, serial)`` — bumped by every write that changes something.
 - ``pitstop_search`` — the full-text index of live objects (:mod:`pitstop.registry.search_index`),
   written in the transaction of the versions it describes.
+- ``pitstop_staged``, ``pitstop_promotions`` — which versions are staged and which were
+  promoted: together with the versions they decide the *served* version of each object, the
+  one :meth:`RegistryStore.live` returns (:mod:`pitstop.registry.serving`).
 """
 
 from __future__ import annotations
 
-import getpass
 import json
 import threading
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from types import TracebackType
 from typing import Any, TypeVar
 
 from pitstop.errors import NotFoundError, RegistryError, suggest
-from pitstop.registry import audit, search_index
+from pitstop.registry import audit, search_index, serving
+from pitstop.registry.records import (
+    COLUMNS,
+    ApplyResult,
+    Deletes,
+    Live,
+    Promotion,
+    Put,
+    Puts,
+    VersionRecord,
+    applied,
+    default_author,
+    prepare,
+    prepare_all,
+    record_of,
+)
+from pitstop.registry.serving import SERVED, STAGED
 from pitstop.registry.specs import MISSING, SpecChange, canonical_hash, diff_specs
 from pitstop.registry.sqldialect import Database, Dialect, connect
 
 __all__ = [
     "MISSING",
     "ApplyResult",
+    "Deletes",
+    "Live",
+    "Promotion",
+    "Puts",
     "RegistryStore",
     "SpecChange",
     "VersionRecord",
     "canonical_hash",
+    "default_author",
     "diff_specs",
 ]
 
 T = TypeVar("T")
-
-
-@dataclass(frozen=True)
-class VersionRecord:
-    """One immutable version of one registry object."""
-
-    kind: str
-    name: str
-    version: int
-    spec: dict[str, Any] | None  # None for a deletion marker
-    spec_hash: str  # "" for a deletion marker
-    author: str
-    applied_at: datetime  # tz-aware UTC
-    deleted: bool
-
-
-@dataclass(frozen=True)
-class ApplyResult:
-    """What one :meth:`RegistryStore.apply` wrote. A re-added deleted object counts as created."""
-
-    created: list[VersionRecord] = field(default_factory=list)
-    updated: list[VersionRecord] = field(default_factory=list)
-    deleted: list[VersionRecord] = field(default_factory=list)
-    unchanged: list[tuple[str, str]] = field(default_factory=list)  # (kind, name)
-
-    @property
-    def changed(self) -> bool:
-        """True if the apply wrote at least one version."""
-        return bool(self.created or self.updated or self.deleted)
-
-
-def _applied(result: ApplyResult) -> audit.Entry:
-    """The audit entry of one apply: every object it changed, with its new version."""
-    objects = [
-        {"kind": r.kind, "name": r.name, "version": r.version, "change": change}
-        for change, records in (("create", result.created), ("update", result.updated),
-                                ("delete", result.deleted))
-        for r in records
-    ]  # fmt: skip
-    unchanged = len(result.unchanged)
-    detail = f"{unchanged} unchanged" if unchanged else "" if objects else "no changes"
-    return audit.Entry("apply", objects, detail=detail)
-
-
-def default_author() -> str:
-    """The OS user name, or ``"unknown"``."""
-    try:
-        return getpass.getuser() or "unknown"
-    except Exception:  # no such user in the password database, no env vars
-        return "unknown"
-
-
-@dataclass(frozen=True)
-class _Put:
-    kind: str
-    name: str
-    text: str  # compact JSON in the caller's key order
-    spec_hash: str
-
-
-def _prepare(kind: str, name: str, spec: object) -> _Put:
-    what = f"{kind} {name!r}"
-    if not (isinstance(kind, str) and kind and isinstance(name, str) and name):
-        raise RegistryError(f"Registry object kind and name must be non-empty strings: {what}.")
-    if not isinstance(spec, dict):
-        raise RegistryError(f"The spec of {what} must be a dict, not {type(spec).__name__}.")
-    try:
-        text = json.dumps(spec, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
-        spec_hash = canonical_hash(spec)
-    except (TypeError, ValueError) as exc:
-        raise RegistryError(f"The spec of {what} is not JSON-serialisable: {exc}.") from exc
-    return _Put(kind, name, text, spec_hash)
-
-
-Live = dict[str, dict[str, VersionRecord]]
-Puts = Sequence[tuple[str, str, dict[str, Any]]]
-Deletes = Sequence[tuple[str, str]]
-
-
-def _prepare_all(puts: Puts, deletes: Deletes) -> list[_Put]:
-    prepared = [_prepare(kind, name, spec) for kind, name, spec in puts]
-    seen: set[tuple[str, str]] = set()
-    for key in [(p.kind, p.name) for p in prepared] + [(k, n) for k, n in deletes]:
-        if key in seen:
-            raise RegistryError(
-                f"{key[0]} {key[1]!r} appears more than once in one apply; "
-                "put or delete each object once."
-            )
-        seen.add(key)
-    return prepared
 
 
 @dataclass(frozen=True)
@@ -146,7 +79,6 @@ class _Head:
     deleted: bool
 
 
-_COLUMNS = "kind, name, version, spec, spec_hash, author, applied_at, deleted"
 _LATEST = (
     "v.version = (SELECT MAX(w.version) FROM pitstop_versions w"
     " WHERE w.project = v.project AND w.kind = v.kind AND w.name = v.name)"
@@ -168,6 +100,7 @@ def _ddl(d: Dialect) -> list[str]:
         f" project TEXT NOT NULL PRIMARY KEY, serial {d.integer} NOT NULL)",
         *search_index.ddl(d),
         *audit.ddl(d),
+        *serving.ddl(d),
     ]
 
 
@@ -248,18 +181,22 @@ class RegistryStore:
         deletes: Deletes = (),
         *,
         author: str | None = None,
+        stage: bool = False,
     ) -> ApplyResult:
         """Store new versions of changed objects and deletion markers, in one transaction.
 
-        An object whose latest version is live with the same canonical hash is unchanged.
-        Deleting an unknown or already deleted object is a no-op.
+        An object whose served version has the same canonical hash is unchanged; one whose
+        newest version has it (a staged version) has that version served, with no new one.
+        Deleting an unknown or already deleted object is a no-op. ``stage=True`` writes the
+        new versions *staged*: the served versions stay as they are until :meth:`promote`
+        (a staged apply deletes nothing).
         """
-        prepared = _prepare_all(puts, deletes)
+        prepared = prepare_all(puts, deletes)
         who = author or default_author()
 
         def work() -> ApplyResult:
-            result = self._apply(prepared, list(deletes), who)
-            audit.append(self._db, self.project, _applied(result))
+            result = self._apply(prepared, list(deletes), who, stage=stage)
+            audit.append(self._db, self.project, applied(result, stage=stage))
             return result
 
         return self._write(work)
@@ -269,6 +206,7 @@ class RegistryStore:
         decide: Callable[[Live], tuple[Puts, Deletes, T]],
         *,
         author: str | None = None,
+        stage: bool = False,
     ) -> tuple[T, ApplyResult]:
         """Read the live objects, let ``decide`` choose what to write, and write it: all in one
         write transaction, so concurrent callers run one after the other and each decides on
@@ -276,42 +214,73 @@ class RegistryStore:
 
         ``decide(live)`` returns ``(puts, deletes, anything)``; the last item is handed back with
         the :class:`ApplyResult`. It may run more than once (when the database is busy), and an
-        error it raises rolls the transaction back with nothing written.
+        error it raises rolls the transaction back with nothing written. ``stage`` as in
+        :meth:`apply`.
         """
         who = author or default_author()
 
         def work() -> tuple[T, ApplyResult]:
-            puts, deletes, extra = decide(self._live())
-            prepared = _prepare_all(puts, deletes)
-            result = self._apply(prepared, list(deletes), who)
-            audit.append(self._db, self.project, _applied(result))
+            served = self._served()
+            puts, deletes, extra = decide(serving.live_of(served))
+            prepared = prepare_all(puts, deletes)
+            result = self._apply(prepared, list(deletes), who, stage=stage, served=served)
+            audit.append(self._db, self.project, applied(result, stage=stage))
             return extra, result
 
         return self._write(work)
 
-    def _apply(self, puts: list[_Put], deletes: list[tuple[str, str]], author: str) -> ApplyResult:
+    def _apply(
+        self,
+        puts: list[Put],
+        deletes: list[tuple[str, str]],
+        author: str,
+        *,
+        stage: bool,
+        served: dict[tuple[str, str], VersionRecord] | None = None,
+    ) -> ApplyResult:
+        if stage and deletes:
+            raise RegistryError(
+                "A staged apply deletes nothing; apply without stage to remove "
+                f"{', '.join(f'{k} {n!r}' for k, n in deletes)}."
+            )
         now = datetime.now(UTC)
         heads = self._heads()
+        served = self._served() if served is None else served
         result = ApplyResult()
         rows: list[tuple[VersionRecord, str | None]] = []
+        promoted: list[VersionRecord] = []
         for p in puts:
-            head = heads.get((p.kind, p.name))
+            key = (p.kind, p.name)
+            head, current = heads.get(key), served.get(key)
+            if current is not None and current.deleted:
+                current = None
+            if current is not None and current.spec_hash == p.spec_hash:
+                result.unchanged.append(key)
+                continue
+            done = result.updated if current is not None else result.created
             if head is not None and not head.deleted and head.spec_hash == p.spec_hash:
-                result.unchanged.append((p.kind, p.name))
+                if stage:  # already the newest version, staged: nothing to add
+                    result.unchanged.append(key)
+                else:  # serve that version rather than repeat it
+                    rec = replace(self._version(p.kind, p.name, head.version), status=SERVED)
+                    promoted.append(rec)
+                    done.append(rec)
                 continue
             version = head.version + 1 if head else 1
             spec = json.loads(p.text)
-            rec = VersionRecord(p.kind, p.name, version, spec, p.spec_hash, author, now, False)
-            (result.updated if head and not head.deleted else result.created).append(rec)
+            rec = VersionRecord(p.kind, p.name, version, spec, p.spec_hash, author, now, False,
+                                STAGED if stage else SERVED)  # fmt: skip
+            (result.staged if stage else done).append(rec)
             rows.append((rec, p.text))
         for kind, name in deletes:
-            head = heads.get((kind, name))
-            if head is None or head.deleted:
+            current = served.get((kind, name))
+            if current is None or current.deleted:
                 continue
-            rec = VersionRecord(kind, name, head.version + 1, None, "", author, now, True)
+            version = heads[(kind, name)].version + 1
+            rec = VersionRecord(kind, name, version, None, "", author, now, True)
             result.deleted.append(rec)
             rows.append((rec, None))
-        self._insert(rows)
+        self._insert(rows, staged=stage, promoted=promoted, author=author, at=now)
         if not heads and rows:  # a new project: its index is complete from the first write
             search_index.mark_built(self._db, self.project)
         return result
@@ -319,43 +288,80 @@ class RegistryStore:
     def rollback(
         self, name: str, version: int, kind: str | None = None, *, author: str | None = None
     ) -> VersionRecord:
-        """Write a new version whose spec is that of ``version``; history stays immutable.
+        """Write a new version whose spec is that of ``version``, served; history stays
+        immutable.
 
-        Rolling back to the current spec is a no-op returning the current record; rolling a
-        deleted object back revives it.
+        Rolling back to the served spec is a no-op returning the served record; rolling a
+        deleted object back revives it. A staged version (never served) is promoted, not
+        rolled back to.
         """
-        target = self.get_version(name, version, kind)
-        if target.deleted or target.spec is None:
+        target = self._target(name, version, kind, "roll back to")
+        if target.status == STAGED:
             raise RegistryError(
-                f"Version {version} of {target.kind} {name!r} is a deletion marker; "
-                "roll back to a version that has a spec."
+                f"Version {version} of {target.kind} {name!r} is staged and was never served; "
+                f"serve it with `pitstop promote {name} {version}` (store.promote)."
             )
-        spec = target.spec
+        spec = target.spec or {}
         who = author or default_author()
 
         def work() -> VersionRecord:
-            history = self._history(target.kind, name)
-            latest = history[-1]
-            objects = [{"kind": target.kind, "name": name, "version": latest.version,
+            latest = self._history(target.kind, name)[-1]
+            current = self._serving(target.kind, name)
+            objects = [{"kind": target.kind, "name": name, "version": (current or latest).version,
                         "from_version": version}]  # fmt: skip
-            if not latest.deleted and latest.spec_hash == target.spec_hash:
-                audit.append(
-                    self._db,
-                    self.project,
-                    audit.Entry("rollback", objects, detail="already current"),
-                )
-                return latest
-            p = _prepare(target.kind, name, spec)
+            if current is not None and current.spec_hash == target.spec_hash:
+                entry = audit.Entry("rollback", objects, detail="already current")
+                audit.append(self._db, self.project, entry)
+                return current
+            p = prepare(target.kind, name, spec)
             now = datetime.now(UTC)
             rec = VersionRecord(
-                target.kind, name, latest.version + 1, spec, p.spec_hash, who, now, False
+                target.kind, name, latest.version + 1, spec, p.spec_hash, who, now, False, SERVED
             )
-            self._insert([(rec, p.text)])
+            self._insert([(rec, p.text)], at=now)
             objects[0]["version"] = rec.version
             audit.append(self._db, self.project, audit.Entry("rollback", objects))
             return rec
 
         return self._write(work)
+
+    def promote(
+        self, name: str, version: int, kind: str | None = None, *, author: str | None = None
+    ) -> Promotion:
+        """Serve ``version`` of an object from now on: a staged version, or an earlier one
+        again; no version is written. Promoting the served version is a no-op."""
+        target = self._target(name, version, kind, "promote")
+        who = author or default_author()
+
+        def work() -> Promotion:
+            previous = self._serving(target.kind, name)
+            entry = {"kind": target.kind, "name": name, "version": version,
+                     "from_version": previous.version if previous else None}  # fmt: skip
+            record = replace(target, status=SERVED)
+            if previous is not None and previous.version == version:
+                audit.append(self._db, self.project,
+                             audit.Entry("promote", [entry], detail="already served"))  # fmt: skip
+                return Promotion(record, previous)
+            self._insert([], promoted=[record], author=who, at=datetime.now(UTC))
+            audit.append(self._db, self.project, audit.Entry("promote", [entry]))
+            return Promotion(record, previous)
+
+        return self._write(work)
+
+    def _target(self, name: str, version: int, kind: str | None, verb: str) -> VersionRecord:
+        """A version with a spec, to roll back to or promote."""
+        target = self.get_version(name, version, kind)
+        if target.deleted or target.spec is None:
+            raise RegistryError(
+                f"Version {version} of {target.kind} {name!r} is a deletion marker; "
+                f"{verb} a version that has a spec."
+            )
+        return target
+
+    def _serving(self, kind: str, name: str) -> VersionRecord | None:
+        """The served version of one object; None when it serves nothing."""
+        found = self._served(kind, name).get((kind, name))
+        return None if found is None or found.deleted else found
 
     def set_meta(self, key: str, value: str) -> None:
         """Set a small per-project key/value pair (does not bump :meth:`serial`)."""
@@ -380,32 +386,48 @@ class RegistryStore:
                 (self.project, audit.HEAD_KEY),
             )
             search_index.clear(self._db, self.project)
+            serving.clear(self._db, self.project)
             gone = [{"kind": r.kind, "name": r.name, "version": r.version}
                     for by in live.values() for r in by.values()]  # fmt: skip
             audit.append(self._db, self.project, audit.Entry("teardown", gone))
 
         self._write(work)
 
-    def _insert(self, records: list[tuple[VersionRecord, str | None]]) -> None:
-        """Append versions (with their spec JSON text) and bump the serial."""
-        if not records:
+    def _insert(
+        self,
+        records: list[tuple[VersionRecord, str | None]],
+        *,
+        staged: bool = False,
+        promoted: Sequence[VersionRecord] = (),
+        author: str = "",
+        at: datetime,
+    ) -> None:
+        """Append versions (with their spec JSON text; ``staged``: as staged versions) and
+        promotions of existing ones, at ``at``, and bump the serial."""
+        if not records and not promoted:
             return
         p, ts = self.project, self._db.dialect.encode_ts
         rows = []
         for r, text in records:
-            at = ts(r.applied_at)
-            rows.append((p, r.kind, r.name, r.version, text, r.spec_hash, r.author, at, r.deleted))
-        self._db.executemany(
-            f"INSERT INTO pitstop_versions (project, {_COLUMNS})"
-            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            rows,
-        )
+            rows.append((p, r.kind, r.name, r.version, text, r.spec_hash, r.author,
+                         ts(r.applied_at), r.deleted))  # fmt: skip
+        if rows:
+            self._db.executemany(
+                f"INSERT INTO pitstop_versions (project, {COLUMNS})"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                rows,
+            )
+        if staged:
+            serving.mark_staged(self._db, p, [(r.kind, r.name, r.version) for r, _ in records])
+        serving.promote(self._db, p, [(r.kind, r.name, r.version) for r in promoted], author,
+                        ts(at))  # fmt: skip
         self._db.execute(
             "INSERT INTO pitstop_projects (project, serial) VALUES (?, 1)"
             " ON CONFLICT (project) DO UPDATE SET serial = pitstop_projects.serial + 1",
             (self.project,),
         )
-        changed = [(r.kind, r.name, None if r.deleted else r.spec) for r, _ in records]
+        served = [] if staged else [r for r, _ in records]
+        changed = [(r.kind, r.name, None if r.deleted else r.spec) for r in [*served, *promoted]]
         search_index.write(self._db, self.project, changed)
 
     # -- audit --------------------------------------------------------------------------------
@@ -448,47 +470,31 @@ class RegistryStore:
     # -- reads -------------------------------------------------------------------------------
 
     def live(self) -> Live:
-        """``kind -> name -> latest version`` of every non-deleted object (one consistent read)."""
+        """``kind -> name -> served version`` of every live object (one consistent read)."""
         return self._run(self._live)
 
-    def _live(self) -> Live:
-        rows = self._db.query(
-            f"SELECT {_COLUMNS} FROM pitstop_versions v"
-            f" WHERE v.project = ? AND v.deleted = ? AND {_LATEST} ORDER BY kind, name",
-            (self.project, False),
-        )
-        out: dict[str, dict[str, VersionRecord]] = {}
-        for row in rows:
-            rec = self._record(row)
-            out.setdefault(rec.kind, {})[rec.name] = rec
-        return out
+    def _live(self, until: object = None) -> Live:
+        return serving.live_of(self._served(until=until))
+
+    def _served(
+        self, kind: str | None = None, name: str | None = None, until: object = None
+    ) -> dict[tuple[str, str], VersionRecord]:
+        """Each object's served version row (or one's), deletion markers included, as of now
+        or of the stored time ``until``."""
+        return serving.served(self._db, self.project, kind=kind, name=name, until=until)
 
     def live_at(self, version: int) -> Live:
         """The live objects as the project's ``version``-th change left them (the registry
-        version; the current one is :meth:`serial`). Deleted objects are absent."""
+        version; the current one is :meth:`serial`): the versions served then."""
         when = self._version_time(version)
-        rows = self._query(
-            f"SELECT {_COLUMNS} FROM pitstop_versions v"
-            " WHERE v.project = ? AND v.applied_at <= ? AND v.version ="
-            " (SELECT MAX(w.version) FROM pitstop_versions w WHERE w.project = v.project"
-            " AND w.kind = v.kind AND w.name = v.name AND w.applied_at <= ?)"
-            " ORDER BY kind, name",
-            (self.project, when, when),
-        )
-        out: dict[str, dict[str, VersionRecord]] = {}
-        for row in rows:
-            rec = self._record(row)
-            if not rec.deleted:
-                out.setdefault(rec.kind, {})[rec.name] = rec
-        return out
+        return self._run(lambda: self._live(until=when))
 
     def _version_time(self, version: int) -> object:
         """When the ``version``-th change of the project was written (as stored): every
         change writes all its rows with one time, so the changes are the distinct times."""
         rows = self._query(
-            "SELECT DISTINCT applied_at FROM pitstop_versions WHERE project = ?"
-            " ORDER BY applied_at LIMIT 1 OFFSET ?",
-            (self.project, max(version - 1, 0)),
+            f"{serving.CHANGE_TIMES} LIMIT 1 OFFSET ?",
+            (self.project, self.project, max(version - 1, 0)),
         )
         if version < 1 or not rows:
             raise NotFoundError(
@@ -510,8 +516,19 @@ class RegistryStore:
         return str(rows[0][0]) if rows else None
 
     def history(self, name: str, kind: str | None = None) -> list[VersionRecord]:
-        """Every version of an object, oldest first, deletion markers included."""
+        """Every version of an object, oldest first, deletion markers included; the served
+        one has status ``"served"``, staged ones ``"staged"``."""
         return self._history(self._resolve_kind(name, kind), name)
+
+    def kinds_of(self, name: str) -> list[str]:
+        """The kinds of the objects called ``name`` (served, staged or deleted), the kind with
+        the newest version first."""
+        rows = self._query(
+            "SELECT kind, MAX(applied_at) FROM pitstop_versions WHERE project = ? AND name = ?"
+            " GROUP BY kind",
+            (self.project, name),
+        )
+        return [str(k) for k, _ in sorted(rows, key=lambda r: (str(r[1]), r[0]), reverse=True)]
 
     def get_version(self, name: str, version: int, kind: str | None = None) -> VersionRecord:
         """One version of an object."""
@@ -532,14 +549,29 @@ class RegistryStore:
         return diff_specs(a.spec or {}, b.spec or {})
 
     def _history(self, kind: str, name: str) -> list[VersionRecord]:
-        rows = self._query(
-            f"SELECT {_COLUMNS} FROM pitstop_versions"
-            " WHERE project = ? AND kind = ? AND name = ? ORDER BY version",
-            (self.project, kind, name),
-        )
+        def read() -> tuple[list[tuple[Any, ...]], VersionRecord | None, set[int]]:
+            rows = self._db.query(
+                f"SELECT {COLUMNS} FROM pitstop_versions"
+                " WHERE project = ? AND kind = ? AND name = ? ORDER BY version",
+                (self.project, kind, name),
+            )
+            served = self._served(kind, name).get((kind, name))
+            return rows, served, serving.staged_versions(self._db, self.project, kind, name)
+
+        rows, served, staged = self._run(read)
         if not rows:
             raise NotFoundError(f"No {kind} named {name!r} in project {self.project!r}.")
-        return [self._record(row) for row in rows]
+        on = served.version if served is not None and not served.deleted else None
+        return [record_of(row, SERVED if row[2] == on else STAGED if row[2] in staged else "")
+                for row in rows]  # fmt: skip
+
+    def _version(self, kind: str, name: str, version: int) -> VersionRecord:
+        rows = self._db.query(
+            f"SELECT {COLUMNS} FROM pitstop_versions"
+            " WHERE project = ? AND kind = ? AND name = ? AND version = ?",
+            (self.project, kind, name, version),
+        )
+        return record_of(rows[0])
 
     def _resolve_kind(self, name: str, kind: str | None) -> str:
         """The kind of the object called ``name``; errors if none or (without kind) several."""
@@ -575,9 +607,3 @@ class RegistryStore:
             (self.project,),
         )
         return {(k, n): _Head(int(v), h, bool(d)) for k, n, v, h, d in rows}
-
-    def _record(self, row: tuple[Any, ...]) -> VersionRecord:
-        kind, name, version, spec, spec_hash, author, applied_at, deleted = row
-        spec = None if spec is None else json.loads(spec)
-        at = Dialect.decode_ts(applied_at)
-        return VersionRecord(kind, name, int(version), spec, spec_hash, author, at, bool(deleted))

@@ -40,7 +40,8 @@ SCHEMAS: dict[str, Any] = {
         "properties": {
             "features": {"type": ["array", "null"], "minItems": 1, "uniqueItems": True,
                          "items": {"type": "string", "pattern": "^[^:]+:[^:]+$"},
-                         "description": "Feature references 'view:feature'."},
+                         "description": "Feature references 'view:feature', or "
+                                        "'view@v2:feature' for version 2 of the view."},
             "feature_service": {**_NAME, "type": ["string", "null"]},
             "entities": {**_COLUMNS, "description": "The join key columns, plus the request "
                          "data columns on-demand feature views need; every list has the same "
@@ -183,7 +184,10 @@ SCHEMAS: dict[str, Any] = {
                                          "deletion."},
                            "author": {"type": "string"},
                            "applied_at": {"type": "string", "format": "date-time"},
-                           "deleted": {"type": "boolean"}},
+                           "deleted": {"type": "boolean"},
+                           "status": {"type": "string", "enum": ["served", "staged", ""],
+                                      "description": "served: unpinned reads use it; staged: "
+                                      "written by a staged apply, never served."}},
         }}},
     },
     "SpecDiff": {

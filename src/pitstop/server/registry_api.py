@@ -5,7 +5,7 @@
     GET /registry/search?q=purchase&kind=feature&tag=team=growth&owner=...&limit=20
     GET /registry/{collection}                       ?tag=k=v&owner=...
     GET /registry/{collection}/{name}
-    GET /registry/{collection}/{name}/history
+    GET /registry/{collection}/{name}/history        (each version's status: served, staged)
     GET /registry/{collection}/{name}/diff?v1=1&v2=2
     GET /registry/{collection}/{name}/lineage?direction=both|upstream|downstream&version=N
 
@@ -90,7 +90,7 @@ def _owner(query: Query) -> str | None:
 def _record(r: Any) -> dict[str, Any]:
     return {"kind": r.kind, "name": r.name, "version": r.version, "spec_hash": r.spec_hash,
             "author": r.author, "applied_at": r.applied_at.isoformat(),
-            "deleted": r.deleted}  # fmt: skip
+            "deleted": r.deleted, "status": r.status}  # fmt: skip
 
 
 def _change(c: Any) -> dict[str, Any]:
