@@ -26,6 +26,18 @@ from pitstop.definitions import (
     StreamFeatureView,
     on_demand_feature_view,
 )
+from pitstop.quality.expectations import (
+    between,
+    freshness,
+    in_set,
+    matches,
+    max_null_rate,
+    not_in_future,
+    not_null,
+    of_type,
+    row_count,
+    unique,
+)
 from pitstop.types import ValueType
 
 if TYPE_CHECKING:
@@ -55,7 +67,17 @@ __all__ = [
     "StreamFeatureView",
     "ValueType",
     "__version__",
+    "between",
+    "freshness",
+    "in_set",
+    "matches",
+    "max_null_rate",
+    "not_in_future",
+    "not_null",
+    "of_type",
     "on_demand_feature_view",
+    "row_count",
+    "unique",
 ]
 
 _LAZY = {"FeatureStore": "pitstop.feature_store", "RepoConfig": "pitstop.config"}

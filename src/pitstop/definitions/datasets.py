@@ -49,7 +49,8 @@ def _names(values: object, what: str, field: str) -> tuple[str, ...]:
 
 class SavedDataset(Definition):
     """A training set: the features it holds (``view:feature``), the service they came from
-    (if any), its join keys and where its rows are stored.
+    (if any), its join keys and where its rows are stored. ``recipe`` (set by
+    ``store.create_saved_dataset``) records how to rebuild it: :mod:`pitstop.quality.datasets`.
 
     >>> SavedDataset(name="churn_train", features=["users:age"], join_keys=["user_id"],
     ...              storage=SavedDatasetFileStorage(path="data/train.parquet")).features
@@ -65,6 +66,7 @@ class SavedDataset(Definition):
     description: str
     tags: dict[str, str]
     owner: str
+    recipe: dict[str, Any] | None
 
     def __init__(
         self,
@@ -78,6 +80,7 @@ class SavedDataset(Definition):
         description: str = "",
         tags: Mapping[str, str] | None = None,
         owner: str = "",
+        recipe: Mapping[str, Any] | None = None,
     ) -> None:
         what = f"SavedDataset {name!r}"
         check_name(name, "SavedDataset")
@@ -99,6 +102,7 @@ class SavedDataset(Definition):
             description=check_text(description, "description", what),
             tags=check_tags(tags, what),
             owner=check_text(owner, "owner", what),
+            recipe=None if recipe is None else dict(recipe),
         )
 
     @property
@@ -107,7 +111,7 @@ class SavedDataset(Definition):
         return tuple(dict.fromkeys(ref.split(":", 1)[0] for ref in self.features))
 
     def to_spec(self) -> dict[str, Any]:
-        return {
+        spec = {
             "name": self.name,
             "features": list(self.features),
             "join_keys": list(self.join_keys),
@@ -118,6 +122,9 @@ class SavedDataset(Definition):
             "tags": self.tags,
             "owner": self.owner,
         }
+        if self.recipe is not None:  # kept out when unset: older specs keep their hash
+            spec["recipe"] = self.recipe
+        return spec
 
     @classmethod
     def from_spec(cls, spec: Mapping[str, Any]) -> SavedDataset:
@@ -131,6 +138,7 @@ class SavedDataset(Definition):
             description=spec.get("description", ""),
             tags=spec.get("tags"),
             owner=spec.get("owner", ""),
+            recipe=spec.get("recipe"),
         )
 
 
