@@ -487,3 +487,34 @@ def test_store_validate_reads_the_views_source(tmp_path: Path) -> None:
         assert report.results[1].samples[0]["keys"] == {"user_id": 2}
         frame = pd.DataFrame(_rows(count=[None, 2]))
         assert [r.passed for r in store.validate(scores(), frame).results] == [False, True, True]
+
+
+def test_a_windowed_view_checks_the_events_it_would_fold_in(tmp_path: Path) -> None:
+    now = datetime.now(UTC).replace(microsecond=0)
+    (tmp_path / "data").mkdir()
+    events = pa.table({
+        "user_id": [1, 1, 2], "rate": [0.5, 4.0, 0.25],
+        "ts": pa.array([now - timedelta(minutes=m) for m in (5, 10, 15)],
+                       pa.timestamp("us", tz="UTC")),
+    })  # fmt: skip
+    pq.write_table(events, tmp_path / "data/events.parquet")
+    source = PushSource(name="events_push", batch_source=FileSource(
+        name="events", path="data/events.parquet", timestamp_field="ts"))  # fmt: skip
+    rates = StreamFeatureView(
+        name="rates", entities=[user], source=source, ttl=timedelta(hours=1),
+        aggregations=[Aggregation(column="rate", function="sum", time_window=timedelta(hours=1))],
+        expectations=[between("rate", 0, 1)], expectation_policy="reject",
+    )  # fmt: skip
+    with _store(tmp_path, {"type": "sqlite", "path": "data/online.db"}) as store:
+        store.apply([user, source, rates])
+        with pytest.raises(DataQualityError, match=r"^materialize 'rates': .*\n  - between\("
+                           r"'rate', 0, 1\): 1 of 3 rows are outside \[0, 1\]; e\.g\. row \d "
+                           r"\(user_id 1\): 4\.0$"):  # fmt: skip
+            store.materialize(now - timedelta(days=1), now)
+        got = store.get_online_features(["rates:sum_rate_1h"], {"user_id": [1, 2]}).to_dict()
+        assert got["sum_rate_1h"] == [None, None]
+        pq.write_table(events.set_column(1, "rate", pa.array([0.5, 0.125, 0.25])),
+                       tmp_path / "data/events.parquet")  # fmt: skip
+        store.materialize(now - timedelta(days=1), now)
+        got = store.get_online_features(["rates:sum_rate_1h"], {"user_id": [1, 2]}).to_dict()
+        assert got["sum_rate_1h"] == [0.625, 0.25]

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
-from typing import Any, Self
+from typing import TYPE_CHECKING, Any, Self
 
 from pitstop.definitions.base import (
     Definition,
@@ -28,13 +28,9 @@ from pitstop.definitions.sources import (
     source_from_spec,
 )
 from pitstop.errors import DefinitionError, suggest
-from pitstop.quality.expectations import (
-    Expectation,
-    check_expectations,
-    check_policy,
-    dtype_family,
-)
-from pitstop.quality.expectations import from_spec as expectation_from_spec
+
+if TYPE_CHECKING:
+    from pitstop.quality.expectations import Expectation
 
 
 @dataclass(frozen=True)
@@ -122,6 +118,14 @@ class Projectable(Definition):
         import dataclasses
 
         return self._copy(projection=dataclasses.replace(self.projection, **changes))
+
+
+def _expectations(specs: list[dict[str, Any]] | None) -> list[Expectation]:
+    if not specs:
+        return []
+    from pitstop.quality.expectations import from_spec
+
+    return [from_spec(s) for s in specs]
 
 
 def _as_list(entities: object) -> list[object]:
@@ -229,17 +233,25 @@ class FeatureView(Projectable):
             enable_validation=bool(enable_validation),
             version=None if version is None else str(version),
             projection=Projection(name=name),
-            expectation_policy=check_policy(expectation_policy, what),
+            expectations=(),
+            expectation_policy=None,
         )
         self._with_keys(keys)
-        # an entity named by a string has join keys known only at apply (resolve_entities)
-        keys_known = all(isinstance(e, Entity) for e in _as_list(entities))
-        self._set(expectations=check_expectations(
-            expectations, self._columns(entities), what, self.timestamp_field, complete=keys_known
-        ))  # fmt: skip
+        if expectations or expectation_policy is not None:  # pitstop.quality only when used
+            from pitstop.quality.expectations import check_expectations, check_policy
+
+            # an entity named by a string has join keys known only at apply (resolve_entities)
+            keys_known = all(isinstance(e, Entity) for e in _as_list(entities))
+            self._set(
+                expectation_policy=check_policy(expectation_policy, what),
+                expectations=check_expectations(expectations, self._columns(entities), what,
+                                                self.timestamp_field, complete=keys_known),
+            )  # fmt: skip
 
     def _columns(self, entities: Sequence[Entity | str] | None) -> dict[str, str | None]:
         """The columns expectations may name, by family (``None``: type unknown)."""
+        from pitstop.quality.expectations import dtype_family
+
         found: dict[str, str | None] = {k: None for k in self.join_keys}
         for e in _as_list(entities):
             if isinstance(e, Entity) and e.dtype is not None:
@@ -300,6 +312,8 @@ class FeatureView(Projectable):
         if clone is not self:
             clone._with_keys(tuple(keys))
         if self.expectations:  # now that every join key is known
+            from pitstop.quality.expectations import check_expectations
+
             cols = clone._columns([entities[n] for n in self.entities])
             check_expectations(self.expectations, cols, f"{type(self).__name__} {self.name!r}",
                                self.timestamp_field)  # fmt: skip
@@ -346,7 +360,7 @@ class FeatureView(Projectable):
             "tags": spec.get("tags"),
             "owner": spec.get("owner", ""),
             **{k: spec[k] for k in _OPTIONAL if k in spec},
-            "expectations": [expectation_from_spec(e) for e in spec.get("expectations", [])],
+            "expectations": _expectations(spec.get("expectations")),
         }
 
     @classmethod

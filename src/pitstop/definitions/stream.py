@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from datetime import timedelta
-from typing import Any, Self
+from typing import TYPE_CHECKING, Any, Self
 
 from pitstop.definitions.base import Definition, check_text, duration, seconds, unique
 from pitstop.definitions.entity import Entity
@@ -12,8 +12,10 @@ from pitstop.definitions.feature_view import FeatureView
 from pitstop.definitions.field import Field
 from pitstop.definitions.sources import DataSource, PushSource, not_ingested
 from pitstop.errors import DefinitionError
-from pitstop.quality.expectations import Expectation
 from pitstop.types import FeastType, Float64, Int64
+
+if TYPE_CHECKING:
+    from pitstop.quality.expectations import Expectation
 
 FUNCTIONS = ("count", "sum", "mean", "avg", "min", "max", "count_distinct", "last")
 

@@ -38,6 +38,8 @@ if TYPE_CHECKING:
     from pitstop.registry.snapshot import Snapshot
 
 FORMAT = 1
+#: Hex digits of each column's hash kept in the recipe: enough to tell which columns differ.
+COLUMN_HASH = 16
 #: Kinds whose live objects a reproduction uses as they are now (access policies).
 CURRENT_KINDS = ("permission", "role")
 
@@ -85,7 +87,7 @@ def record(
         "rows": saved.rows,
         "content_hash": saved.digest,
         "hash_method": saved.method,
-        "column_hashes": saved.columns,
+        "column_hashes": {c: h[:COLUMN_HASH] for c, h in saved.columns.items()},
         "profile": {"path": profile_at, "sha256": _sha256(text.encode())},
     }
     return SavedDataset.from_spec({**dataset.to_spec(), "recipe": recipe})
@@ -372,7 +374,8 @@ def _explain(
     if extra:
         result.differences.append(f"columns only in the rebuild: {', '.join(extra)}")
     changed = [c for c in base.columns
-               if c in actual.columns and actual.columns[c] != base.columns[c]]  # fmt: skip
+               if c in actual.columns
+               and actual.columns[c][:COLUMN_HASH] != base.columns[c][:COLUMN_HASH]]  # fmt: skip
     if actual.rows != base.rows:
         pass  # every column differs then: the row counts say it
     elif changed and stored is not None:
