@@ -285,7 +285,7 @@ def test_the_demo_runs_end_to_end() -> None:
     assert re.search(r"Training data shape: \(\d+, 8\)", out)
     auc = float(re.search(r"ROC AUC (\d\.\d+)", out).group(1))  # type: ignore[union-attr]
     assert auc > 0.7
-    assert "failed validation" in out and "unchanged: True" in out
+    assert "expectations failed on" in out and "unchanged: True" in out
     assert "Created feature view user_features" in out
     assert re.search(r"99999 +- .*NOT_FOUND", out)  # the unknown user, in-process
     assert "feature server not available yet" in out or "POST /get-online-features" in out

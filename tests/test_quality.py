@@ -518,3 +518,20 @@ def test_a_windowed_view_checks_the_events_it_would_fold_in(tmp_path: Path) -> N
         store.materialize(now - timedelta(days=1), now)
         got = store.get_online_features(["rates:sum_rate_1h"], {"user_id": [1, 2]}).to_dict()
         assert got["sum_rate_1h"] == [0.625, 0.25]
+
+
+def test_rules_on_the_keys_of_entities_named_by_string_are_checked_at_apply(
+    tmp_path: Path,
+) -> None:
+    _seed(tmp_path)
+
+    def by_name(rule: Any) -> FeatureView:
+        return FeatureView(name="scores", entities=["user"], source=scores_push, schema=SCHEMA,
+                           expectations=[rule])  # fmt: skip
+
+    with _store(tmp_path, {"type": "sqlite", "path": "data/online.db"}) as store:
+        store.apply([user, scores_push, by_name(not_null("user_id"))])  # the key of 'user'
+        assert store.get_feature_view("scores").expectations == (not_null("user_id"),)
+        with pytest.raises(DefinitionError, match=r"FeatureView 'scores': expectation "
+                           r"not_null\('usr_id'\): there is no column 'usr_id'"):  # fmt: skip
+            store.apply([by_name(not_null("usr_id"))])
