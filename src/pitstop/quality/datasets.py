@@ -306,8 +306,7 @@ def reproduce(store: FeatureStore, name: str, output: str | Path | None = None) 
     job = historical_features(snap, store.offline, store.repo_path, entities, features,
                               full_feature_names=dataset.full_feature_names)  # fmt: skip
     with tempfile.TemporaryDirectory(prefix="pitstop-reproduce-") as tmp:
-        rebuilt = Path(output) if output is not None else Path(tmp) / "rebuilt.parquet"
-        rebuilt.parent.mkdir(parents=True, exist_ok=True)
+        rebuilt = Path(tmp) / "rebuilt.parquet"
         job.to_parquet(rebuilt)
         actual = fingerprint(rebuilt)
         saved = store.repo_path / dataset.storage.path
@@ -323,7 +322,24 @@ def reproduce(store: FeatureStore, name: str, output: str | Path | None = None) 
             )
         if not same:
             _explain(dataset, recipe, actual, stored, saved, rebuilt, result)
+        if output is not None:  # after the comparison: --save may name the saved rows
+            _put(rebuilt, Path(output))
+            result.notes.append(f"the rebuild was written to {output}")
     return result
+
+
+def _put(made: Path, target: Path) -> None:
+    """Move ``made`` (a file, or a folder of part files) to ``target``, replacing it whole."""
+    import shutil
+
+    target.parent.mkdir(parents=True, exist_ok=True)
+    staged = target.with_name(f".{target.name}.{uuid.uuid4().hex}.tmp")
+    shutil.move(str(made), staged)  # across file systems: copied next to the target first
+    old = target.with_name(f".{target.name}.{uuid.uuid4().hex}.old")
+    if target.is_dir():  # a folder cannot be replaced in one step: set it aside first
+        target.rename(old)
+    os.replace(staged, target)
+    shutil.rmtree(old, ignore_errors=True)
 
 
 def snapshot_of(store: FeatureStore, objects: list[dict[str, Any]]) -> Snapshot:
