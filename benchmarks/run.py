@@ -16,6 +16,7 @@ SUITES = [
     "server.py",
     "streams.py",
     "catalog.py",
+    "quality.py",
 ]
 
 if __name__ == "__main__":

@@ -109,7 +109,9 @@ class ChurnDemo:
             "(no purchase in the 30 days after the row's time)")  # fmt: skip
 
     def pipeline(self) -> None:
-        from churn.pipeline import DataValidationError, FeatureEngineeringPipeline
+        from churn.pipeline import FeatureEngineeringPipeline
+
+        from pitstop.errors import DataQualityError
 
         shutil.copytree(EXAMPLES / "churn" / "feature_repo", REPO,
                         ignore=shutil.ignore_patterns("data", "__pycache__"))  # fmt: skip
@@ -124,7 +126,7 @@ class ChurnDemo:
         before = hashlib.sha256(FEATURES.read_bytes()).hexdigest()
         try:
             FeatureEngineeringPipeline(bad_raw, FEATURES, now=self.now, log=None).run()
-        except DataValidationError as exc:
+        except DataQualityError as exc:
             say(exc)
         else:
             raise AssertionError("the pipeline accepted bad data")

@@ -25,14 +25,11 @@ sys.path.insert(0, str(EXAMPLES))
 
 from churn.app import create_app  # noqa: E402
 from churn.data import generate_transactions, make_labels  # noqa: E402
-from churn.pipeline import (  # noqa: E402
-    FEATURES_SCHEMA,
-    DataValidationError,
-    FeatureEngineeringPipeline,
-)
+from churn.pipeline import FEATURES_SCHEMA, FeatureEngineeringPipeline  # noqa: E402
 from churn.train import save_model, train_model, training_set  # noqa: E402
 
 from pitstop import FeatureStore  # noqa: E402
+from pitstop.errors import DataQualityError  # noqa: E402
 
 PITSTOP = str(Path(sys.executable).with_name("pitstop"))
 NOW = datetime.now(UTC).replace(microsecond=0)
@@ -104,20 +101,23 @@ def _no_timestamps(df: pd.DataFrame) -> pd.DataFrame:
 @pytest.mark.parametrize(
     ("corrupt", "expected"),
     [
-        (_negative_amounts, r"transaction_amount: 2 of \d+ rows are below 0\.01 \(e\.g\. row 3 "
-                            r"\(transaction_id 4\): -5\.0; row 11 \(transaction_id 12\): -0\.5\)"),
-        (_null_users, r"user_id: 1 of \d+ rows are null \(e\.g\. row 4 \(transaction_id 5\): "
-                      r"null\)"),
-        (_future_purchase, r"transaction_timestamp: 1 of \d+ rows are after "),
-        (_text_amounts, r"transaction_amount: the column holds \w+ values, expected number"),
-        (_no_timestamps, r"transaction_timestamp: the column is missing"),
+        (_negative_amounts, r"between\('transaction_amount', 0\.01, 100000\.0\): 2 of \d+ rows are "
+                            r"outside \[0\.01, 100000\]; e\.g\. row 3 \(transaction_id 4\): -5\.0, "
+                            r"row 11 \(transaction_id 12\): -0\.5"),
+        (_null_users, r"not_null\('user_id'\): 1 of \d+ rows are null; e\.g\. row 4 "
+                      r"\(transaction_id 5\): null"),
+        (_future_purchase, r"not_in_future\('transaction_timestamp'\): 1 of \d+ rows are after "),
+        (_text_amounts, r"of_type\('transaction_amount', 'number'\): column 'transaction_amount' "
+                        r"holds string values; expected number values"),
+        (_no_timestamps, r"not_null\('transaction_timestamp'\): there is no column "
+                         r"'transaction_timestamp'"),
     ],
 )  # fmt: skip
 def test_bad_raw_data_stops_the_pipeline_and_writes_nothing(
     tmp_path: Path, transactions: pd.DataFrame, corrupt: Any, expected: str
 ) -> None:
     out = tmp_path / "repo" / "data" / "user_features.parquet"
-    with pytest.raises(DataValidationError) as caught:
+    with pytest.raises(DataQualityError) as caught:
         _run(corrupt(transactions.copy()), tmp_path / "raw", out)
     report = str(caught.value)
     assert re.search(expected, report), report
@@ -131,7 +131,7 @@ def test_bad_raw_data_leaves_the_previous_features_untouched(
     out = tmp_path / "repo" / "user_features.parquet"
     _run(transactions, tmp_path / "good", out)
     before = out.read_bytes()
-    with pytest.raises(DataValidationError, match="transaction_amount"):
+    with pytest.raises(DataQualityError, match="transaction_amount"):
         _run(_negative_amounts(transactions.copy()), tmp_path / "bad", out)
     assert out.read_bytes() == before
     assert [p.name for p in out.parent.iterdir()] == [out.name]  # no temporary file left
@@ -142,13 +142,15 @@ def test_computed_features_are_checked_too(tmp_path: Path, transactions: pd.Data
     features = pipeline.compute_user_features(transactions)
     features.loc[[0, 1], "avg_purchase_amount"] = float("nan")
     features.loc[[2], "customer_segment"] = "diamond"
-    with pytest.raises(DataValidationError) as caught:
+    with pytest.raises(DataQualityError) as caught:
         pipeline.validate_features(features)
-    assert [(p.column, p.rows) for p in caught.value.problems] == [
-        ("avg_purchase_amount", 2),
-        ("customer_segment", 1),
+    failed = caught.value.reports[0].failures
+    assert [(r.expectation, r.unexpected) for r in failed] == [
+        ("not_null('avg_purchase_amount')", 2),
+        ("in_set('customer_segment', ['bronze', 'silver', 'gold', 'platinum'])", 1),
     ]
     assert "'diamond'" in str(caught.value)
+    assert "user features" in str(caught.value) and "nothing was written" in str(caught.value)
 
 
 # --- the prediction service ------------------------------------------------------------------
@@ -283,7 +285,7 @@ def test_the_demo_runs_end_to_end() -> None:
     assert re.search(r"Training data shape: \(\d+, 8\)", out)
     auc = float(re.search(r"ROC AUC (\d\.\d+)", out).group(1))  # type: ignore[union-attr]
     assert auc > 0.7
-    assert "failed validation" in out and "unchanged: True" in out
+    assert "expectations failed on" in out and "unchanged: True" in out
     assert "Created feature view user_features" in out
     assert re.search(r"99999 +- .*NOT_FOUND", out)  # the unknown user, in-process
     assert "feature server not available yet" in out or "POST /get-online-features" in out

@@ -13,6 +13,9 @@ PUBLIC = {
     "PushMode", "PushSource",
     "RepoConfig", "RequestSource", "SparkSource", "StreamFeatureView", "ValueType", "__version__",
     "on_demand_feature_view",
+    # expectations (pitstop.quality)
+    "between", "freshness", "in_set", "matches", "max_null_rate", "not_in_future", "not_null",
+    "of_type", "row_count", "unique",
 }  # fmt: skip
 
 

@@ -3,10 +3,12 @@
     raw transactions  →  one row of user features per user and day  →  user_features.parquet
 
 Bad data stops the run before it can reach the feature store: the raw transactions are checked
-before anything is computed and the features before anything is written. A failed check raises
-:class:`DataValidationError`, which lists every problem — the column, how many rows, example
-values — and nothing is written. When all checks pass the output file is replaced atomically
-(written next to it, then renamed), so readers see the old file or the new one, never half.
+before anything is computed and the features before anything is written, with pitstop's
+expectations (:mod:`pitstop.quality`) — the features against those declared on the
+``user_features`` view. A failed check raises :class:`~pitstop.errors.DataQualityError`, which
+lists every broken rule — the column, how many rows, example rows and values — and nothing is
+written. When all checks pass the output file is replaced atomically (written next to it, then
+renamed), so readers see the old file or the new one, never half.
 
 Run from ``examples/``: ``python -m churn.pipeline`` reads ``churn/data/raw_transactions.parquet``
 and writes ``churn/feature_repo/data/user_features.parquet``.
@@ -19,18 +21,21 @@ import math
 import os
 import sys
 import uuid
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from . import RAW_TRANSACTIONS, USER_FEATURES
+from pitstop import FeatureView, between, not_in_future, not_null, of_type
+from pitstop.errors import DataQualityError
+from pitstop.quality import validate
+from pitstop.repo import load_repo
+
+from . import FEATURE_REPO, RAW_TRANSACTIONS, USER_FEATURES
 
 # Customer segments by average basket, upper bounds exclusive
 SEGMENTS = {"bronze": 30.0, "silver": 60.0, "gold": 100.0, "platinum": math.inf}
@@ -57,119 +62,28 @@ FEATURES_SCHEMA = pa.schema(
 
 # --- validation ------------------------------------------------------------------------------
 
-
-@dataclass(frozen=True)
-class Rule:
-    """What one column must hold: a kind of value, no nulls, values within bounds."""
-
-    column: str
-    kind: str  # "integer", "number", "timestamp" or "text"
-    nullable: bool = False
-    min: Any = None
-    max: Any = None
-    allowed: tuple[str, ...] | None = None
-
-
-@dataclass(frozen=True)
-class Problem:
-    """One failed check: which column, what is wrong, in how many rows, with examples."""
-
-    column: str
-    issue: str
-    rows: int | None = None  # None: the whole column is wrong
-    total: int = 0
-    examples: tuple[str, ...] = ()
-
-    def __str__(self) -> str:
-        if self.rows is None:
-            return f"{self.column}: {self.issue}"
-        text = f"{self.column}: {self.rows:,} of {self.total:,} rows {self.issue}"
-        return f"{text} (e.g. {'; '.join(self.examples)})" if self.examples else text
+# What the raw transactions must hold (they feed no feature view, so their rules live here;
+# the features' rules are declared with the view, in feature_repo/features/user_features.py)
+RAW_EXPECTATIONS = [
+    of_type("transaction_id", "integer"),
+    not_null("transaction_id"),
+    of_type("user_id", "integer"),
+    not_null("user_id"),
+    between("user_id", min=1),
+    of_type("transaction_amount", "number"),
+    not_null("transaction_amount"),
+    between("transaction_amount", 0.01, 100_000.0),
+    of_type("transaction_timestamp", "timestamp"),
+    not_null("transaction_timestamp"),
+    not_in_future("transaction_timestamp"),  # nothing from the future
+]
 
 
-class DataValidationError(ValueError):
-    """Data failed its checks; ``problems`` says where. The message is a readable report."""
-
-    def __init__(self, what: str, problems: Sequence[Problem]) -> None:
-        self.what = what
-        self.problems = list(problems)
-        count = f"{len(self.problems)} problem{'s' if len(self.problems) > 1 else ''}"
-        lines = [f"{what} failed validation ({count}); nothing was written:"]
-        lines += [f"  - {p}" for p in self.problems]
-        super().__init__("\n".join(lines))
-
-
-def _is_integer(col: pd.Series) -> bool:
-    if pd.api.types.is_integer_dtype(col.dtype):
-        return True
-    # integers with nulls among them often arrive as floats: fine while the values are whole
-    return pd.api.types.is_float_dtype(col.dtype) and bool((col.dropna() % 1 == 0).all())
-
-
-def _is_number(col: pd.Series) -> bool:
-    return pd.api.types.is_numeric_dtype(col.dtype) and not pd.api.types.is_bool_dtype(col.dtype)
-
-
-def _is_timestamp(col: pd.Series) -> bool:
-    return pd.api.types.is_datetime64_any_dtype(col.dtype)
-
-
-def _is_text(col: pd.Series) -> bool:
-    return pd.api.types.is_string_dtype(col.dtype) or isinstance(col.dtype, pd.CategoricalDtype)
-
-
-_KINDS: dict[str, Callable[[pd.Series], bool]] = {
-    "integer": _is_integer,
-    "number": _is_number,
-    "timestamp": _is_timestamp,
-    "text": _is_text,
-}
-
-
-def check(df: pd.DataFrame, rules: Sequence[Rule], *, key: str, examples: int = 3) -> list[Problem]:
-    """Every rule broken by ``df``; examples name the row and its ``key`` value."""
-    problems: list[Problem] = []
-    total = len(df)
-
-    def problem(column: str, issue: str, bad: pd.Series) -> Problem:
-        rows = np.flatnonzero(bad.to_numpy(dtype=bool))
-        shown = []
-        for i in rows[:examples]:
-            who = f"{key} {df[key].iloc[i]}" if key in df.columns and key != column else ""
-            value = df[column].iloc[i]
-            shown.append(f"row {i}{f' ({who})' if who else ''}: {_show(value)}")
-        return Problem(column, issue, len(rows), total, tuple(shown))
-
-    for rule in rules:
-        if rule.column not in df.columns:
-            problems.append(Problem(rule.column, "the column is missing"))
-            continue
-        col = df[rule.column]
-        if not _KINDS[rule.kind](col):
-            issue = f"the column holds {col.dtype} values, expected {rule.kind}"
-            problems.append(Problem(rule.column, issue))
-            continue
-        null = col.isna()
-        if not rule.nullable and null.any():
-            problems.append(problem(rule.column, "are null", null))
-        present = col.where(~null)
-        below, above = ("before", "after") if rule.kind == "timestamp" else ("below", "above")
-        if rule.min is not None and (low := (present < rule.min) & ~null).any():
-            problems.append(problem(rule.column, f"are {below} {_show(rule.min)}", low))
-        if rule.max is not None and (high := (present > rule.max) & ~null).any():
-            problems.append(problem(rule.column, f"are {above} {_show(rule.max)}", high))
-        if rule.allowed is not None and (odd := ~col.isin(rule.allowed) & ~null).any():
-            allowed = ", ".join(rule.allowed)
-            problems.append(problem(rule.column, f"are not one of {allowed}", odd))
-    return problems
-
-
-def _show(value: Any) -> str:
-    if value is None or value is pd.NaT or (isinstance(value, float) and math.isnan(value)):
-        return "null"
-    if isinstance(value, pd.Timestamp | datetime):
-        return value.isoformat()
-    return repr(value.item() if isinstance(value, np.generic) else value)
+def feature_view(repo: Path = FEATURE_REPO) -> FeatureView:
+    """The ``user_features`` view as the feature repo defines it (read from its files: the
+    pipeline runs before ``pitstop apply``)."""
+    found = [o for o in load_repo(repo).all() if isinstance(o, FeatureView)]
+    return next(v for v in found if v.name == "user_features")
 
 
 # --- the pipeline ----------------------------------------------------------------------------
@@ -192,32 +106,14 @@ class FeatureEngineeringPipeline:
         now: datetime | None = None,
         history_days: int | None = None,
         log: Callable[[str], None] | None = print,
+        feature_repo: str | Path = FEATURE_REPO,
     ) -> None:
         self.raw_data_path = Path(raw_data_path)
         self.output_path = Path(output_path)
         self.now = pd.Timestamp(now or datetime.now(UTC)).tz_convert(UTC).floor("s")
         self.history_days = history_days  # None: as far back as the raw data goes
         self.log = log or (lambda _: None)
-
-    def raw_rules(self) -> list[Rule]:
-        return [
-            Rule("transaction_id", "integer"),
-            Rule("user_id", "integer", min=1),
-            Rule("transaction_amount", "number", min=0.01, max=100_000.0),
-            Rule("transaction_timestamp", "timestamp", max=self.now),  # nothing from the future
-        ]
-
-    def feature_rules(self) -> list[Rule]:
-        return [
-            Rule("user_id", "integer", min=1),
-            Rule("total_purchases", "integer", min=1),
-            Rule("avg_purchase_amount", "number", min=0.0),
-            Rule("days_since_last_purchase", "integer", min=0),
-            Rule("tenure_months", "integer", min=0),
-            Rule("customer_segment", "text", allowed=tuple(SEGMENTS)),
-            Rule("event_timestamp", "timestamp", max=self.now),
-            Rule("created_timestamp", "timestamp"),
-        ]
+        self.feature_repo = Path(feature_repo)
 
     def load_raw_data(self) -> pd.DataFrame:
         df = pd.read_parquet(self.raw_data_path).reset_index(drop=True)
@@ -227,9 +123,9 @@ class FeatureEngineeringPipeline:
         return df
 
     def validate_raw_data(self, df: pd.DataFrame) -> None:
-        problems = check(df, self.raw_rules(), key="transaction_id")
-        if problems:
-            raise DataValidationError(f"raw transactions ({self.raw_data_path})", problems)
+        report = validate(df, RAW_EXPECTATIONS, keys=["transaction_id"], now=self.now)
+        report.raise_for_failures(f"raw transactions ({self.raw_data_path})",
+                                  note="nothing was written")  # fmt: skip
 
     def snapshot_times(self, raw: pd.DataFrame) -> pd.DatetimeIndex:
         """One snapshot a day, ending now."""
@@ -289,9 +185,10 @@ class FeatureEngineeringPipeline:
         )
 
     def validate_features(self, df: pd.DataFrame) -> None:
-        problems = check(df, self.feature_rules(), key="user_id")
-        if problems:
-            raise DataValidationError(f"user features (for {self.output_path})", problems)
+        """Check the features against the expectations of the view that serves them."""
+        report = validate(df, feature_view(self.feature_repo), now=self.now)
+        report.raise_for_failures(f"user features (for {self.output_path})",
+                                  note="nothing was written")  # fmt: skip
 
     def save_features(self, df: pd.DataFrame) -> None:
         """Write ``df`` to a temporary file beside the output, then rename it into place."""
@@ -326,7 +223,7 @@ def main() -> None:
     args = parser.parse_args()
     try:
         FeatureEngineeringPipeline(args.raw, args.out, history_days=args.history_days).run()
-    except DataValidationError as exc:
+    except DataQualityError as exc:
         print(f"Error: {exc}", file=sys.stderr)
         sys.exit(1)
 

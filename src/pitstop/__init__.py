@@ -31,6 +31,18 @@ from pitstop.types import ValueType
 if TYPE_CHECKING:
     from pitstop.config import RepoConfig
     from pitstop.feature_store import FeatureStore
+    from pitstop.quality.expectations import (
+        between,
+        freshness,
+        in_set,
+        matches,
+        max_null_rate,
+        not_in_future,
+        not_null,
+        of_type,
+        row_count,
+        unique,
+    )
 
 __version__ = "0.1.0"
 
@@ -55,14 +67,31 @@ __all__ = [
     "StreamFeatureView",
     "ValueType",
     "__version__",
+    "between",
+    "freshness",
+    "in_set",
+    "matches",
+    "max_null_rate",
+    "not_in_future",
+    "not_null",
+    "of_type",
     "on_demand_feature_view",
+    "row_count",
+    "unique",
 ]
 
-_LAZY = {"FeatureStore": "pitstop.feature_store", "RepoConfig": "pitstop.config"}
+_EXPECTATIONS = ("between", "freshness", "in_set", "matches", "max_null_rate", "not_in_future",
+                 "not_null", "of_type", "row_count", "unique")  # fmt: skip
+_LAZY = {
+    "FeatureStore": "pitstop.feature_store",
+    "RepoConfig": "pitstop.config",
+    **dict.fromkeys(_EXPECTATIONS, "pitstop.quality.expectations"),
+}
 
 
 def __getattr__(name: str) -> Any:
-    """Import the store and config only when used, so ``import pitstop`` stays fast."""
+    """Import the store, the config and the expectations only when used, so ``import
+    pitstop`` stays fast."""
     if name in _LAZY:
         import importlib
 

@@ -191,6 +191,13 @@ class AuditConfig(_Model):
     read_sample_rate: float = Field(default=0.0, ge=0.0, le=1.0)
 
 
+class ExpectationsConfig(_Model):
+    """What a batch that breaks a view's expectations does, for views that do not say
+    (``expectation_policy``): ``warn`` logs it and writes it, ``reject`` writes nothing."""
+
+    policy: Literal["warn", "reject"] = "warn"
+
+
 class RepoConfig(_Model):
     """The whole ``feature_store.yaml``; ``repo_path`` is set by the loader, not the file."""
 
@@ -208,6 +215,7 @@ class RepoConfig(_Model):
     auth: NoAuthConfig = NoAuthConfig()
     lineage: OpenLineageConfig | None = None
     audit: AuditConfig = AuditConfig()
+    expectations: ExpectationsConfig = ExpectationsConfig()
     repo_path: Path
 
     @field_validator(*_SECTIONS, mode="before")

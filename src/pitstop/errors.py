@@ -12,6 +12,7 @@ do not know pitstop::
     ├── RegistryError          (RuntimeError)    the registry cannot complete an operation
     ├── RetrievalError         (ValueError)      a feature request is malformed (columns, types)
     ├── DataSourceError        (ValueError)      a source's data is missing or unreadable
+    ├── DataQualityError       (ValueError)      data broke a view's expectations (policy reject)
     ├── BackendUnavailableError(ConnectionError) a server (Redis, PostgreSQL) does not answer
     ├── PermissionDeniedError  (PermissionError) the caller may not do this (access policies)
     └── MissingExtraError      (ImportError)     an optional dependency is not installed
@@ -22,7 +23,7 @@ CLI exit codes is the job of ``pitstop.server`` and ``pitstop.cli``, not of thes
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 
 
 class PitstopError(Exception):
@@ -58,6 +59,17 @@ class RetrievalError(PitstopError, ValueError):
 
 class DataSourceError(PitstopError, ValueError):
     """A data source's data is missing or unreadable."""
+
+
+class DataQualityError(PitstopError, ValueError):
+    """Data broke the expectations of a view whose policy is ``reject``; nothing was written.
+
+    ``reports`` holds one :class:`~pitstop.quality.ValidationReport` per view that failed.
+    """
+
+    def __init__(self, message: str, reports: Sequence[object] = ()) -> None:
+        super().__init__(message)
+        self.reports = list(reports)
 
 
 class BackendUnavailableError(PitstopError, ConnectionError):

@@ -16,6 +16,7 @@ from pitstop.definitions.feature_view import FeatureView
 from pitstop.definitions.service import FeatureService
 from pitstop.definitions.sources import PushMode
 from pitstop.errors import DefinitionError
+from pitstop.quality.sdk import QualityMethods
 
 if TYPE_CHECKING:
     from datetime import datetime
@@ -29,7 +30,7 @@ if TYPE_CHECKING:
     from pitstop.registry import Change, Registry
 
 
-class FeatureStore(CatalogMethods):
+class FeatureStore(CatalogMethods, QualityMethods):
     """A feature repo's store: registry, offline engine, online store.
 
     >>> store = FeatureStore(repo_path="feature_repo")            # doctest: +SKIP
@@ -183,6 +184,7 @@ class FeatureStore(CatalogMethods):
             for view in views:
                 start = start_of(view)
                 with self._materialize_run(view, start, end):
+                    self._check_materialize(view, start, end)
                     done = materialize_view(view, start, end, offline=self.offline,
                                             online=self.online, meta=self.registry.store,
                                             repo_path=self.repo_path, progress=bar)  # fmt: skip
@@ -200,7 +202,8 @@ class FeatureStore(CatalogMethods):
         if not isinstance(view, FeatureView):
             raise DefinitionError(f"{feature_view_name!r} is not a batch or stream feature view")
         self._may_write_online(view)
-        return write_online(snap, self.online, [view], df, f"write_to_online_store({view.name!r})")
+        return write_online(snap, self.online, [view], df, f"write_to_online_store({view.name!r})",
+                            policy=self.config.expectations.policy)  # fmt: skip
 
     def push(
         self,
@@ -222,7 +225,8 @@ class FeatureStore(CatalogMethods):
         snap = self.registry.snapshot(fresh=not allow_registry_cache)
         with self._push_run(push_source_name, to):
             return push(snap, self.online, self.offline, self.repo_path, push_source_name, df, to,
-                        allow_missing_columns=allow_missing_columns)  # fmt: skip
+                        allow_missing_columns=allow_missing_columns,
+                        policy=self.config.expectations.policy)  # fmt: skip
 
     def serve(
         self,

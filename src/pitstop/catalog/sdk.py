@@ -151,7 +151,9 @@ class CatalogMethods(JobRecords):
         allow_overwrite: bool = False,
     ) -> SavedDataset:
         """Write a historical retrieval's rows to ``storage`` and register them as a saved
-        dataset (a training set), with the features and service they came from.
+        dataset (a training set), with the features and service they came from and the recipe
+        that rebuilds it (:mod:`pitstop.quality.datasets`: the entity frame and a profile are
+        kept beside the rows; ``pitstop datasets reproduce NAME`` proves a rebuild equal).
 
         >>> job = store.get_historical_features(entity_df, service)    # doctest: +SKIP
         >>> store.create_saved_dataset(from_=job, name="churn_train",  # doctest: +SKIP
@@ -177,6 +179,9 @@ class CatalogMethods(JobRecords):
         path = self.repo_path / storage.path
         path.parent.mkdir(parents=True, exist_ok=True)
         from_.to_parquet(path)
+        from pitstop.quality.datasets import record
+
+        dataset = record(self, meta, dataset, path)  # type: ignore[arg-type]
         self.catalog.apply([dataset])
         return dataset
 

@@ -497,6 +497,9 @@ def _register_listings() -> None:
         group.add_command(list_command(kind, pass_ctx))
         group.add_command(describe_command(kind, pass_ctx))
         cli.add_command(group)
+    from pitstop.cli.datasets import datasets
+
+    cli.add_command(datasets)
 
 
 _register_listings()

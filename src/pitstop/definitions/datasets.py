@@ -50,7 +50,9 @@ def _names(values: object, what: str, field: str) -> tuple[str, ...]:
 
 class SavedDataset(Described):
     """A training set: the features it holds (``view:feature``, ``view@v2:feature``), the
-    service they came from (if any), its join keys and where its rows are stored.
+    service they came from (if any), its join keys and where its rows are stored. ``recipe``
+    (set by ``store.create_saved_dataset``) records how to rebuild it:
+    :mod:`pitstop.quality.datasets`.
 
     >>> SavedDataset(name="churn_train", features=["users:age"], join_keys=["user_id"],
     ...              storage=SavedDatasetFileStorage(path="data/train.parquet")).features
@@ -63,6 +65,7 @@ class SavedDataset(Described):
     storage: SavedDatasetFileStorage
     feature_service: str | None
     full_feature_names: bool
+    recipe: dict[str, Any] | None
 
     def __init__(
         self,
@@ -76,6 +79,7 @@ class SavedDataset(Described):
         description: str = "",
         tags: Mapping[str, str] | None = None,
         owner: str = "",
+        recipe: Mapping[str, Any] | None = None,
     ) -> None:
         what = f"SavedDataset {name!r}"
         check_name(name, "SavedDataset")
@@ -96,6 +100,7 @@ class SavedDataset(Described):
             storage=storage,
             full_feature_names=bool(full_feature_names),
             feature_service=feature_service,
+            recipe=None if recipe is None else dict(recipe),
         )
         self._set_described(what, description, tags, owner)
 
@@ -105,7 +110,7 @@ class SavedDataset(Described):
         return tuple(dict.fromkeys(view_of(ref) for ref in self.features))
 
     def to_spec(self) -> dict[str, Any]:
-        return {
+        spec = {
             "name": self.name,
             "features": list(self.features),
             "join_keys": list(self.join_keys),
@@ -114,6 +119,9 @@ class SavedDataset(Described):
             "feature_service": self.feature_service,
             **self._described_spec(),
         }
+        if self.recipe is not None:  # kept out when unset: older specs keep their hash
+            spec["recipe"] = self.recipe
+        return spec
 
     @classmethod
     def from_spec(cls, spec: Mapping[str, Any]) -> SavedDataset:
@@ -125,6 +133,7 @@ class SavedDataset(Described):
             full_feature_names=spec.get("full_feature_names", False),
             feature_service=spec.get("feature_service"),
             **described(spec),
+            recipe=spec.get("recipe"),
         )
 
 

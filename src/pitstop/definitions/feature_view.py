@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
-from typing import Any, Self
+from typing import TYPE_CHECKING, Any, Self
 
 from pitstop.definitions.base import (
     Definition,
@@ -29,6 +29,9 @@ from pitstop.definitions.sources import (
     source_from_spec,
 )
 from pitstop.errors import DefinitionError, suggest
+
+if TYPE_CHECKING:
+    from pitstop.quality.expectations import Expectation
 
 
 @dataclass(frozen=True)
@@ -67,6 +70,10 @@ class Projection:
             join_key_map=dict(spec.get("join_key_map") or {}),
             version=spec.get("version"),
         )
+
+
+#: Spec keys written only when set, so that specs written before them keep their hash.
+_OPTIONAL = ("enable_validation", "version", "expectation_policy")
 
 
 class Projectable(Definition):
@@ -129,6 +136,20 @@ class Projectable(Definition):
         return self._copy(projection=dataclasses.replace(self.projection, **changes))
 
 
+def _expectations(specs: list[dict[str, Any]] | None) -> list[Expectation]:
+    if not specs:
+        return []
+    from pitstop.quality.expectations import from_spec
+
+    return [from_spec(s) for s in specs]
+
+
+def _as_list(entities: object) -> list[object]:
+    if entities is None:
+        return []
+    return [entities] if isinstance(entities, str | Entity) else list(entities)  # type: ignore[call-overload]
+
+
 def entity_names(entities: object, what: str) -> tuple[tuple[str, ...], tuple[str, ...]]:
     """Names and join keys of ``entities`` (objects or names; a name's join key is itself)."""
     if entities is None:
@@ -160,6 +181,12 @@ class FeatureView(Projectable):
     ...                  schema=[Field(name="n", dtype=Int64)], source=src)
     >>> [f.name for f in fv.features], fv.join_keys
     (['n'], ('user_id',))
+
+    ``expectations`` are rules its rows must hold (:mod:`pitstop.quality`), checked when rows
+    are pushed, written online or materialized; ``expectation_policy`` says what a batch that
+    breaks one does: ``"warn"`` logs and writes it, ``"reject"`` writes nothing and raises
+    :class:`~pitstop.errors.DataQualityError` (default: ``expectations.policy`` of
+    feature_store.yaml, itself ``"warn"`` by default).
     """
 
     kind = "feature_view"
@@ -176,6 +203,8 @@ class FeatureView(Projectable):
     enable_validation: bool
     version: str | None
     entity_columns: tuple[Field, ...]
+    expectations: tuple[Expectation, ...]
+    expectation_policy: str | None
     _features: tuple[Field, ...]
 
     def __init__(
@@ -194,6 +223,8 @@ class FeatureView(Projectable):
         features: Sequence[Field] | None = None,
         enable_validation: bool = False,
         version: str | int | None = None,
+        expectations: Sequence[Expectation] | None = None,
+        expectation_policy: str | None = None,
     ) -> None:
         cls = type(self).__name__
         check_name(name, cls)
@@ -218,8 +249,34 @@ class FeatureView(Projectable):
             enable_validation=bool(enable_validation),
             version=None if version is None else str(version),
             projection=Projection(name=name),
+            expectations=(),
+            expectation_policy=None,
         )
         self._with_keys(keys)
+        if expectations or expectation_policy is not None:  # pitstop.quality only when used
+            from pitstop.quality.expectations import check_expectations, check_policy
+
+            # an entity named by a string has join keys known only at apply (resolve_entities)
+            keys_known = all(isinstance(e, Entity) for e in _as_list(entities))
+            self._set(
+                expectation_policy=check_policy(expectation_policy, what),
+                expectations=check_expectations(expectations, self._columns(entities), what,
+                                                self.timestamp_field, complete=keys_known),
+            )  # fmt: skip
+
+    def _columns(self, entities: Sequence[Entity | str] | None) -> dict[str, str | None]:
+        """The columns expectations may name, by family (``None``: type unknown)."""
+        from pitstop.quality.expectations import dtype_family
+
+        found: dict[str, str | None] = {k: None for k in self.join_keys}
+        for e in _as_list(entities):
+            if isinstance(e, Entity) and e.dtype is not None:
+                found.update({k: dtype_family(e.dtype) for k in e.join_keys})
+        found.update({f.name: dtype_family(f.dtype) for f in self.schema})
+        for ts in (self.timestamp_field, self.batch_source.created_timestamp_column):
+            if ts:
+                found[ts] = "timestamp"
+        return found
 
     def _check_source(self, source: object, what: str) -> None:
         if isinstance(source, RequestSource):
@@ -267,10 +324,15 @@ class FeatureView(Projectable):
                     f"defined.{suggest(name, entities)} Define it with Entity(name={name!r})."
                 )
             keys.extend(entity.join_keys)
-        if tuple(keys) == self.join_keys:
-            return self
-        clone = self._copy()
-        clone._with_keys(tuple(keys))
+        clone = self if tuple(keys) == self.join_keys else self._copy()
+        if clone is not self:
+            clone._with_keys(tuple(keys))
+        if self.expectations:  # now that every join key is known
+            from pitstop.quality.expectations import check_expectations
+
+            cols = clone._columns([entities[n] for n in self.entities])
+            check_expectations(self.expectations, cols, f"{type(self).__name__} {self.name!r}",
+                               self.timestamp_field)  # fmt: skip
         return clone
 
     def to_spec(self) -> dict[str, Any]:
@@ -279,6 +341,10 @@ class FeatureView(Projectable):
             spec["enable_validation"] = True
         if self.version is not None:
             spec["version"] = self.version
+        if self.expectations:  # kept out when unset, like the two above
+            spec["expectations"] = [e.to_spec() for e in self.expectations]
+        if self.expectation_policy is not None:
+            spec["expectation_policy"] = self.expectation_policy
         return spec
 
     def _spec(self) -> dict[str, Any]:
@@ -309,11 +375,15 @@ class FeatureView(Projectable):
             "description": spec.get("description", ""),
             "tags": spec.get("tags"),
             "owner": spec.get("owner", ""),
-            **{k: spec[k] for k in ("enable_validation", "version") if k in spec},
+            **{k: spec[k] for k in _OPTIONAL if k in spec},
+            "expectations": _expectations(spec.get("expectations")),
         }
 
     @classmethod
     def from_spec(cls, spec: Mapping[str, Any]) -> Self:
-        view = cls(**cls._kwargs_from_spec(spec))
+        kwargs = cls._kwargs_from_spec(spec)
+        expectations = kwargs.pop("expectations")  # checked when defined; keys come below
+        view = cls(**kwargs)
         view._with_keys(tuple(spec.get("join_keys", view.join_keys)))
+        view._set(expectations=tuple(expectations))
         return view

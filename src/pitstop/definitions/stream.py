@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from datetime import timedelta
-from typing import Any, Self
+from typing import TYPE_CHECKING, Any, Self
 
 from pitstop.definitions.base import Definition, check_text, duration, seconds, unique
 from pitstop.definitions.entity import Entity
@@ -13,6 +13,9 @@ from pitstop.definitions.field import Field
 from pitstop.definitions.sources import DataSource, PushSource, not_ingested
 from pitstop.errors import DefinitionError
 from pitstop.types import FeastType, Float64, Int64
+
+if TYPE_CHECKING:
+    from pitstop.quality.expectations import Expectation
 
 FUNCTIONS = ("count", "sum", "mean", "avg", "min", "max", "count_distinct", "last")
 
@@ -156,6 +159,8 @@ class StreamFeatureView(FeatureView):
         owner: str = "",
         mode: str = "python",
         udf: Callable[..., Any] | None = None,
+        expectations: Sequence[Expectation] | None = None,
+        expectation_policy: str | None = None,
     ) -> None:
         what = f"StreamFeatureView {name!r}"
         aggs = tuple(aggregations or ())
@@ -165,6 +170,9 @@ class StreamFeatureView(FeatureView):
         if udf is not None:
             raise DefinitionError(f"{what}: stream transformations (udf) are not supported yet")
         self._set(aggregations=aggs, mode=mode)
+        if isinstance(source, PushSource):  # known before the view checks its expectations
+            ts = timestamp_field or source.batch_source.timestamp_field
+            self._set(stream_timestamp_field=check_text(ts, "timestamp_field", what))
         super().__init__(
             name=name,
             source=source,
@@ -176,9 +184,9 @@ class StreamFeatureView(FeatureView):
             description=description,
             tags=tags,
             owner=owner,
+            expectations=expectations,
+            expectation_policy=expectation_policy,
         )
-        ts = timestamp_field or self.batch_source.timestamp_field
-        self._set(stream_timestamp_field=check_text(ts, "timestamp_field", what))
         if aggs:
             unique([f.name for f in self.features], what)
 
@@ -198,6 +206,11 @@ class StreamFeatureView(FeatureView):
     @property
     def timestamp_field(self) -> str:
         return self.stream_timestamp_field
+
+    def _columns(self, entities: Sequence[Entity | str] | None) -> dict[str, str | None]:
+        """Expectations of a windowed view judge the events: the aggregated columns too."""
+        inputs: dict[str, str | None] = {a.column: None for a in self.aggregations}
+        return {**inputs, **super()._columns(entities)}
 
     def to_spec(self) -> dict[str, Any]:
         return {

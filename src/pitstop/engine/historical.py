@@ -193,30 +193,36 @@ def historical_features(
     pit = PitPlan(joins, timestamp_column, filter_by_created_timestamp, aggregates=tuple(windows))
     steps = [cast_transform(_declared(plan, windows))] if windows else []
     job = engine.historical(entity_df, pit).with_transforms([*steps, on_demand_transform(plan)])
-    job.metadata = RetrievalMetadata.of(plan, features, full_feature_names)
+    job.metadata = RetrievalMetadata.of(plan, features, full_feature_names, snapshot.serial)
     return job
 
 
 @dataclass(frozen=True)
 class RetrievalMetadata:
     """What a historical retrieval returns: its features (``view:feature``, the views' own
-    names), the service they came from and the join keys."""
+    names), the service they came from, the join keys, and the registry version whose
+    definitions it read."""
 
     features: tuple[str, ...]
     join_keys: tuple[str, ...]
     feature_service: str | None
     full_feature_names: bool
+    registry_version: int | None = None
 
     @classmethod
     def of(
-        cls, plan: RequestPlan, features: Sequence[str] | FeatureService, full: bool
+        cls,
+        plan: RequestPlan,
+        features: Sequence[str] | FeatureService,
+        full: bool,
+        registry_version: int | None = None,
     ) -> RetrievalMetadata:
         refs = [str(FeatureRef(v.view.name, v.projection.version, c.feature.name))
                 for v in plan.views for c in v.columns if c.visible]  # fmt: skip
         refs += [str(FeatureRef(od.view.name, od.projection.version, c.feature.name))
                  for od in plan.on_demand for c in od.columns]  # fmt: skip
         service = features.name if isinstance(features, FeatureService) else None
-        return cls(tuple(refs), plan.entity_keys, service, full)
+        return cls(tuple(refs), plan.entity_keys, service, full, registry_version)
 
 
 def _declared(plan: RequestPlan, windows: Sequence[AggregateJoin]) -> dict[str, pa.DataType]:

@@ -26,6 +26,7 @@ from pitstop.engine.write import chunks, encode_rows
 from pitstop.errors import NotFoundError, RetrievalError, suggest
 from pitstop.offline.sources import check_appendable, stored_names
 from pitstop.online.base import StoredRow
+from pitstop.quality.enforce import check_tables
 from pitstop.types import to_arrow
 
 if TYPE_CHECKING:
@@ -354,8 +355,10 @@ def _write_exact(
     """Write small ``data`` whose values already have their declared types without Arrow
     (:mod:`pitstop.engine.exact`); ``None`` (nothing written) if any view needs the Arrow
     path."""
+    if not views or any(v.expectations for v in views):  # expectations are checked on Arrow
+        return None
     columns = python_columns(data)
-    if columns is None or not views:
+    if columns is None:
         return None
     encoded = [exact_rows(v, key_dtypes(snapshot, v), columns) for v in views]
     if any(rows is None for rows in encoded):
@@ -368,13 +371,22 @@ def _write_exact(
 
 
 def write_online(
-    snapshot: Snapshot, online: Any, views: Sequence[FeatureView], data: Any, what: str
+    snapshot: Snapshot,
+    online: Any,
+    views: Sequence[FeatureView],
+    data: Any,
+    what: str,
+    *,
+    policy: str | None = None,
 ) -> int:
-    """Check ``data`` against every view, then write each view's rows online."""
+    """Check ``data`` against every view (values, then expectations under ``policy`` unless a
+    view has its own), then write each view's rows online."""
     written = _write_exact(snapshot, online, views, data)
     if written is not None:
         return written
-    return write_views(online, views, conformed(snapshot, views, data, what))
+    tables = conformed(snapshot, views, data, what)
+    check_tables(views, tables, what, policy)
+    return write_views(online, views, tables)
 
 
 def push(
@@ -387,11 +399,13 @@ def push(
     to: Any,
     *,
     allow_missing_columns: bool = False,
+    policy: str | None = None,
 ) -> int:
     """Rows to every view fed by a push source; ``to`` is a :class:`PushMode` or its name.
 
-    Everything is checked first — the values against every view, and for an offline push the
-    columns against the source's offline data (:func:`offline_rows`) — then written."""
+    Everything is checked first — the values against every view, the views' expectations
+    (``policy``: for views without their own), and for an offline push the columns against
+    the source's offline data (:func:`offline_rows`) — then written."""
     mode = push_mode(to)
     what = f"push to {push_source_name!r}"
     views = push_views(snapshot, push_source_name)
@@ -402,6 +416,7 @@ def push(
         return written
     table = as_table(data, what)
     tables = _conform_all(snapshot, views, table, what)
+    check_tables(views, tables, what, policy)
     source = snapshot.data_sources[push_source_name]
     assert isinstance(source, PushSource)
     rows = ref = None

@@ -20,6 +20,7 @@ from collections.abc import Sequence
 from pitstop.errors import (
     BackendUnavailableError,
     ConfigError,
+    DataQualityError,
     DataSourceError,
     DefinitionError,
     MissingExtraError,
@@ -42,6 +43,7 @@ STATUS: dict[type[BaseException], int] = {
     PermissionDeniedError: 403,  # the project's access policies do not allow this caller
     DefinitionError: 422,  # the named object cannot do this (e.g. write to an on-demand view)
     DataSourceError: 422,  # the source data a materialization needs is missing or unreadable
+    DataQualityError: 422,  # the rows break the view's expectations (policy reject)
     BackendUnavailableError: 503,  # the online store or registry server does not answer
     RegistryError: 500,
     RepoError: 500,

@@ -16,7 +16,12 @@ from pitstop import (
     FileSource,
     PushSource,
     ValueType,
+    between,
+    in_set,
+    not_in_future,
+    not_null,
     on_demand_feature_view,
+    unique,
 )
 from pitstop.types import Float32, Int64, String
 
@@ -49,6 +54,26 @@ user_features = FeatureView(
     source=user_push_source,
     online=True,
     tags={"team": "ml-platform", "owner": "data-science"},
+    # What every row must hold, checked by the pipeline before it writes, and by pitstop on
+    # every push and materialization: a batch that breaks one is rejected whole
+    expectations=[
+        not_null("user_id"),
+        between("user_id", min=1),
+        not_null("total_purchases"),
+        between("total_purchases", min=1),
+        not_null("avg_purchase_amount"),
+        between("avg_purchase_amount", min=0.0),
+        not_null("days_since_last_purchase"),
+        between("days_since_last_purchase", min=0),
+        not_null("tenure_months"),
+        between("tenure_months", min=0),
+        not_null("customer_segment"),
+        in_set("customer_segment", ["bronze", "silver", "gold", "platinum"]),
+        not_null("event_timestamp"),
+        not_in_future("event_timestamp"),
+        unique("user_id", "event_timestamp"),
+    ],
+    expectation_policy="reject",
 )
 
 
