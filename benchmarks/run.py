@@ -16,6 +16,8 @@ SUITES = [
     "server.py",
     "streams.py",
     "catalog.py",
+    "feature_logging.py",
+    "monitor.py",
 ]
 
 if __name__ == "__main__":

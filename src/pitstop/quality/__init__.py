@@ -1,0 +1,1 @@
+"""Data quality: feature logging, drift and consistency monitoring, freshness, validation."""

@@ -1,0 +1,415 @@
+"""Feature logging: the feature vectors a service serves, sampled, written to Parquet files.
+
+A :class:`~pitstop.FeatureService` with a ``logging_config`` has its served vectors logged,
+whichever way they are served: ``store.get_online_features(features=service, ...)`` in
+process or ``POST /get-online-features`` with ``feature_service`` on ``pitstop serve``.
+
+**Sampling** is per request: a request is logged, all its rows, with probability
+``sample_rate`` (``monitoring.logging.seed`` in ``feature_store.yaml`` fixes the draws).
+
+**Off the request path.** A logged request costs the caller one append to a bounded queue
+(``monitoring.logging.queue_size`` requests); the entity rows it sent and the response are
+kept as they are (not copied: do not change them in place before they are written). A
+background thread takes the queue every 50 ms and turns what waited into Arrow columns and one
+Parquet part file per service when ``flush_rows`` rows are waiting or the oldest has waited
+``flush_seconds``. When the queue is full the request is **dropped and counted**, never waited
+for: serving does not slow down because the disk does. What is queued is written at
+``store.close()``, at interpreter exit and when the feature server shuts down;
+``store.flush_feature_logs()`` writes it now.
+
+**Layout.** Under the destination's ``path`` (relative paths: to the repo root)::
+
+    service=<service>/date=<YYYY-MM-DD>/part-<UTC time>-<pid>-<n>.parquet
+
+A file appears complete or not at all (written under a temporary name, then renamed). Its
+columns: ``__log_timestamp`` (timestamp[us, UTC], when the request was served),
+``__request_id`` (one per request, unique across processes), the join keys and request data
+the request sent (by their declared types), then per feature ``<view>__<feature>`` (the
+value, its declared type),
+``<view>__<feature>__status`` (``PRESENT``, ``NULL_VALUE``, ``NOT_FOUND``,
+``OUTSIDE_MAX_AGE``) and ``<view>__<feature>__timestamp`` (the value's event time). Names are
+always the full ``view__feature`` names, whatever ``full_feature_names`` the request used.
+``partition_by`` of ``FileLoggingDestination`` is kept with the service but not used.
+"""
+
+from __future__ import annotations
+
+import atexit
+import itertools
+import logging
+import os
+import random
+import threading
+import time
+import uuid
+from collections import deque
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, NamedTuple
+
+from pitstop.config import FeatureLoggingSettings, resolve_path
+from pitstop.definitions.service import FeatureService
+from pitstop.engine.online import _columns as entity_columns
+
+if TYPE_CHECKING:
+    import pyarrow as pa
+
+    from pitstop.engine.online import OnlineResponse
+    from pitstop.registry.snapshot import Snapshot
+
+logger = logging.getLogger("pitstop.quality")
+
+LOG_TIMESTAMP = "__log_timestamp"
+REQUEST_ID = "__request_id"
+STATUS = "__status"
+TIMESTAMP = "__timestamp"
+DAY_US = 86_400_000_000
+_CONTROL_TIMEOUT_S = 60.0
+
+
+def log_root(service: FeatureService, repo_path: Path) -> Path:
+    """The folder holding ``service``'s logs: ``<destination path>/service=<name>``."""
+    config = service.logging_config
+    if config is None:
+        from pitstop.errors import DefinitionError
+
+        raise DefinitionError(
+            f"feature service {service.name!r} has no logging_config, so its served features "
+            "are not logged; add logging_config=LoggingConfig(destination="
+            "FileLoggingDestination(path='data/feature_logs'), sample_rate=0.1) and apply"
+        )
+    return resolve_path(config.destination.path, repo_path) / f"service={service.name}"
+
+
+def log_files(root: Path) -> str:
+    """The glob of the Parquet part files under a :func:`log_root`."""
+    return str(root / "date=*" / "*.parquet")
+
+
+@dataclass
+class LogStats:
+    """Counters of one writer, per service: requests and rows written, requests dropped
+    because the queue was full, requests lost to a failed write."""
+
+    requests: dict[str, int] = field(default_factory=dict)
+    rows: dict[str, int] = field(default_factory=dict)
+    dropped: dict[str, int] = field(default_factory=dict)
+    failed: dict[str, int] = field(default_factory=dict)
+    files: int = 0
+
+
+class _Served(NamedTuple):
+    """One sampled request: what the caller sent and what it was served (kept as is; the
+    background thread reads it)."""
+
+    at_us: int
+    service: FeatureService
+    full: bool
+    entity_rows: Any
+    response: OnlineResponse
+
+
+@dataclass(frozen=True)
+class _Layout:
+    """The columns of one service's log files (for one response shape)."""
+
+    root: Path
+    keys: tuple[tuple[str, Any], ...]  # entity-row columns kept: (name, Arrow type or None)
+    features: tuple[tuple[str, str, Any], ...]  # (response name, full name, Arrow type)
+
+    @property
+    def columns(self) -> tuple[str, ...]:
+        names = [LOG_TIMESTAMP, REQUEST_ID, *(k for k, _ in self.keys)]
+        for _, full, _ in self.features:
+            names += [full, full + STATUS, full + TIMESTAMP]
+        return tuple(names)
+
+
+class FeatureLogWriter:
+    """Samples served vectors and writes them in the background (see the module docs)."""
+
+    POLL_SECONDS = 0.05  # how often the background thread takes what was queued
+
+    def __init__(
+        self,
+        repo_path: Path,
+        settings: FeatureLoggingSettings,
+        snapshot: Callable[[], Snapshot],
+    ) -> None:
+        self.repo_path = Path(repo_path)
+        self.settings = settings
+        self._snapshot = snapshot
+        self._draw = random.Random(settings.seed).random
+        self._queued: deque[_Served] = deque()
+        self._limit = settings.queue_size
+        self._wake = threading.Event()
+        self._asked: list[tuple[threading.Event, bool]] = []  # flushes waited for: (done, stop)
+        self._thread: threading.Thread | None = None
+        self._lock = threading.Lock()
+        self._layouts: dict[tuple[Any, ...], _Layout] = {}
+        self._seq = itertools.count()
+        self._ids = itertools.count()
+        self._id_prefix = f"{os.getpid():x}-{uuid.uuid4().hex[:8]}-"
+        self.stats = LogStats()
+
+    # --- the request path ----------------------------------------------------------------
+
+    def log(
+        self,
+        service: FeatureService,
+        entity_rows: Sequence[Mapping[str, Any]] | Mapping[str, Sequence[Any]],
+        response: OnlineResponse,
+        full_feature_names: bool,
+    ) -> bool:
+        """Queue one served response of ``service`` if it is sampled; whether it was queued.
+
+        The caller's ``entity_rows`` and the response are kept as they are until written
+        (within ``flush_seconds``): change neither in place meanwhile."""
+        config = service.logging_config
+        if config is None or self._draw() >= config.sample_rate:
+            return False
+        if self._thread is None:
+            self.start()
+        if len(self._queued) >= self._limit:
+            with self._lock:
+                self.stats.dropped[service.name] = self.stats.dropped.get(service.name, 0) + 1
+            return False
+        self._queued.append(
+            _Served(time.time_ns() // 1000, service, full_feature_names, entity_rows, response)
+        )
+        return True
+
+    # --- control -------------------------------------------------------------------------
+
+    def start(self) -> None:
+        """Start the background thread (the first logged request does it otherwise)."""
+        if self._thread is not None:
+            return
+        # what writing needs is loaded now, on the caller's thread: once the interpreter
+        # begins to exit (when the last rows are written) an import that registers an exit
+        # handler fails, and Arrow loads pandas on its first conversion
+        import pyarrow as pa
+        import pyarrow.fs
+        import pyarrow.parquet
+
+        pa.array([0])
+        with self._lock:
+            if self._thread is not None:
+                return
+            self._thread = threading.Thread(
+                target=self._run, name="pitstop-feature-log", daemon=True
+            )
+            self._thread.start()
+            atexit.register(self.close)
+
+    def flush(self) -> None:
+        """Write everything queued so far, and wait until it is written."""
+        self._ask(stop=False)
+
+    def close(self) -> None:
+        """Write everything queued and stop the background thread (a later log starts it
+        again)."""
+        thread = self._thread
+        if thread is None:
+            return
+        self._ask(stop=True)
+        thread.join(_CONTROL_TIMEOUT_S)
+        with self._lock:
+            self._thread = None
+        atexit.unregister(self.close)
+
+    def _ask(self, stop: bool) -> None:
+        if self._thread is None or not self._thread.is_alive():
+            return
+        done = threading.Event()
+        with self._lock:
+            self._asked.append((done, stop))
+        self._wake.set()
+        done.wait(_CONTROL_TIMEOUT_S)
+
+    # --- the background thread -----------------------------------------------------------
+
+    def _run(self) -> None:
+        waiting: list[_Served] = []
+        rows = 0
+        oldest = 0.0
+        settings = self.settings
+        while True:
+            self._wake.wait(self.POLL_SECONDS)
+            self._wake.clear()
+            with self._lock:
+                asked, self._asked = self._asked, []
+            queued = self._queued
+            while queued:  # only this thread takes from the left
+                item = queued.popleft()
+                if not waiting:
+                    oldest = time.monotonic()
+                waiting.append(item)
+                rows += _rows(item.response)
+            due = rows >= settings.flush_rows or (
+                waiting and time.monotonic() - oldest >= settings.flush_seconds
+            )
+            if waiting and (due or asked):
+                self._write_all(waiting)
+                waiting, rows = [], 0
+            for done, _ in asked:
+                done.set()
+            if any(stop for _, stop in asked):
+                return
+
+    def _write_all(self, items: list[_Served]) -> None:
+        """Write ``items``: one file per service (and day)."""
+        groups: dict[tuple[Any, ...], list[tuple[_Served, _Layout]]] = {}
+        for item in items:
+            try:
+                layout = self._layout(item)
+            except Exception as exc:  # the service changed or went away since the request
+                self._failed(item.service.name, 1, exc)
+                continue
+            key = (item.service.name, layout.root, layout.columns)  # short and full names
+            groups.setdefault(key, []).append((item, layout))
+        for (name, _, _), pairs in groups.items():
+            self._write(name, pairs)
+
+    def _layout(self, item: _Served) -> _Layout:
+        config = item.service.logging_config
+        names = tuple(item.response.values)
+        shape = (item.service.name, config.destination.path if config else "", item.full, names)
+        found = self._layouts.get(shape)
+        if found is not None:
+            return found
+        layout = log_layout(self._snapshot(), item.service, self.repo_path)
+        if len(layout.features) != len(names):
+            raise ValueError(f"the response has {len(names)} features, the service "
+                             f"{len(layout.features)}")  # fmt: skip
+        # the response's names (short or full) in the plan's order
+        layout = _Layout(layout.root, layout.keys, tuple(
+            (served, full, t) for served, (_, full, t) in zip(names, layout.features, strict=True)
+        ))  # fmt: skip
+        if len(self._layouts) > 256:
+            self._layouts.clear()
+        self._layouts[shape] = layout
+        return layout
+
+    def _write(self, service: str, pairs: list[tuple[_Served, _Layout]]) -> None:
+        try:
+            table = self._table(pairs)
+            root = pairs[0][1].root
+            for day, part in _days(table):
+                folder = root / f"date={day}"
+                folder.mkdir(parents=True, exist_ok=True)
+                stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S")
+                name = f"part-{stamp}-{os.getpid()}-{next(self._seq):06d}.parquet"
+                _write_atomically(part, folder / name)
+                self.stats.files += 1
+        except Exception as exc:
+            self._failed(service, len(pairs), exc)
+            return
+        with self._lock:
+            stats = self.stats
+            stats.requests[service] = stats.requests.get(service, 0) + len(pairs)
+            stats.rows[service] = stats.rows.get(service, 0) + table.num_rows
+
+    def _table(self, pairs: list[tuple[_Served, _Layout]]) -> pa.Table:
+        """The rows of ``pairs`` (requests of one service and layout) as one Arrow table."""
+        import pyarrow as pa
+
+        stamp = pa.timestamp("us", tz="UTC")
+        counts = [_rows(item.response) for item, _ in pairs]
+        ids = [self._id_prefix + format(next(self._ids), "x") for _ in pairs]
+        arrays: dict[str, pa.Array] = {
+            LOG_TIMESTAMP: pa.array([item.at_us for (item, _), n in zip(pairs, counts, strict=True)
+                                     for _ in range(n)], stamp),
+            REQUEST_ID: pa.array([i for i, n in zip(ids, counts, strict=True) for _ in range(n)],
+                                 pa.string()),
+        }  # fmt: skip
+        layout = pairs[0][1]
+        keys = [k for k, _ in layout.keys]
+        sent = [  # the join keys are in the response; request data only in what was sent
+            item.response.entities
+            if all(k in item.response.entities for k in keys)
+            else entity_columns(item.entity_rows)[0]
+            for item, _ in pairs
+        ]
+        for key, arrow_type in layout.keys:
+            values = [v for cols, n in zip(sent, counts, strict=True)
+                      for v in (cols.get(key) or [None] * n)]  # fmt: skip
+            arrays[key] = _array(values, arrow_type)
+        for i, (_, full, arrow_type) in enumerate(layout.features):
+            served = [(item.response, lay.features[i][0]) for item, lay in pairs]
+            arrays[full] = _array([v for r, n in served for v in r.values[n]], arrow_type)
+            arrays[full + STATUS] = pa.array([v for r, n in served for v in r.statuses[n]],
+                                             pa.string())  # fmt: skip
+            arrays[full + TIMESTAMP] = pa.array([v for r, n in served for v in r.timestamps[n]],
+                                                stamp)  # fmt: skip
+        return pa.table(arrays)
+
+    def _failed(self, service: str, requests: int, exc: BaseException) -> None:
+        with self._lock:
+            self.stats.failed[service] = self.stats.failed.get(service, 0) + requests
+        logger.warning("feature service %r: %d logged request(s) could not be written: %s",
+                       service, requests, exc)  # fmt: skip
+
+
+def _rows(response: OnlineResponse) -> int:
+    return len(next(iter(response.values.values()), ()))
+
+
+def log_layout(snapshot: Snapshot, service: FeatureService, repo_path: Path) -> _Layout:
+    """The columns ``service``'s log files have, from the registry's definitions."""
+    from pitstop.engine.online import key_dtypes
+    from pitstop.engine.request import build_plan
+    from pitstop.types import to_arrow
+
+    plan = build_plan(snapshot, service, True)
+    keys: dict[str, Any] = {}
+    for v in plan.views:
+        dtypes = key_dtypes(snapshot, v.view)
+        for key, column in zip(v.view.join_keys, v.entity_keys, strict=True):
+            dtype = dtypes.get(key)
+            keys.setdefault(column, None if dtype is None else to_arrow(dtype))
+    for f in plan.request_fields:
+        keys.setdefault(f.name, to_arrow(f.dtype))
+    dtypes = {c.name: c.feature.dtype for v in plan.views for c in v.columns if c.visible}
+    dtypes.update({c.name: c.feature.dtype for od in plan.on_demand for c in od.columns})
+    features = tuple((n, n, to_arrow(dtypes[n])) for n in plan.output_names)
+    return _Layout(log_root(service, repo_path), tuple(keys.items()), features)
+
+
+def _array(values: list[Any], arrow_type: Any) -> pa.Array:
+    """``values`` as their declared type; what does not convert is kept as text."""
+    import pyarrow as pa
+
+    try:
+        return pa.array(values, arrow_type)
+    except (pa.ArrowException, TypeError, ValueError):
+        return pa.array([None if v is None else str(v) for v in values], pa.string())
+
+
+def _days(table: pa.Table) -> list[tuple[str, pa.Table]]:
+    """``table`` split by the UTC date of its log timestamps."""
+    import numpy as np
+
+    us = table.column(LOG_TIMESTAMP).cast("int64").to_numpy()
+    days = us // DAY_US
+    first, last = int(days.min()), int(days.max())
+
+    def name(day: int) -> str:
+        return datetime.fromtimestamp(day * 86_400, UTC).strftime("%Y-%m-%d")
+
+    if first == last:
+        return [(name(first), table)]
+    return [(name(int(d)), table.filter(days == d)) for d in np.unique(days)]
+
+
+def _write_atomically(table: pa.Table, path: Path) -> None:
+    import pyarrow.parquet as pq
+
+    temporary = path.with_name(f".{path.name}.tmp")
+    try:
+        pq.write_table(table, temporary, compression="zstd")
+        os.replace(temporary, path)
+    finally:
+        temporary.unlink(missing_ok=True)
