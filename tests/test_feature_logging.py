@@ -171,6 +171,16 @@ def test_log_files_hold_keys_request_data_values_statuses_and_times(tmp_path: Pa
     assert all(before <= r["__log_timestamp"] <= datetime.now(UTC) for r in rows)
 
 
+def test_two_stores_of_one_process_never_write_over_each_others_files(tmp_path: Path) -> None:
+    first = make_repo(tmp_path, entities=10)
+    second = FeatureStore(repo_path=tmp_path)
+    serve_requests(first, [1, 2, 3])
+    serve_requests(second, [4, 5])
+    first.close()
+    second.close()  # within the same second, each writer's first file
+    assert sorted(logged(tmp_path).column("user_id").to_pylist()) == [1, 2, 3, 4, 5]
+
+
 def test_a_full_queue_drops_and_counts_instead_of_blocking(tmp_path: Path) -> None:
     store = make_repo(tmp_path, entities=10, logging={"queue_size": 1, "flush_rows": 1})
     serve_requests(store, [i % 10 for i in range(2000)])

@@ -34,7 +34,13 @@ from pitstop import (
 from pitstop.aggregation import Aggregation
 from pitstop.config import DriftThresholds, parse_config
 from pitstop.definitions import SavedDatasetFileStorage
-from pitstop.errors import ConfigError, DataSourceError, DefinitionError, NotFoundError
+from pitstop.errors import (
+    ConfigError,
+    DataSourceError,
+    DefinitionError,
+    NotFoundError,
+    RetrievalError,
+)
 from pitstop.quality.consistency import consistency
 from pitstop.quality.monitor import monitor
 from pitstop.types import Float64
@@ -194,6 +200,9 @@ def test_monitor_mistakes_are_explained(served: Served, tmp_path: Path) -> None:
             monitor(store, "svc", dataset="trian")
         with pytest.raises(NotFoundError, match="feature service 'svcc'"):
             monitor(store, "svcc")
+        with pytest.raises(RetrievalError, match=r"either a saved dataset \(--dataset\) or a "
+                           r"window of the logs"):  # fmt: skip
+            monitor(store, "svc", dataset="train", reference_until=served.mid)
     other = make_repo(tmp_path / "other", entities=10)
     other.apply([FeatureService(name="plain", features=[users])])
     serve_batches(other, np.arange(10))

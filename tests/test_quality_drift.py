@@ -14,6 +14,7 @@ from pitstop.quality.drift import (
     OK,
     SKIPPED,
     TOO_FEW,
+    bin_counts,
     chi2_homogeneity,
     chi2_sf,
     compare,
@@ -22,6 +23,7 @@ from pitstop.quality.drift import (
     kolmogorov_sf,
     ks_2samp,
     psi,
+    quantiles,
 )
 from pitstop.types import Bool, Bytes, Float32, Int64, String, UnixTimestamp
 
@@ -57,6 +59,35 @@ def test_ks_statistic_is_the_greatest_distance_between_the_ecdfs() -> None:
     d, _ = ks_2samp(a, b)
     assert d == pytest.approx(0.75)  # at 3: 3/4 of a, 0 of b
     assert ks_2samp(a, a)[0] == 0.0
+
+
+@pytest.mark.parametrize("ties", [True, False])
+def test_ks_statistic_equals_the_definition(ties: bool) -> None:
+    """Against the ECDFs evaluated at every point of both samples."""
+    rng = np.random.default_rng(2)
+    for _ in range(20):
+        a, b = rng.normal(0, 1, 700), rng.normal(0.1, 1.2, 300)
+        if ties:
+            a, b = np.round(a, 1), np.round(b, 1)
+        points = np.concatenate([a, b])
+        ecdf_a = (a[None, :] <= points[:, None]).mean(axis=1)
+        ecdf_b = (b[None, :] <= points[:, None]).mean(axis=1)
+        assert ks_2samp(a, b)[0] == pytest.approx(np.abs(ecdf_a - ecdf_b).max())
+
+
+def test_quantiles_and_bin_counts_of_sorted_samples() -> None:
+    rng = np.random.default_rng(4)
+    values = np.sort(np.round(rng.normal(size=1001), 1))
+    q = np.linspace(0, 1, 11)
+    assert quantiles(values, q) == pytest.approx(np.quantile(values, q))
+    inner = np.array([-1.0, 0.0, 1.0])
+    counts = bin_counts(values, inner)
+    assert counts.tolist() == [
+        int((values < -1).sum()),
+        int(((values >= -1) & (values < 0)).sum()),
+        int(((values >= 0) & (values < 1)).sum()),
+        int((values >= 1).sum()),
+    ]
 
 
 def test_ks_p_values_are_calibrated_under_no_drift() -> None:

@@ -25,6 +25,7 @@ differences too small to matter. Fewer than ``min_rows`` non-null values on a si
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -59,14 +60,52 @@ def ks_2samp(a: np.ndarray, b: np.ndarray) -> tuple[float, float]:
     """The two-sample Kolmogorov–Smirnov statistic ``D`` and its asymptotic p-value."""
     import numpy as np
 
-    a, b = np.sort(a), np.sort(b)
+    return ks_sorted(np.sort(a), np.sort(b))
+
+
+def ks_sorted(a: np.ndarray, b: np.ndarray) -> tuple[float, float]:
+    """:func:`ks_2samp` of two samples already sorted. The distance between the two step
+    functions is greatest at a value of one of the samples, so each side's distinct values
+    (where its own ECDF is known from the positions) are looked up in the other side."""
+    import numpy as np
+
     n, m = len(a), len(b)
-    both = np.concatenate([a, b])
-    cdf_a = np.searchsorted(a, both, side="right") / n
-    cdf_b = np.searchsorted(b, both, side="right") / m
-    d = float(np.max(np.abs(cdf_a - cdf_b)))
+    values_a, ecdf_a = _distinct(a)
+    values_b, ecdf_b = _distinct(b)
+    d = max(float(np.max(np.abs(ecdf_a - np.searchsorted(b, values_a, "right") / m))),
+            float(np.max(np.abs(np.searchsorted(a, values_b, "right") / n - ecdf_b))))  # fmt: skip
     en = math.sqrt(n * m / (n + m))
     return d, kolmogorov_sf((en + 0.12 + 0.11 / en) * d)
+
+
+def _distinct(ordered: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The distinct values of a sorted sample and its ECDF at each (the share at or below)."""
+    import numpy as np
+
+    last = np.empty(len(ordered), dtype=bool)
+    last[:-1] = ordered[1:] != ordered[:-1]
+    last[-1] = True
+    at = np.flatnonzero(last)
+    return ordered[at], (at + 1) / len(ordered)
+
+
+def quantiles(ordered: np.ndarray, q: Sequence[float] | np.ndarray) -> np.ndarray:
+    """Quantiles of a sorted sample (linear interpolation, as ``numpy.quantile``'s default)."""
+    import numpy as np
+
+    at = np.asarray(q, dtype=np.float64) * (len(ordered) - 1)
+    low = np.floor(at).astype(np.int64)
+    high = np.minimum(low + 1, len(ordered) - 1)
+    return ordered[low] + (ordered[high] - ordered[low]) * (at - low)
+
+
+def bin_counts(ordered: np.ndarray, inner: np.ndarray) -> np.ndarray:
+    """How many values of a sorted sample fall in each bin ``[inner[i-1], inner[i])``, the
+    first and last bins open-ended."""
+    import numpy as np
+
+    cuts = np.searchsorted(ordered, inner, side="left")
+    return np.diff(np.concatenate([[0], cuts, [len(ordered)]]))
 
 
 def kolmogorov_sf(lam: float) -> float:
@@ -234,30 +273,31 @@ def _numeric(
 ) -> FeatureDrift:
     import numpy as np
 
-    inner = np.unique(np.quantile(ref, np.linspace(0, 1, bins + 1)[1:-1]))
-    ref_counts = np.bincount(np.searchsorted(inner, ref, side="right"), minlength=len(inner) + 1)
-    cur_counts = np.bincount(np.searchsorted(inner, cur, side="right"), minlength=len(inner) + 1)
+    ref, cur = np.sort(ref), np.sort(cur)  # once: the tests, the bins and the plot use them
+    inner = np.unique(quantiles(ref, np.linspace(0, 1, bins + 1)[1:-1]))
+    # PSI's bins are (edge, next edge]: a value equal to a quantile counts below it
+    ref_counts = np.diff(np.concatenate([[0], np.searchsorted(ref, inner, "right"), [len(ref)]]))
+    cur_counts = np.diff(np.concatenate([[0], np.searchsorted(cur, inner, "right"), [len(cur)]]))
     index = psi(ref_counts, cur_counts)
-    d, p = ks_2samp(ref, cur)
+    d, p = ks_sorted(ref, cur)
     drift = p < t.p_value and (d >= t.ks_statistic or index >= t.psi)
     return FeatureDrift(status=DRIFT if drift else OK, psi=index, ks_statistic=d, ks_p_value=p,
                         histogram=_plot_bins(ref, cur), **base)  # fmt: skip
 
 
 def _plot_bins(ref: np.ndarray, cur: np.ndarray) -> Histogram:
-    """Shared equal-width bins over both sides (the outer 0.5% of each end clipped into the
-    end bins, so that a few outliers do not squash the picture)."""
+    """Shared equal-width bins over both (sorted) sides; the outer 0.5% of each side's values
+    at either end fall in the end bins, so that a few outliers do not squash the picture."""
     import numpy as np
 
-    both = np.concatenate([ref, cur])
-    low, high = (float(x) for x in np.quantile(both, [0.005, 0.995]))
+    ends = np.concatenate([quantiles(ref, [0.005, 0.995]), quantiles(cur, [0.005, 0.995])])
+    low, high = float(ends.min()), float(ends.max())
     if high <= low:
-        low, high = float(both.min()), float(both.max())
+        low, high = float(min(ref[0], cur[0])), float(max(ref[-1], cur[-1]))
     if high <= low:
         high = low + 1.0
     edges = np.linspace(low, high, PLOT_BINS + 1)
-    ref_counts, _ = np.histogram(np.clip(ref, low, high), edges)
-    cur_counts, _ = np.histogram(np.clip(cur, low, high), edges)
+    ref_counts, cur_counts = bin_counts(ref, edges[1:-1]), bin_counts(cur, edges[1:-1])
     return Histogram(ref_counts.tolist(), cur_counts.tolist(), edges=edges.tolist())
 
 

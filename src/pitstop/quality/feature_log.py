@@ -19,7 +19,7 @@ for: serving does not slow down because the disk does. What is queued is written
 
 **Layout.** Under the destination's ``path`` (relative paths: to the repo root)::
 
-    service=<service>/date=<YYYY-MM-DD>/part-<UTC time>-<pid>-<n>.parquet
+    service=<service>/date=<YYYY-MM-DD>/part-<UTC time>-<pid>-<writer>-<n>.parquet
 
 A file appears complete or not at all (written under a temporary name, then renamed). Its
 columns: ``__log_timestamp`` (timestamp[us, UTC], when the request was served),
@@ -151,7 +151,7 @@ class FeatureLogWriter:
         self._layouts: dict[tuple[Any, ...], _Layout] = {}
         self._seq = itertools.count()
         self._ids = itertools.count()
-        self._id_prefix = f"{os.getpid():x}-{uuid.uuid4().hex[:8]}-"
+        self._token = f"{os.getpid()}-{uuid.uuid4().hex[:8]}"  # this writer's, in names and ids
         self.stats = LogStats()
 
     # --- the request path ----------------------------------------------------------------
@@ -301,7 +301,7 @@ class FeatureLogWriter:
                 folder = root / f"date={day}"
                 folder.mkdir(parents=True, exist_ok=True)
                 stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S")
-                name = f"part-{stamp}-{os.getpid()}-{next(self._seq):06d}.parquet"
+                name = f"part-{stamp}-{self._token}-{next(self._seq):06d}.parquet"
                 _write_atomically(part, folder / name)
                 self.stats.files += 1
         except Exception as exc:
@@ -318,7 +318,7 @@ class FeatureLogWriter:
 
         stamp = pa.timestamp("us", tz="UTC")
         counts = [_rows(item.response) for item, _ in pairs]
-        ids = [self._id_prefix + format(next(self._ids), "x") for _ in pairs]
+        ids = [f"{self._token}-{next(self._ids):x}" for _ in pairs]
         arrays: dict[str, pa.Array] = {
             LOG_TIMESTAMP: pa.array([item.at_us for (item, _), n in zip(pairs, counts, strict=True)
                                      for _ in range(n)], stamp),

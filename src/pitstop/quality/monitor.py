@@ -114,6 +114,11 @@ def monitor(
 ) -> MonitorReport:
     """Compare ``service``'s logged vectors of ``[since, until)`` with a reference (see the
     module docs); the result is also saved for ``/metrics``."""
+    if dataset is not None and (reference_since is not None or reference_until is not None):
+        raise RetrievalError(
+            "monitor: the reference is either a saved dataset (--dataset) or a window of the "
+            "logs (--reference-since/--reference-until), not both"
+        )
     started = time.perf_counter()
     settings = store.config.monitoring
     limits = thresholds or settings.thresholds
@@ -126,7 +131,7 @@ def monitor(
     if current.num_rows == 0:
         raise DataSourceError(no_logs(svc, root, since, until))
     columns: dict[str, str]  # feature column -> reference column
-    if dataset is not None or (reference_since is None and reference_until is None):
+    if reference_since is None and reference_until is None:
         saved = _dataset(snap, svc, dataset)
         reference, columns = read_dataset(store.repo_path, saved, features)
         described = f"saved dataset {saved.name!r} ({reference.num_rows:,} rows)"
