@@ -15,7 +15,7 @@ Parquet part file per service when ``flush_rows`` rows are waiting or the oldest
 ``flush_seconds``. When the queue is full the request is **dropped and counted**, never waited
 for: serving does not slow down because the disk does. What is queued is written at
 ``store.close()``, at interpreter exit and when the feature server shuts down;
-``store.flush_feature_logs()`` writes it now.
+``store.flush_feature_logs()`` writes it now. A killed process loses what it had not written.
 
 **Layout.** Under the destination's ``path`` (relative paths: to the repo root)::
 
@@ -46,6 +46,7 @@ from collections import deque
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple
 
@@ -119,12 +120,31 @@ class _Layout:
     keys: tuple[tuple[str, Any], ...]  # entity-row columns kept: (name, Arrow type or None)
     features: tuple[tuple[str, str, Any], ...]  # (response name, full name, Arrow type)
 
-    @property
+    @cached_property
     def columns(self) -> tuple[str, ...]:
-        names = [LOG_TIMESTAMP, REQUEST_ID, *(k for k, _ in self.keys)]
-        for _, full, _ in self.features:
-            names += [full, full + STATUS, full + TIMESTAMP]
+        names = [LOG_TIMESTAMP, REQUEST_ID, *self.key_names]
+        for _, full, status, stamp in self.targets:
+            names += [full, status, stamp]
         return tuple(names)
+
+    @cached_property
+    def key_names(self) -> tuple[str, ...]:
+        return tuple(k for k, _ in self.keys)
+
+    @cached_property
+    def targets(self) -> tuple[tuple[str, str, str, str], ...]:
+        """Per feature: the response's name, then the value, status and time columns."""
+        return tuple((s, f, f + STATUS, f + TIMESTAMP) for s, f, _ in self.features)
+
+
+@dataclass
+class _Buffer:
+    """Rows of one service (and layout) waiting to be written, as columns."""
+
+    service: str
+    layout: _Layout
+    columns: dict[str, list[Any]]  # every column but the log timestamp and request id
+    requests: list[tuple[int, int]] = field(default_factory=list)  # (served at, rows)
 
 
 class FeatureLogWriter:
@@ -148,7 +168,7 @@ class FeatureLogWriter:
         self._asked: list[tuple[threading.Event, bool]] = []  # flushes waited for: (done, stop)
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
-        self._layouts: dict[tuple[Any, ...], _Layout] = {}
+        self._layouts: dict[tuple[Any, ...], tuple[_Layout, tuple[Any, ...]]] = {}
         self._seq = itertools.count()
         self._ids = itertools.count()
         self._token = f"{os.getpid()}-{uuid.uuid4().hex[:8]}"  # this writer's, in names and ids
@@ -232,7 +252,7 @@ class FeatureLogWriter:
     # --- the background thread -----------------------------------------------------------
 
     def _run(self) -> None:
-        waiting: list[_Served] = []
+        buffers: dict[tuple[Any, ...], _Buffer] = {}
         rows = 0
         oldest = 0.0
         settings = self.settings
@@ -243,37 +263,51 @@ class FeatureLogWriter:
                 asked, self._asked = self._asked, []
             queued = self._queued
             while queued:  # only this thread takes from the left
-                item = queued.popleft()
-                if not waiting:
+                if not rows:
                     oldest = time.monotonic()
-                waiting.append(item)
-                rows += _rows(item.response)
+                # into columns at once: the responses are let go while they are young
+                rows += self._add(buffers, queued.popleft())
             due = rows >= settings.flush_rows or (
-                waiting and time.monotonic() - oldest >= settings.flush_seconds
+                rows and time.monotonic() - oldest >= settings.flush_seconds
             )
-            if waiting and (due or asked):
-                self._write_all(waiting)
-                waiting, rows = [], 0
+            if buffers and (due or asked):
+                for buffer in buffers.values():
+                    self._write(buffer)
+                buffers.clear()
+                rows = 0
             for done, _ in asked:
                 done.set()
             if any(stop for _, stop in asked):
                 return
 
-    def _write_all(self, items: list[_Served]) -> None:
-        """Write ``items``: one file per service (and day)."""
-        groups: dict[tuple[Any, ...], list[tuple[_Served, _Layout]]] = {}
-        for item in items:
-            try:
-                layout = self._layout(item)
-            except Exception as exc:  # the service changed or went away since the request
-                self._failed(item.service.name, 1, exc)
-                continue
-            key = (item.service.name, layout.root, layout.columns)  # short and full names
-            groups.setdefault(key, []).append((item, layout))
-        for (name, _, _), pairs in groups.items():
-            self._write(name, pairs)
+    def _add(self, buffers: dict[tuple[Any, ...], _Buffer], item: _Served) -> int:
+        """Append ``item``'s rows to the columns of its service's buffer; the rows added."""
+        try:
+            layout, key = self._layout(item)
+        except Exception as exc:  # the service changed or went away since the request
+            self._failed(item.service.name, 1, exc)
+            return 0
+        buffer = buffers.get(key)
+        if buffer is None:
+            columns: dict[str, list[Any]] = {c: [] for c in layout.columns[2:]}
+            buffer = buffers[key] = _Buffer(item.service.name, layout, columns)
+        response, cols = item.response, buffer.columns
+        n = _rows(response)
+        buffer.requests.append((item.at_us, n))
+        sent = response.entities  # the join keys; request data is only in what was sent
+        if not all(k in sent for k in layout.key_names):
+            sent = entity_columns(item.entity_rows)[0]
+        for k in layout.key_names:
+            cols[k].extend(sent.get(k) or [None] * n)
+        values, statuses, stamps = response.values, response.statuses, response.timestamps
+        for served, full, status, stamp in layout.targets:
+            cols[full].extend(values[served])
+            cols[status].extend(statuses[served])
+            cols[stamp].extend(stamps[served])
+        return n
 
-    def _layout(self, item: _Served) -> _Layout:
+    def _layout(self, item: _Served) -> tuple[_Layout, tuple[Any, ...]]:
+        """The layout of ``item``'s response and the key of the buffer it goes to."""
         config = item.service.logging_config
         names = tuple(item.response.values)
         shape = (item.service.name, config.destination.path if config else "", item.full, names)
@@ -290,60 +324,46 @@ class FeatureLogWriter:
         ))  # fmt: skip
         if len(self._layouts) > 256:
             self._layouts.clear()
-        self._layouts[shape] = layout
-        return layout
+        # short and full names of one service share a buffer (and a file)
+        found = self._layouts[shape] = (layout, (item.service.name, layout.root, layout.columns))
+        return found
 
-    def _write(self, service: str, pairs: list[tuple[_Served, _Layout]]) -> None:
+    def _write(self, buffer: _Buffer) -> None:
         try:
-            table = self._table(pairs)
-            root = pairs[0][1].root
+            table = self._table(buffer)
             for day, part in _days(table):
-                folder = root / f"date={day}"
+                folder = buffer.layout.root / f"date={day}"
                 folder.mkdir(parents=True, exist_ok=True)
                 stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S")
                 name = f"part-{stamp}-{self._token}-{next(self._seq):06d}.parquet"
                 _write_atomically(part, folder / name)
                 self.stats.files += 1
         except Exception as exc:
-            self._failed(service, len(pairs), exc)
+            self._failed(buffer.service, len(buffer.requests), exc)
             return
         with self._lock:
-            stats = self.stats
-            stats.requests[service] = stats.requests.get(service, 0) + len(pairs)
+            stats, service = self.stats, buffer.service
+            stats.requests[service] = stats.requests.get(service, 0) + len(buffer.requests)
             stats.rows[service] = stats.rows.get(service, 0) + table.num_rows
 
-    def _table(self, pairs: list[tuple[_Served, _Layout]]) -> pa.Table:
-        """The rows of ``pairs`` (requests of one service and layout) as one Arrow table."""
+    def _table(self, buffer: _Buffer) -> pa.Table:
+        """A buffer's rows as one Arrow table, by the declared types."""
         import pyarrow as pa
 
         stamp = pa.timestamp("us", tz="UTC")
-        counts = [_rows(item.response) for item, _ in pairs]
-        ids = [f"{self._token}-{next(self._ids):x}" for _ in pairs]
+        requests, cols = buffer.requests, buffer.columns
+        ids = [f"{self._token}-{next(self._ids):x}" for _ in requests]  # one per request
         arrays: dict[str, pa.Array] = {
-            LOG_TIMESTAMP: pa.array([item.at_us for (item, _), n in zip(pairs, counts, strict=True)
-                                     for _ in range(n)], stamp),
-            REQUEST_ID: pa.array([i for i, n in zip(ids, counts, strict=True) for _ in range(n)],
-                                 pa.string()),
+            LOG_TIMESTAMP: pa.array([at for at, n in requests for _ in range(n)], stamp),
+            REQUEST_ID: pa.array([i for i, (_, n) in zip(ids, requests, strict=True)
+                                  for _ in range(n)], pa.string()),
         }  # fmt: skip
-        layout = pairs[0][1]
-        keys = [k for k, _ in layout.keys]
-        sent = [  # the join keys are in the response; request data only in what was sent
-            item.response.entities
-            if all(k in item.response.entities for k in keys)
-            else entity_columns(item.entity_rows)[0]
-            for item, _ in pairs
-        ]
-        for key, arrow_type in layout.keys:
-            values = [v for cols, n in zip(sent, counts, strict=True)
-                      for v in (cols.get(key) or [None] * n)]  # fmt: skip
-            arrays[key] = _array(values, arrow_type)
-        for i, (_, full, arrow_type) in enumerate(layout.features):
-            served = [(item.response, lay.features[i][0]) for item, lay in pairs]
-            arrays[full] = _array([v for r, n in served for v in r.values[n]], arrow_type)
-            arrays[full + STATUS] = pa.array([v for r, n in served for v in r.statuses[n]],
-                                             pa.string())  # fmt: skip
-            arrays[full + TIMESTAMP] = pa.array([v for r, n in served for v in r.timestamps[n]],
-                                                stamp)  # fmt: skip
+        for key, arrow_type in buffer.layout.keys:
+            arrays[key] = _array(cols[key], arrow_type)
+        for _, full, arrow_type in buffer.layout.features:
+            arrays[full] = _array(cols[full], arrow_type)
+            arrays[full + STATUS] = pa.array(cols[full + STATUS], pa.string())
+            arrays[full + TIMESTAMP] = pa.array(cols[full + TIMESTAMP], stamp)
         return pa.table(arrays)
 
     def _failed(self, service: str, requests: int, exc: BaseException) -> None:
