@@ -7,12 +7,13 @@ features: ``plain`` (no logging), ``sampled`` (``sample_rate`` ``--rate``, 0.1 b
 
 - **In process:** ``store.get_online_features(service, [one random entity]).to_dict()``,
   ``--blocks`` x ``--block`` calls per service and round, then ``flush_feature_logs()`` (the
-  turn ends once its logs are written); the services take turns, ``--rounds`` rounds; calls/s
-  and the process's CPU time per call (the writer's thread included), medians over rounds.
+  turn ends once its logs are written); the services take turns (each round another goes
+  first), ``--rounds`` rounds; calls/s and the process's CPU time per call (the writer's
+  thread included), medians over rounds.
 - **HTTP:** ``pitstop serve`` (one worker) driven by ``wrk`` (one thread, concurrency 8) with
   ``{"feature_service": ..., "entities": {"entity_id": [random]}}``; the services take turns
-  run by run (``--duration`` seconds, ``--runs`` runs each); req/s and the server's CPU time
-  per request, medians over runs.
+  run by run, each going first in turn (``--duration`` seconds, ``--runs`` runs each); req/s
+  and the server's CPU time per request, medians over runs.
 
 The overhead is the relative loss of throughput against ``plain``, and the extra server CPU per
 request. Target: at most 5% fewer requests per second at 10% sampling. The machine is shared,
@@ -65,8 +66,8 @@ def in_process(root: Path, args: argparse.Namespace) -> dict[str, dict[str, list
             for _ in range(200):
                 store.get_online_features(services[name], [{"entity_id": 1}]).to_dict()
         store.flush_feature_logs()
-        for _ in range(args.rounds):
-            for name in NAMES:
+        for round_ in range(args.rounds):
+            for name in NAMES[round_ % 3 :] + NAMES[: round_ % 3]:  # each goes first in turn
                 service = services[name]
                 keys = [[{"entity_id": rng.randrange(args.entities)}] for _ in range(calls)]
                 started, cpu = time.perf_counter(), time.process_time()
@@ -87,8 +88,8 @@ def over_http(root: Path, args: argparse.Namespace) -> dict[str, dict[str, list[
         name: {"rps": [], "p99": [], "cpu": []} for name in NAMES
     }
     with server(root, 1) as (url, pid):
-        for _ in range(args.runs):
-            for name in NAMES:
+        for run in range(args.runs):
+            for name in NAMES[run % 3 :] + NAMES[: run % 3]:
                 rps, _, p99, errors, cpu = load(url, None, args.entities, 8, args.duration, pid,
                                                 service=name)  # fmt: skip
                 if errors:

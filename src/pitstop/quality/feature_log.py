@@ -7,14 +7,14 @@ process or ``POST /get-online-features`` with ``feature_service`` on ``pitstop s
 **Sampling** is per request: a request is logged, all its rows, with probability
 ``sample_rate`` (``monitoring.logging.seed`` in ``feature_store.yaml`` fixes the draws).
 
-**Off the request path.** A logged request costs the caller one append to a bounded queue
-(``monitoring.logging.queue_size`` requests); the entity rows it sent and the response are
-kept as they are (not copied: do not change them in place before they are written). A
-background thread takes the queue every 50 ms and turns what waited into Arrow columns and one
-Parquet part file per service when ``flush_rows`` rows are waiting or the oldest has waited
-``flush_seconds``. When the queue is full the request is **dropped and counted**, never waited
-for: serving does not slow down because the disk does. What is queued is written at
-``store.close()``, at interpreter exit and when the feature server shuts down;
+**Off the request path.** A logged request costs the caller appending its values to the
+columns of a bounded queue (``monitoring.logging.queue_size`` requests): no object outlives
+the request but the values, so the garbage collector is not made to work. A background thread
+takes the queue every 50 ms, turns it into Arrow columns, and writes one Parquet part file per
+service when ``flush_rows`` rows are waiting or the oldest has waited ``flush_seconds``. When
+the queue is full (the thread is held up, by a slow disk say) the request is **dropped and
+counted**, never waited for: serving does not slow down because the disk does. What is queued
+is written at ``store.close()``, at interpreter exit and when the feature server shuts down;
 ``store.flush_feature_logs()`` writes it now. A killed process loses what it had not written.
 
 **Layout.** Under the destination's ``path`` (relative paths: to the repo root)::
@@ -42,13 +42,12 @@ import random
 import threading
 import time
 import uuid
-from collections import deque
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from functools import cached_property
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, NamedTuple
+from typing import TYPE_CHECKING, Any
 
 from pitstop.config import FeatureLoggingSettings, resolve_path
 from pitstop.definitions.service import FeatureService
@@ -101,17 +100,6 @@ class LogStats:
     files: int = 0
 
 
-class _Served(NamedTuple):
-    """One sampled request: what the caller sent and what it was served (kept as is; the
-    background thread reads it)."""
-
-    at_us: int
-    service: FeatureService
-    full: bool
-    entity_rows: Any
-    response: OnlineResponse
-
-
 @dataclass(frozen=True)
 class _Layout:
     """The columns of one service's log files (for one response shape)."""
@@ -150,7 +138,7 @@ class _Buffer:
 class FeatureLogWriter:
     """Samples served vectors and writes them in the background (see the module docs)."""
 
-    POLL_SECONDS = 0.05  # how often the background thread takes what was queued
+    POLL_SECONDS = 0.05  # how often the background thread takes the queued rows
 
     def __init__(
         self,
@@ -162,7 +150,8 @@ class FeatureLogWriter:
         self.settings = settings
         self._snapshot = snapshot
         self._draw = random.Random(settings.seed).random
-        self._queued: deque[_Served] = deque()
+        self._queued: dict[tuple[Any, ...], _Buffer] = {}  # taken by the thread every poll
+        self._queued_requests = 0
         self._limit = settings.queue_size
         self._wake = threading.Event()
         self._asked: list[tuple[threading.Event, bool]] = []  # flushes waited for: (done, stop)
@@ -185,21 +174,66 @@ class FeatureLogWriter:
     ) -> bool:
         """Queue one served response of ``service`` if it is sampled; whether it was queued.
 
-        The caller's ``entity_rows`` and the response are kept as they are until written
-        (within ``flush_seconds``): change neither in place meanwhile."""
+        Its values are appended to the columns of the service's queue: nothing outlives the
+        request but the values themselves (a long-lived object per request would make the
+        garbage collector's full passes frequent)."""
         config = service.logging_config
         if config is None or self._draw() >= config.sample_rate:
             return False
         if self._thread is None:
             self.start()
-        if len(self._queued) >= self._limit:
-            with self._lock:
-                self.stats.dropped[service.name] = self.stats.dropped.get(service.name, 0) + 1
+        at_us = time.time_ns() // 1000
+        try:
+            layout, key = self._layout(service, config.destination.path, full_feature_names,
+                                       tuple(response.values))  # fmt: skip
+        except Exception as exc:  # never fails the request: counted and logged
+            self._failed(service.name, 1, exc)
             return False
-        self._queued.append(
-            _Served(time.time_ns() // 1000, service, full_feature_names, entity_rows, response)
-        )
+        n = _rows(response)
+        sent = response.entities  # the join keys; request data is only in what was sent
+        if not all(k in sent for k in layout.key_names):
+            sent = entity_columns(entity_rows)[0]
+        values, statuses, stamps = response.values, response.statuses, response.timestamps
+        with self._lock:
+            if self._queued_requests >= self._limit:
+                self.stats.dropped[service.name] = self.stats.dropped.get(service.name, 0) + 1
+                return False
+            self._queued_requests += 1
+            buffer = self._queued.get(key)
+            if buffer is None:
+                columns: dict[str, list[Any]] = {c: [] for c in layout.columns[2:]}
+                buffer = self._queued[key] = _Buffer(service.name, layout, columns)
+            cols = buffer.columns
+            buffer.requests.append((at_us, n))
+            for k in layout.key_names:
+                cols[k].extend(sent.get(k) or [None] * n)
+            for served, full, status, stamp in layout.targets:
+                cols[full].extend(values[served])
+                cols[status].extend(statuses[served])
+                cols[stamp].extend(stamps[served])
         return True
+
+    def _layout(
+        self, service: FeatureService, where: str, full: bool, names: tuple[str, ...]
+    ) -> tuple[_Layout, tuple[Any, ...]]:
+        """The layout of a response of ``service`` with ``names`` and the key of its queue
+        (short and full names of one service share a queue, and a file)."""
+        shape = (service.name, where, full, names)
+        found = self._layouts.get(shape)
+        if found is not None:
+            return found
+        layout = log_layout(self._snapshot(), service, self.repo_path)
+        if len(layout.features) != len(names):
+            raise ValueError(f"the response has {len(names)} features, the service "
+                             f"{len(layout.features)}")  # fmt: skip
+        # the response's names (short or full) in the plan's order
+        layout = _Layout(layout.root, layout.keys, tuple(
+            (served, full, t) for served, (_, full, t) in zip(names, layout.features, strict=True)
+        ))  # fmt: skip
+        if len(self._layouts) > 256:
+            self._layouts.clear()
+        found = self._layouts[shape] = (layout, (service.name, layout.root, layout.columns))
+        return found
 
     # --- control -------------------------------------------------------------------------
 
@@ -252,7 +286,10 @@ class FeatureLogWriter:
     # --- the background thread -----------------------------------------------------------
 
     def _run(self) -> None:
-        buffers: dict[tuple[Any, ...], _Buffer] = {}
+        """Every poll, take the queued columns as Arrow tables; write them (a file per
+        service and day) once ``flush_rows`` rows wait or the oldest waited
+        ``flush_seconds``, or when asked."""
+        waiting: dict[tuple[Any, ...], list[tuple[_Buffer, pa.Table]]] = {}
         rows = 0
         oldest = 0.0
         settings = self.settings
@@ -261,89 +298,49 @@ class FeatureLogWriter:
             self._wake.clear()
             with self._lock:
                 asked, self._asked = self._asked, []
-            queued = self._queued
-            while queued:  # only this thread takes from the left
+                taken, self._queued, self._queued_requests = self._queued, {}, 0
+            for key, buffer in taken.items():
+                try:
+                    table = self._table(buffer)
+                except Exception as exc:
+                    self._failed(buffer.service, len(buffer.requests), exc)
+                    continue
                 if not rows:
                     oldest = time.monotonic()
-                # into columns at once: the responses are let go while they are young
-                rows += self._add(buffers, queued.popleft())
+                waiting.setdefault(key, []).append((buffer, table))
+                rows += table.num_rows
             due = rows >= settings.flush_rows or (
                 rows and time.monotonic() - oldest >= settings.flush_seconds
             )
-            if buffers and (due or asked):
-                for buffer in buffers.values():
-                    self._write(buffer)
-                buffers.clear()
-                rows = 0
+            if waiting and (due or asked):
+                for parts in waiting.values():
+                    self._write(parts)
+                waiting, rows = {}, 0
             for done, _ in asked:
                 done.set()
             if any(stop for _, stop in asked):
                 return
 
-    def _add(self, buffers: dict[tuple[Any, ...], _Buffer], item: _Served) -> int:
-        """Append ``item``'s rows to the columns of its service's buffer; the rows added."""
-        try:
-            layout, key = self._layout(item)
-        except Exception as exc:  # the service changed or went away since the request
-            self._failed(item.service.name, 1, exc)
-            return 0
-        buffer = buffers.get(key)
-        if buffer is None:
-            columns: dict[str, list[Any]] = {c: [] for c in layout.columns[2:]}
-            buffer = buffers[key] = _Buffer(item.service.name, layout, columns)
-        response, cols = item.response, buffer.columns
-        n = _rows(response)
-        buffer.requests.append((item.at_us, n))
-        sent = response.entities  # the join keys; request data is only in what was sent
-        if not all(k in sent for k in layout.key_names):
-            sent = entity_columns(item.entity_rows)[0]
-        for k in layout.key_names:
-            cols[k].extend(sent.get(k) or [None] * n)
-        values, statuses, stamps = response.values, response.statuses, response.timestamps
-        for served, full, status, stamp in layout.targets:
-            cols[full].extend(values[served])
-            cols[status].extend(statuses[served])
-            cols[stamp].extend(stamps[served])
-        return n
+    def _write(self, parts: list[tuple[_Buffer, pa.Table]]) -> None:
+        import pyarrow as pa
 
-    def _layout(self, item: _Served) -> tuple[_Layout, tuple[Any, ...]]:
-        """The layout of ``item``'s response and the key of the buffer it goes to."""
-        config = item.service.logging_config
-        names = tuple(item.response.values)
-        shape = (item.service.name, config.destination.path if config else "", item.full, names)
-        found = self._layouts.get(shape)
-        if found is not None:
-            return found
-        layout = log_layout(self._snapshot(), item.service, self.repo_path)
-        if len(layout.features) != len(names):
-            raise ValueError(f"the response has {len(names)} features, the service "
-                             f"{len(layout.features)}")  # fmt: skip
-        # the response's names (short or full) in the plan's order
-        layout = _Layout(layout.root, layout.keys, tuple(
-            (served, full, t) for served, (_, full, t) in zip(names, layout.features, strict=True)
-        ))  # fmt: skip
-        if len(self._layouts) > 256:
-            self._layouts.clear()
-        # short and full names of one service share a buffer (and a file)
-        found = self._layouts[shape] = (layout, (item.service.name, layout.root, layout.columns))
-        return found
-
-    def _write(self, buffer: _Buffer) -> None:
+        service, layout = parts[0][0].service, parts[0][0].layout
+        requests = sum(len(buffer.requests) for buffer, _ in parts)
         try:
-            table = self._table(buffer)
+            table = pa.concat_tables([t for _, t in parts])
             for day, part in _days(table):
-                folder = buffer.layout.root / f"date={day}"
+                folder = layout.root / f"date={day}"
                 folder.mkdir(parents=True, exist_ok=True)
                 stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S")
                 name = f"part-{stamp}-{self._token}-{next(self._seq):06d}.parquet"
                 _write_atomically(part, folder / name)
                 self.stats.files += 1
         except Exception as exc:
-            self._failed(buffer.service, len(buffer.requests), exc)
+            self._failed(service, requests, exc)
             return
         with self._lock:
-            stats, service = self.stats, buffer.service
-            stats.requests[service] = stats.requests.get(service, 0) + len(buffer.requests)
+            stats = self.stats
+            stats.requests[service] = stats.requests.get(service, 0) + requests
             stats.rows[service] = stats.rows.get(service, 0) + table.num_rows
 
     def _table(self, buffer: _Buffer) -> pa.Table:
