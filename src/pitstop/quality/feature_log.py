@@ -124,15 +124,29 @@ class _Layout:
         """Per feature: the response's name, then the value, status and time columns."""
         return tuple((s, f, f + STATUS, f + TIMESTAMP) for s, f, _ in self.features)
 
+    @cached_property
+    def key_set(self) -> frozenset[str]:
+        return frozenset(self.key_names)
+
 
 @dataclass
 class _Buffer:
-    """Rows of one service (and layout) waiting to be written, as columns."""
+    """Rows of one service (and layout) waiting to be written, as columns (in the order of
+    the layout's keys and features)."""
 
     service: str
     layout: _Layout
-    columns: dict[str, list[Any]]  # every column but the log timestamp and request id
     requests: list[tuple[int, int]] = field(default_factory=list)  # (served at, rows)
+    keys: list[list[Any]] = field(default_factory=list)
+    values: list[list[Any]] = field(default_factory=list)
+    statuses: list[list[str]] = field(default_factory=list)
+    stamps: list[list[int | None]] = field(default_factory=list)
+
+    @classmethod
+    def of(cls, service: str, layout: _Layout) -> _Buffer:
+        n = len(layout.features)
+        return cls(service, layout, [], [[] for _ in layout.keys], [[] for _ in range(n)],
+                   [[] for _ in range(n)], [[] for _ in range(n)])  # fmt: skip
 
 
 class FeatureLogWriter:
@@ -150,14 +164,15 @@ class FeatureLogWriter:
         self.settings = settings
         self._snapshot = snapshot
         self._draw = random.Random(settings.seed).random
-        self._queued: dict[tuple[Any, ...], _Buffer] = {}  # taken by the thread every poll
+        self._queued: dict[int, _Buffer] = {}  # by queue id; taken by the thread every poll
         self._queued_requests = 0
         self._limit = settings.queue_size
         self._wake = threading.Event()
         self._asked: list[tuple[threading.Event, bool]] = []  # flushes waited for: (done, stop)
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
-        self._layouts: dict[tuple[Any, ...], tuple[_Layout, tuple[Any, ...]]] = {}
+        self._layouts: dict[tuple[Any, ...], tuple[_Layout, int]] = {}
+        self._queue_ids: dict[tuple[Any, ...], int] = {}  # (service, folder, columns) -> id
         self._seq = itertools.count()
         self._ids = itertools.count()
         self._token = f"{os.getpid()}-{uuid.uuid4().hex[:8]}"  # this writer's, in names and ids
@@ -183,15 +198,16 @@ class FeatureLogWriter:
         if self._thread is None:
             self.start()
         at_us = time.time_ns() // 1000
+        names = tuple(response.values)
         try:
             layout, key = self._layout(service, config.destination.path, full_feature_names,
-                                       tuple(response.values))  # fmt: skip
+                                       names)  # fmt: skip
         except Exception as exc:  # never fails the request: counted and logged
             self._failed(service.name, 1, exc)
             return False
         n = _rows(response)
         sent = response.entities  # the join keys; request data is only in what was sent
-        if not all(k in sent for k in layout.key_names):
+        if not layout.key_set <= sent.keys():
             sent = entity_columns(entity_rows)[0]
         values, statuses, stamps = response.values, response.statuses, response.timestamps
         with self._lock:
@@ -201,22 +217,21 @@ class FeatureLogWriter:
             self._queued_requests += 1
             buffer = self._queued.get(key)
             if buffer is None:
-                columns: dict[str, list[Any]] = {c: [] for c in layout.columns[2:]}
-                buffer = self._queued[key] = _Buffer(service.name, layout, columns)
-            cols = buffer.columns
+                buffer = self._queued[key] = _Buffer.of(service.name, layout)
             buffer.requests.append((at_us, n))
-            for k in layout.key_names:
-                cols[k].extend(sent.get(k) or [None] * n)
-            for served, full, status, stamp in layout.targets:
-                cols[full].extend(values[served])
-                cols[status].extend(statuses[served])
-                cols[stamp].extend(stamps[served])
+            for k, column in zip(layout.key_names, buffer.keys, strict=True):
+                column.extend(sent.get(k) or [None] * n)
+            for served, v, st, ts in zip(names, buffer.values, buffer.statuses, buffer.stamps,
+                                         strict=True):  # fmt: skip
+                v.extend(values[served])
+                st.extend(statuses[served])
+                ts.extend(stamps[served])
         return True
 
     def _layout(
         self, service: FeatureService, where: str, full: bool, names: tuple[str, ...]
-    ) -> tuple[_Layout, tuple[Any, ...]]:
-        """The layout of a response of ``service`` with ``names`` and the key of its queue
+    ) -> tuple[_Layout, int]:
+        """The layout of a response of ``service`` with ``names`` and the id of its queue
         (short and full names of one service share a queue, and a file)."""
         shape = (service.name, where, full, names)
         found = self._layouts.get(shape)
@@ -232,7 +247,9 @@ class FeatureLogWriter:
         ))  # fmt: skip
         if len(self._layouts) > 256:
             self._layouts.clear()
-        found = self._layouts[shape] = (layout, (service.name, layout.root, layout.columns))
+        queue = self._queue_ids.setdefault((service.name, layout.root, layout.columns),
+                                           len(self._queue_ids))  # fmt: skip
+        found = self._layouts[shape] = (layout, queue)
         return found
 
     # --- control -------------------------------------------------------------------------
@@ -289,7 +306,7 @@ class FeatureLogWriter:
         """Every poll, take the queued columns as Arrow tables; write them (a file per
         service and day) once ``flush_rows`` rows wait or the oldest waited
         ``flush_seconds``, or when asked."""
-        waiting: dict[tuple[Any, ...], list[tuple[_Buffer, pa.Table]]] = {}
+        waiting: dict[int, list[tuple[_Buffer, pa.Table]]] = {}
         rows = 0
         oldest = 0.0
         settings = self.settings
@@ -348,19 +365,19 @@ class FeatureLogWriter:
         import pyarrow as pa
 
         stamp = pa.timestamp("us", tz="UTC")
-        requests, cols = buffer.requests, buffer.columns
+        requests = buffer.requests
         ids = [f"{self._token}-{next(self._ids):x}" for _ in requests]  # one per request
         arrays: dict[str, pa.Array] = {
             LOG_TIMESTAMP: pa.array([at for at, n in requests for _ in range(n)], stamp),
             REQUEST_ID: pa.array([i for i, (_, n) in zip(ids, requests, strict=True)
                                   for _ in range(n)], pa.string()),
         }  # fmt: skip
-        for key, arrow_type in buffer.layout.keys:
-            arrays[key] = _array(cols[key], arrow_type)
-        for _, full, arrow_type in buffer.layout.features:
-            arrays[full] = _array(cols[full], arrow_type)
-            arrays[full + STATUS] = pa.array(cols[full + STATUS], pa.string())
-            arrays[full + TIMESTAMP] = pa.array(cols[full + TIMESTAMP], stamp)
+        for (key, arrow_type), column in zip(buffer.layout.keys, buffer.keys, strict=True):
+            arrays[key] = _array(column, arrow_type)
+        for i, (_, full, arrow_type) in enumerate(buffer.layout.features):
+            arrays[full] = _array(buffer.values[i], arrow_type)
+            arrays[full + STATUS] = pa.array(buffer.statuses[i], pa.string())
+            arrays[full + TIMESTAMP] = pa.array(buffer.stamps[i], stamp)
         return pa.table(arrays)
 
     def _failed(self, service: str, requests: int, exc: BaseException) -> None:
