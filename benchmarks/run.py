@@ -17,6 +17,8 @@ SUITES = [
     "streams.py",
     "catalog.py",
     "quality.py",
+    "feature_logging.py",
+    "monitor.py",
 ]
 
 if __name__ == "__main__":

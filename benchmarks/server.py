@@ -119,15 +119,16 @@ class Cell:
     cpu_us: list[float] = field(default_factory=list)  # server CPU per request (all workers)
 
 
-def build_repo(root: Path, store: str, entities: int) -> None:
-    """Write, apply and materialize the benchmark repo at ``root``."""
+def build_repo(root: Path, store: str, entities: int, extra: str = "") -> None:
+    """Write, apply and materialize the benchmark repo at ``root`` (``extra``: more
+    definitions, appended to the file)."""
     import yaml
 
     from pitstop import FeatureStore
     from pitstop.repo import load_repo
 
     root.mkdir(parents=True)
-    (root / "definitions.py").write_text(DEFINITIONS)
+    (root / "definitions.py").write_text(DEFINITIONS + extra)
     online: dict[str, Any] = {"type": "sqlite", "path": "data/online.db"}
     if store == "redis":
         prefix = f"pitstop_bench_server_{uuid.uuid4().hex[:8]}:"
@@ -222,25 +223,33 @@ def check(url: str, entities: int) -> None:
 
 
 def load(
-    url: str, refs: list[str] | None, entities: int, conc: int, seconds: float, pid: int
+    url: str,
+    refs: list[str] | None,
+    entities: int,
+    conc: int,
+    seconds: float,
+    pid: int,
+    *,
+    service: str | None = None,
 ) -> tuple[float, ...]:
     """req/s, p50 ms, p99 ms, failed or non-200 requests, server CPU µs per request
-    (``refs=None``: the HTTP floor)."""
-    prefix = json.dumps({"features": refs, "entities": {"entity_id": [0]}}).split("[0]")
+    (``refs=None``: the HTTP floor; ``service``: ask for that feature service instead)."""
+    ask: dict[str, Any] = {"feature_service": service} if service else {"features": refs}
+    prefix = json.dumps({**ask, "entities": {"entity_id": [0]}}).split("[0]")
     if shutil.which("wrk") is None:
-        if refs is None:
+        if refs is None and service is None:
             return (float("nan"),) * 3 + (0, float("nan"))
         start = cpu_seconds(pid)
         rps, *rest = _python_load(url, prefix[0] + "[", "]" + prefix[1], entities, conc, seconds)
         return (rps, *rest, (cpu_seconds(pid) - start) / (rps * seconds) * 1e6)
     with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as f:
-        if refs is None:
+        if refs is None and service is None:
             f.write(FLOOR_LUA)
         else:
             f.write(
                 LUA % (json.dumps(prefix[0] + "["), json.dumps("]" + prefix[1]), entities, conc)
             )
-    path = "/openapi.json" if refs is None else "/get-online-features"
+    path = "/openapi.json" if refs is None and service is None else "/get-online-features"
     try:
         wrk = ["wrk", "-t1", f"-c{conc}", "-s", f.name, f"{url}{path}"]
         subprocess.run([*wrk, "-d1s"], capture_output=True, check=True)  # warm-up

@@ -12,6 +12,7 @@ The steps follow the tutorial's sections 4 to 6; the code each step calls is in 
  8. online features over HTTP, from ``pitstop serve``
  9. predictions: ``ModelWithFeatureStore``, then the FastAPI app     churn/app.py
 10. a customer buys something: push fresh features, predict again   churn/streaming.py
+11. monitoring: served features logged, a shift, ``pitstop monitor``  churn/monitoring.py
 
 Everything happens in a temporary folder, removed at the end (``--workdir DIR`` keeps it);
 servers started on the way are stopped, whatever happens. ``--quick`` uses fewer customers.
@@ -64,7 +65,8 @@ def say(text: object = "") -> None:
 class ChurnDemo:
     """The demo's steps, in order; each prints what it did."""
 
-    def __init__(self, workdir: Path, cleanup: contextlib.ExitStack, *, users: int, days: int):
+    def __init__(self, workdir: Path, cleanup: contextlib.ExitStack, *, users: int, days: int,
+                 keep: bool = False):  # fmt: skip
         import pandas as pd
 
         pd.set_option("display.width", 160)
@@ -74,6 +76,7 @@ class ChurnDemo:
         self.users = users
         self.days = days
         self.now = datetime.now(UTC)
+        self.keep = keep  # whether the work folder stays (--workdir)
         # filled in by the steps, in order
         self.transactions: pd.DataFrame
         self.labels: pd.DataFrame
@@ -94,6 +97,7 @@ class ChurnDemo:
             ("Online features over HTTP: pitstop serve", self.feature_server),
             ("Predictions: ModelWithFeatureStore, then the FastAPI app", self.predict),
             ("A customer buys something: push fresh features, predict again", self.push),
+            ("Monitoring: log served features, shift them, pitstop monitor", self.monitor),
         ]
 
     def raw_data(self) -> None:
@@ -254,6 +258,35 @@ class ChurnDemo:
         say(f"POST /predict → P(churn) {after['probability'][1]:.2f} "
             f"(was {before['probability'][1]:.2f}), prediction {after['prediction']}")  # fmt: skip
 
+    def monitor(self) -> None:
+        from churn import FEATURE_SERVICE
+        from churn.monitoring import serve_traffic, shift_features
+
+        customers = list(range(1001, 1001 + self.users))
+        lookups = serve_traffic(self.server, customers, seed=1)
+        self.server.store.flush_feature_logs()
+        say(f"normal traffic: {lookups} lookups of {len(customers)} customers by the model "
+            f"server, logged to {REPO}/data/feature_logs/")  # fmt: skip
+        changed_at = datetime.now(UTC).isoformat()
+        shifted = shift_features(self.store, customers, seed=2)
+        say(f"a price increase: {shifted} customers' baskets 50% bigger, purchases 20 days "
+            "further apart (written online)")  # fmt: skip
+        lookups = serve_traffic(self.server, customers, seed=3)
+        self.server.store.flush_feature_logs()
+        say(f"traffic after the change: {lookups} lookups, logged")
+        report = Path("monitoring_report").resolve()
+        command = ["monitor", "--service", FEATURE_SERVICE, "--reference-until", changed_at,
+                   "--since", changed_at, "--report", str(report)]  # fmt: skip
+        say(f"\n$ pitstop {' '.join(command[:3])} --reference-until T --since T --report "
+            f"{report.name}")  # fmt: skip
+        done = subprocess.run([PITSTOP, *command], cwd=REPO, capture_output=True, text=True,
+                              env={**os.environ, "COLUMNS": "120"})  # fmt: skip
+        say(done.stdout.strip())
+        if done.returncode != 3:
+            raise RuntimeError(f"pitstop monitor exited with {done.returncode}: {done.stderr}")
+        kept = "" if self.keep else " (the report goes with the work folder; --workdir keeps it)"
+        say(f"exit status 3: features beyond the drift thresholds{kept}")
+
 
 # --- helpers ---------------------------------------------------------------------------------
 
@@ -413,7 +446,7 @@ def main() -> None:
     try:
         with contextlib.chdir(workdir), contextlib.ExitStack() as cleanup:
             demo = ChurnDemo(workdir, cleanup, users=300 if args.quick else 2000,
-                             days=180 if args.quick else 365)  # fmt: skip
+                             days=180 if args.quick else 365, keep=bool(args.workdir))  # fmt: skip
             for number, (title, step) in enumerate(demo.steps(), 1):
                 with timed(number, title, timings):
                     step()

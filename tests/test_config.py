@@ -421,7 +421,7 @@ def test_unknown_top_level_key_suggests() -> None:
     msg = parse_error({"project": "p", "onlin_store": {"type": "redis"}})
     assert msg == (
         "feature_store.yaml: onlin_store: unknown key 'onlin_store'; did you mean 'online_store'"
-        " or 'offline_store'?"
+        " or 'offline_store' or 'monitoring'?"
     )
 
 

@@ -292,6 +292,9 @@ def test_the_demo_runs_end_to_end() -> None:
     assert re.search(r'POST /predict \{"user_id": 1001\} → 200 .*"probability"', out)
     assert re.search(r'POST /predict \{"user_id": 99999\} → 404', out)
     assert re.search(r"POST /predict → P\(churn\) \d\.\d\d \(was \d\.\d\d\)", out)
+    assert re.search(r"user_features__avg_purchase_amount +│ numeric +│ drift", out)
+    assert re.search(r"user_features__tenure_months +│ numeric +│ ok", out)
+    assert "2 of 5 features beyond the thresholds" in out and "exit status 3" in out
     assert "total" in out.split("Timings")[-1]
     workdir = Path(re.search(r"working in (\S+)", out).group(1))  # type: ignore[union-attr]
     assert not workdir.exists()  # cleaned up

@@ -28,7 +28,7 @@ from conftest import POSTGRES_URL
 from pitstop import backends
 from pitstop.errors import BackendUnavailableError, DefinitionError, PitstopError
 from pitstop.online import OnlineStore, ReadRow, StoredRow
-from pitstop.online.base import Change
+from pitstop.online.base import Change, EventTimes
 from pitstop.online.memory import MemoryOnlineConfig, MemoryOnlineStore
 from pitstop.online.postgres import PostgresOnlineConfig, PostgresOnlineStore
 from pitstop.online.redis import RedisOnlineStore
@@ -1002,3 +1002,18 @@ def test_redis_loads_its_script_when_the_server_lacks_it(
     store = open_redis()
     store.write("v", [row(b"k", T0, b"loaded")])
     assert values(store, "v", [b"k"]) == [b"loaded"]
+
+
+# -- optional abilities ------------------------------------------------------------------------
+
+
+def test_newest_event_time_where_the_store_can_tell(store: OnlineStore) -> None:
+    """Freshness asks for the newest event time per view: memory, SQLite and PostgreSQL can
+    tell; Redis cannot without reading every key, and does not claim it."""
+    if not isinstance(store, EventTimes):
+        assert isinstance(store, RedisOnlineStore)
+        return
+    store.update(["a", "empty"], [])
+    store.write("a", [row(b"k1", T0 + 5), row(b"k2", T0 + 9), row(b"k1", T0 + 7)])
+    found = store.newest_event_ts(["a", "empty", "never_created"])
+    assert found == {"a": T0 + 9, "empty": None, "never_created": None}

@@ -38,7 +38,7 @@ if TYPE_CHECKING:
     from pitstop.online.base import OnlineStore
 
 _SCHEME = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*)://")
-_SECTIONS = ("registry", "feature_server", "auth")
+_SECTIONS = ("registry", "feature_server", "auth", "monitoring")
 _DEFAULT_TYPE: dict[backends.Kind, str] = {"online_store": "sqlite", "offline_store": "duckdb"}
 _REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 _LITERAL_HINTS = {
@@ -198,6 +198,35 @@ class ExpectationsConfig(_Model):
     policy: Literal["warn", "reject"] = "warn"
 
 
+class DriftThresholds(_Model):
+    """When ``pitstop monitor`` reports a breach (see :mod:`pitstop.quality.drift`)."""
+
+    psi: float = Field(default=0.2, gt=0)
+    ks_statistic: float = Field(default=0.1, gt=0, le=1)
+    p_value: float = Field(default=0.01, gt=0, lt=1)
+    null_rate_change: float = Field(default=0.05, gt=0, le=1)
+    mismatch_rate: float = Field(default=0.0, ge=0, le=1)
+    min_rows: int = Field(default=100, ge=1)
+
+
+class FeatureLoggingSettings(_Model):
+    """How served features are written (:mod:`pitstop.quality.feature_log`)."""
+
+    queue_size: int = Field(default=10_000, ge=1)
+    flush_rows: int = Field(default=100_000, ge=1)
+    flush_seconds: float = Field(default=10.0, gt=0)
+    seed: int | None = None
+
+
+class MonitoringConfig(_Model):
+    """The ``monitoring`` section: drift thresholds, feature logging, freshness gauges."""
+
+    thresholds: DriftThresholds = DriftThresholds()
+    logging: FeatureLoggingSettings = FeatureLoggingSettings()
+    bins: int = Field(default=10, ge=2, le=100)
+    freshness_cache_seconds: float = Field(default=15.0, ge=0)
+
+
 class RepoConfig(_Model):
     """The whole ``feature_store.yaml``; ``repo_path`` is set by the loader, not the file."""
 
@@ -216,6 +245,7 @@ class RepoConfig(_Model):
     lineage: OpenLineageConfig | None = None
     audit: AuditConfig = AuditConfig()
     expectations: ExpectationsConfig = ExpectationsConfig()
+    monitoring: MonitoringConfig = MonitoringConfig()
     repo_path: Path
 
     @field_validator(*_SECTIONS, mode="before")

@@ -27,6 +27,7 @@ if TYPE_CHECKING:
     from pitstop.offline.base import OfflineEngine
     from pitstop.offline.job import RetrievalJob
     from pitstop.online.base import OnlineStore
+    from pitstop.quality.feature_log import FeatureLogWriter
     from pitstop.registry import Change, Registry
 
 
@@ -54,6 +55,7 @@ class FeatureStore(CatalogMethods, QualityMethods):
         self._offline: OfflineEngine | None = None
         self._online: OnlineStore | None = None
         self._retriever: OnlineRetriever | None = None
+        self._feature_logs: FeatureLogWriter | None = None
 
     @property
     def project(self) -> str:
@@ -135,7 +137,27 @@ class FeatureStore(CatalogMethods, QualityMethods):
 
             enforce = self.config.online_store.enforce_ttl
             self._retriever = OnlineRetriever(self.registry, self.online, enforce)
-        return self._retriever.get_online_features(features, entity_rows, full_feature_names)
+        response = self._retriever.get_online_features(features, entity_rows, full_feature_names)
+        if isinstance(features, FeatureService) and features.logging_config is not None:
+            self.feature_logs.log(features, entity_rows, response, full_feature_names)
+        return response
+
+    @property
+    def feature_logs(self) -> FeatureLogWriter:
+        """Writes the vectors served for services with a ``logging_config``, sampled, in the
+        background (``pitstop.quality.feature_log``)."""
+        if self._feature_logs is None:
+            from pitstop.quality.feature_log import FeatureLogWriter
+
+            settings = self.config.monitoring.logging
+            self._feature_logs = FeatureLogWriter(self.repo_path, settings,
+                                                  lambda: self.registry.snapshot())  # fmt: skip
+        return self._feature_logs
+
+    def flush_feature_logs(self) -> None:
+        """Write the logged feature vectors still queued, now."""
+        if self._feature_logs is not None:
+            self._feature_logs.flush()
 
     def materialize(
         self,
@@ -175,6 +197,7 @@ class FeatureStore(CatalogMethods, QualityMethods):
         progress: bool,
     ) -> list[MaterializeResult]:
         from pitstop.engine.materialize import Progress, materialize_view, online_views
+        from pitstop.quality.freshness import record_materialization
 
         snap = self.registry.snapshot(fresh=True)
         views = online_views([*snap.feature_views.values(), *snap.stream_feature_views.values()],
@@ -188,6 +211,7 @@ class FeatureStore(CatalogMethods, QualityMethods):
                     done = materialize_view(view, start, end, offline=self.offline,
                                             online=self.online, meta=self.registry.store,
                                             repo_path=self.repo_path, progress=bar)  # fmt: skip
+                record_materialization(self.registry.store, done)
                 results.append(done)
         return results
 
@@ -317,6 +341,8 @@ class FeatureStore(CatalogMethods, QualityMethods):
         self.registry.refresh()
 
     def close(self) -> None:
+        if self._feature_logs is not None:
+            self._feature_logs.close()
         if self._online is not None:
             self._online.close()
             self._online = None

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
+from pitstop.cli.monitor import monitor, status
 from pitstop.cli.output import output_option
 from pitstop.errors import PitstopError
 
@@ -503,6 +504,8 @@ def _register_listings() -> None:
 
 
 _register_listings()
+cli.add_command(monitor)
+cli.add_command(status)
 
 
 def _register_data_commands() -> None:

@@ -1,7 +1,11 @@
 """Feature logging settings of a feature service (Feast's ``LoggingConfig``).
 
-pitstop stores them with the service (they are part of its spec and its versions) but does not
-write logs of served features yet: they are definition only.
+They are part of the service's spec (and its versions). A service with a ``logging_config``
+has the vectors it serves, in process or from ``pitstop serve``, sampled at ``sample_rate``
+per request and written as Parquet part files under the destination's ``path``
+(``service=<name>/date=<YYYY-MM-DD>/``) by :mod:`pitstop.quality.feature_log`, off the
+request path; ``pitstop monitor`` reads them (:mod:`pitstop.quality.monitor`). ``partition_by``
+is accepted and not used: logs are partitioned by service and date.
 """
 
 from __future__ import annotations
@@ -64,7 +68,7 @@ class FileLoggingDestination:
 
 
 class LoggingConfig:
-    """Where a feature service's served features would be logged, and which share of them.
+    """Where a feature service's served features are logged, and which share of requests.
 
     >>> LoggingConfig(destination=FileLoggingDestination(path="logs"), sample_rate=0.5).sample_rate
     0.5

@@ -14,8 +14,7 @@ from pitstop.errors import DefinitionError
 class FeatureService(Definition):
     """The features one model reads, by view (possibly projected, aliased or re-keyed).
 
-    A ``logging_config`` is stored with the service (definition only: served features are
-    not logged yet).
+    With a ``logging_config`` the vectors it serves are logged (``pitstop.quality``).
 
     >>> # FeatureService(name="churn_v1", features=[user_features, user_derived_features])
     """

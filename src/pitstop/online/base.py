@@ -27,7 +27,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Generic, NamedTuple, Protocol, TypeVar
+from typing import Generic, NamedTuple, Protocol, TypeVar, runtime_checkable
 
 from pitstop.errors import PitstopError
 
@@ -96,6 +96,17 @@ class OnlineStore(Protocol):
 
     def close(self) -> None:
         """Release connections."""
+        ...
+
+
+@runtime_checkable
+class EventTimes(Protocol):
+    """An optional ability (freshness: ``pitstop status``, ``/metrics``): the newest event
+    time each view's table holds. The memory, SQLite and PostgreSQL stores have it; the Redis
+    store has not (it would have to read every key)."""
+
+    def newest_event_ts(self, views: Sequence[str]) -> dict[str, int | None]:
+        """Per view, the greatest ``event_ts`` stored (``None``: no rows, or no table)."""
         ...
 
 

@@ -81,6 +81,11 @@ class MemoryOnlineStore:
             for row in rows:  # unconditionally: event-time order does not apply
                 table[row.entity_key] = row
 
+    def newest_event_ts(self, views: Sequence[str]) -> dict[str, int | None]:
+        with self._lock:
+            tables = {view: self._tables.get(view) or {} for view in views}
+        return {v: max((r.event_ts for r in t.values()), default=None) for v, t in tables.items()}
+
     def teardown(self, views: Sequence[str]) -> None:
         with self._lock:
             self._tables.clear()

@@ -360,6 +360,27 @@ class PostgresOnlineStore:
             self._created.discard(table)
             self._run(work)
 
+    def newest_event_ts(self, views: Sequence[str]) -> dict[str, int | None]:
+        names = {view: table_name(self.project, view) for view in views}
+
+        def work(conn: Any) -> dict[str, int | None]:
+            existing = {
+                name
+                for (name,) in conn.execute(
+                    "SELECT tablename FROM pg_tables WHERE schemaname = %s AND tablename = "
+                    "ANY(%s)", (self.config.db_schema, list(names.values())),
+                )
+            }  # fmt: skip
+            found: dict[str, int | None] = dict.fromkeys(views)
+            for view, name in names.items():
+                if name in existing:
+                    sql = f"SELECT max(event_ts) FROM {self._schema}.{quote(name)}"
+                    (found[view],) = conn.execute(sql, ()).fetchone()
+            return found
+
+        result: dict[str, int | None] = self._run(work)
+        return result
+
     def read(self, requests: Sequence[tuple[str, Sequence[bytes]]]) -> list[list[ReadRow | None]]:
         if not requests:
             return []

@@ -204,6 +204,22 @@ class SqliteOnlineStore:
             raise
         conn.execute("COMMIT")
 
+    def newest_event_ts(self, views: Sequence[str]) -> dict[str, int | None]:
+        found: dict[str, int | None] = {}
+        conn = self._acquire()
+        try:
+            for view in views:
+                q = quote(table_name(self.project, view))
+                try:
+                    (found[view],) = conn.execute(f"SELECT MAX(event_ts) FROM {q}").fetchone()
+                except sqlite3.OperationalError as exc:
+                    if "no such table" not in str(exc):
+                        raise
+                    found[view] = None
+        finally:
+            self._release(conn)
+        return found
+
     def modify(self, view: str, keys: Sequence[bytes], change: Change) -> None:
         if not keys:
             return

@@ -1,5 +1,5 @@
 """Data quality: expectations declared with views, validation reports, profiles and the
-recipes of saved datasets.
+recipes of saved datasets; feature logging, drift and consistency monitoring, freshness.
 
 >>> from pitstop.quality import between, not_null
 >>> rules = [not_null("age"), between("age", 0, 130)]

@@ -21,13 +21,15 @@ from dataclasses import dataclass
 from struct import error as StructError
 from typing import TYPE_CHECKING, Any
 
+from pitstop.definitions.service import FeatureService
 from pitstop.errors import NotFoundError, RetrievalError, require
+from pitstop.quality.gauges import QualityGauges
 from pitstop.registry.audit import Actor, set_actor
 from pitstop.server import openapi
 from pitstop.server.auth import ApiKeys, JwtAuth
 from pitstop.server.errors import HTTPError, error_body, error_type, log_error, status_of
 from pitstop.server.handlers import Endpoints
-from pitstop.server.metrics import Metrics
+from pitstop.server.metrics import Metrics, render_gauges
 from pitstop.server.registry_api import PREFIX, RegistryEndpoints, parse_query
 from pitstop.server.wire import fallback
 
@@ -78,6 +80,7 @@ class FeatureServer:
         self.owns_store = owns_store
         self.metrics = Metrics()
         self.endpoints = e = Endpoints(store, self.metrics)
+        self.quality = QualityGauges(store)
         self._pool: ThreadPoolExecutor | None = None
         self._timed: object = None  # the online store whose reads are timed
         self._refresher: asyncio.Task[None] | None = None
@@ -225,7 +228,14 @@ class FeatureServer:
         return 200, self._dumps(answer, default=fallback), _JSON
 
     async def _metrics(self) -> tuple[int, bytes, bytes]:
-        return 200, self.metrics.render(), _TEXT
+        """The server's metrics, then freshness, drift and feature logging (read in the
+        thread pool; a registry or store that fails leaves them out, logged)."""
+        quality = b""
+        try:
+            quality = render_gauges(await self._in_pool(self.quality.collect))
+        except Exception as exc:
+            log_error("GET", "/metrics", 503, exc)
+        return 200, self.metrics.render() + quality, _TEXT
 
     @staticmethod
     def _static(payload: bytes, ctype: bytes) -> Callable[[], Awaitable[tuple[int, bytes, bytes]]]:
@@ -250,6 +260,7 @@ class FeatureServer:
                 self.store.registry.cache_ttl_seconds = self._store_ttl
                 with contextlib.suppress(AttributeError):
                     del self._timed.read  # type: ignore[attr-defined]  # the class's read again
+                await self._in_pool(self.store.flush_feature_logs)  # what is still queued
                 if self.owns_store:
                     await self._in_pool(self.store.close)
                 if self._pool is not None:
@@ -276,8 +287,10 @@ class FeatureServer:
         import pyarrow.compute  # noqa: F401  (what the first push needs, loaded now)
 
         try:
-            self.store.catalog.snapshot()
+            snapshot = self.store.catalog.snapshot()
             self._time_reads(self.store.online)
+            if any(s.logging_config for s in snapshot.of(FeatureService).values()):
+                self.store.feature_logs.start()  # not on the first logged request
         except Exception as exc:  # served as 503 by /health until the backend answers
             log_error("STARTUP", "-", 503, exc)
         gc.collect()

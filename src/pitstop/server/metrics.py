@@ -17,6 +17,8 @@ pitstop_server_push_requests_total                 counter    push_source, to
 pitstop_server_pushed_rows_total                   counter    push_source, to
 pitstop_server_written_rows_total                  counter    feature_view
 =================================================  =========  ==============================
+
+Freshness, drift and feature-logging figures follow (:mod:`pitstop.quality.gauges`).
 """
 
 from __future__ import annotations
@@ -128,6 +130,16 @@ class Metrics:
         for view, n in sorted(self.written_rows.items()):
             out.append(f"{name}{{{_labels(('feature_view',), (view,))}}} {n}")
         return ("\n".join(out) + "\n").encode()
+
+
+def render_gauges(gauges: Iterable[Any]) -> bytes:
+    """Metric families with ``name``, ``text``, ``kind``, ``labels`` and ``samples`` (label
+    values, value) in the text format (:class:`pitstop.quality.gauges.Gauge`)."""
+    out: list[str] = []
+    for g in gauges:
+        out += [f"# HELP {g.name} {g.text}", f"# TYPE {g.name} {g.kind}"]
+        out += [f"{g.name}{{{_labels(g.labels, values)}}} {value!r}" for values, value in g.samples]
+    return ("\n".join(out) + "\n").encode() if out else b""
 
 
 def render_ingest(stats: Any, stream: str) -> bytes:
