@@ -290,6 +290,9 @@ def test_the_demo_runs_end_to_end() -> None:
     assert re.search(r'POST /predict \{"user_id": 1001\} → 200 .*"probability"', out)
     assert re.search(r'POST /predict \{"user_id": 99999\} → 404', out)
     assert re.search(r"POST /predict → P\(churn\) \d\.\d\d \(was \d\.\d\d\)", out)
+    ui = r"/feature-views/user_features → 200, shows total_purchases, churn_model_v1, Lineage"
+    assert re.search(ui, out)  # the web UI, over the demo's repo
+    assert "pitstop -c DIR/feature_repo ui` → http://127.0.0.1:8888/" in out
     assert "total" in out.split("Timings")[-1]
     workdir = Path(re.search(r"working in (\S+)", out).group(1))  # type: ignore[union-attr]
     assert not workdir.exists()  # cleaned up
