@@ -122,7 +122,7 @@ def test_cookies_carry_any_key_and_redirects_stay_on_the_ui() -> None:
 
 # --- a repo, served ---------------------------------------------------------------------------
 
-NOW = datetime(2026, 12, 1, tzinfo=UTC)
+NOW = datetime.now(UTC).replace(microsecond=0)
 
 
 def write_repo(path: Path, extra: str = "") -> Path:
@@ -242,19 +242,30 @@ def test_a_declared_page_is_routed_and_listed(store: FeatureStore) -> None:
 
     def drift(request: Request) -> Response:
         return render(request, "error.html", title="Drift", heading="Drift",
-                      message=f"reports of {request.params['view']}", denied=False)  # fmt: skip
+                      message="drift reports", denied=False)  # fmt: skip
+
+    def profile(request: Request) -> Response:
+        return Response(200, f"profile of {request.params['name']}".encode(), "text/plain")
 
     async def visit(app: Any) -> None:
         async with client(app) as http:
-            answer = await http.get("/quality/clicks/drift")
-            assert answer.status_code == 200 and "reports of clicks" in answer.text
-            assert "<h2>Quality</h2>" in answer.text
+            answer = await http.get("/quality")
+            assert answer.status_code == 200 and "drift reports" in answer.text
+            listed = r'<h2>Quality</h2>\s*<ul>\s*<li><a href="/quality"[^>]*>Reports</a>'
+            assert re.search(listed, answer.text)  # in the navigation, under its section
+            view = await http.get("/feature-views/clicks")
+            assert '<a class="button" href="/feature-views/clicks/profile">Profile</a>' in view.text
+            service = await http.get("/feature-services/svc")
+            assert "/profile" not in service.text  # declared for feature views only
+            profiled = await http.get("/feature-views/clicks/profile")
+            assert profiled.text == "profile of clicks"
 
-    pages.page("/quality/{view}/drift", "Drift", nav="Quality")(drift)
+    pages.page("/quality", "Reports", nav="Quality")(drift)
+    pages.page("/{collection}/{name}/profile", "Profile", on=("feature_view",))(profile)
     try:
         run(lambda: visit(create_ui(store)))
     finally:
-        pages._PAGES[:] = [p for p in pages._PAGES if p.handler is not drift]
+        pages._PAGES[:] = [p for p in pages._PAGES if p.handler not in (drift, profile)]
         pages.NAV_SECTIONS.remove("Quality")
 
 
@@ -273,3 +284,46 @@ def test_import_pitstop_does_not_import_the_ui() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+def test_the_lookup_names_features_by_view_when_two_views_share_a_name(
+    store: FeatureStore,
+) -> None:
+    user, source, view, _ = objects()
+    clicks = [Field(name="clicks", dtype=Int64)]
+    twin = FeatureView(name="clicks_copy", entities=[user], source=source, schema=clicks,
+                       ttl=timedelta(days=1))  # fmt: skip
+    store.apply([twin, FeatureService(name="both", features=[view, twin])])
+    store.materialize(NOW - timedelta(days=1), NOW)
+
+    async def visit(app: Any) -> None:
+        async with client(app) as http:
+            page = await http.get("/lookup?target=service:both&key.user_id=2,7")
+            assert page.status_code == 200, page.text
+            assert '<th scope="col">clicks__clicks</th>' in page.text
+            assert '<th scope="col">clicks_copy__clicks</th>' in page.text
+            assert 'name="full" type="checkbox" value="1" checked' in page.text
+            assert page.text.count('class="status s-present">PRESENT') == 2
+            assert page.text.count('class="status s-not_found">NOT_FOUND') == 2
+
+    run(lambda: visit(create_ui(store)))
+
+
+def test_many_views_are_named_in_a_field_not_listed(
+    store: FeatureStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from pitstop.ui import lookup
+
+    monkeypatch.setattr(lookup, "MAX_CHOICES", 0)
+    store.materialize(NOW - timedelta(days=1), NOW)
+
+    async def visit(app: Any) -> None:
+        async with client(app) as http:
+            page = await http.get("/lookup?target=&view=clicks&key.user_id=2")
+            assert page.status_code == 200, page.text
+            assert 'value="view:clicks"' not in page.text  # views are not listed
+            assert '<option value="service:svc">svc (feature service)</option>' in page.text
+            assert 'id="view-name" name="view" value="clicks"' in page.text
+            assert page.text.count('class="status s-present">PRESENT') == 1
+
+    run(lambda: visit(create_ui(store)))

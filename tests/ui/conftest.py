@@ -202,10 +202,11 @@ def analyst(browser: Any) -> Iterator[Any]:
         ctx.close()
 
 
-def shot(page: Any, name: str) -> Path:
-    """Save a screenshot of the whole page as a test artifact."""
+def shot(page: Any, name: str, *, full_page: bool = True) -> Path:
+    """Save a screenshot (of the whole page, or what the window shows) as a test artifact.
+    Those named ``readme-*`` are the README's pictures (docs/images/)."""
     path = ARTIFACTS / f"{re.sub(r'[^a-z0-9_-]+', '-', name.lower())}.png"
-    page.screenshot(path=str(path), full_page=True)
+    page.screenshot(path=str(path), full_page=full_page)
     return path
 
 

@@ -48,6 +48,9 @@ def test_search_as_you_type(admin: Any, churn_ui: Served) -> None:
     assert "user_features:total_purchases" in refs
     assert "user_derived_features:purchase_frequency" in refs
     shot(admin, "search-as-you-type")
+    admin.set_viewport_size({"width": 1100, "height": 440})
+    shot(admin, "readme-search", full_page=False)
+    admin.set_viewport_size({"width": 1280, "height": 860})
     box.fill("tenure")  # the list follows the words
     popup.locator(".results a", has_text="user_features:tenure_months").wait_for()
     box.press("ArrowDown")
@@ -153,8 +156,15 @@ def test_the_lineage_graph_is_drawn_left_to_right(admin: Any, churn_ui: Served) 
             assert ax + aw <= bx or bx + bw <= ax or ay + ah <= by or by + bh <= ay
     svg.locator("a.node", has_text="churn_model_v1").click()
     admin.wait_for_url(re.compile(r"/feature-services/churn_model_v1$"))
-    projections = admin.locator("#h-features + table tbody th").all_inner_texts()
-    assert projections == ["user_features", "user_derived_features"]
+    projections = admin.locator("#h-features + table tbody tr").all()
+    assert [p.locator("th").inner_text() for p in projections] == [
+        "user_features", "user_derived_features"]  # fmt: skip
+    assert projections[0].locator("td").nth(1).inner_text() == (
+        "total_purchases Int64, avg_purchase_amount Float32, days_since_last_purchase Int64, "
+        "tenure_months Int64")  # fmt: skip
+    admin.set_viewport_size({"width": 1100, "height": 700})
+    shot(admin, "readme-feature-service", full_page=False)
+    admin.set_viewport_size({"width": 1280, "height": 860})
     admin.locator("a", has_text="upstream").click()
     titles = admin.locator(".lineage svg .node title").all_text_contents()
     assert "feature service churn_model_v1" in titles and len(titles) == 6
@@ -194,6 +204,9 @@ def test_the_online_lookup_answers_like_the_feature_server(admin: Any, churn_ui:
     assert rows[2].locator(".status").all_inner_texts() == ["NOT_FOUND"] * len(expected.values)
     assert '"feature_service": "churn_model_v1"' in admin.locator("details pre").text_content()
     shot(admin, "lookup")
+    admin.set_viewport_size({"width": 1100, "height": 470})
+    shot(admin, "readme-lookup", full_page=False)
+    admin.set_viewport_size({"width": 1280, "height": 860})
     admin.fill("#key-user_id", "abc")
     admin.locator("form.filters button").click()
     assert "'user_id' is declared Int64; 'abc' is not a number" in admin.locator(

@@ -1,12 +1,13 @@
 """Page load times over a registry of 10,000 features (benchmarks/catalog.py's generator:
 1,000 views of 10 features, 15 entities, 50 services, saved datasets and models), measured in
 the browser: the navigation's ``loadEventEnd`` (request sent → page and its stylesheet and
-script loaded, DOM ready), median of five loads after a first one, the pages taking turns.
+script loaded, DOM ready), median of seven loads after a first one, the pages taking turns.
 Target: 300 ms. The table is written to ``test-artifacts/ui/page-load-times.md``."""
 
 from __future__ import annotations
 
 import json
+import os
 import statistics
 import sys
 from collections.abc import Iterator
@@ -17,7 +18,7 @@ import pytest
 from .conftest import ARTIFACTS, ROOT, Served, start_ui, stop
 
 TARGET_MS = 300.0
-LOADS = 5
+LOADS = 7
 
 
 @pytest.fixture(scope="module")
@@ -52,13 +53,14 @@ PAGES = {
     "feature service (20 views)": "/feature-services/model_0",
     "entity (lineage of 218 objects)": "/entities/user_id",
     "model": "/models/model_model_0",
-    "online lookup form (1,050 choices)": "/lookup?target=service:model_0",
+    "online lookup, a service of 20 views": "/lookup?target=service:model_0",
     "audit trail": "/audit",
 }
 
 
 def _load_ms(page: Any, url: str) -> float:
-    page.goto(url, wait_until="load")
+    response = page.goto(url, wait_until="load")
+    assert response.status == 200, f"{url}: {response.status}"
     timing = page.evaluate("JSON.stringify(performance.getEntriesByType('navigation')[0])")
     return float(json.loads(timing)["loadEventEnd"])
 
@@ -87,7 +89,9 @@ def test_pages_load_within_300_ms(browser: Any, big_ui: Served) -> None:
     if statistics.median(typed) > TARGET_MS:
         slow.append(f"search as you type: {statistics.median(typed):.0f} ms")
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
-    table = ["| page | path | first load, ms | median, ms | slowest, ms |",
+    load = ", ".join(f"{x:.1f}" for x in os.getloadavg())
+    table = [f"Load average at the end: {load}", "",
+             "| page | path | first load, ms | median, ms | slowest, ms |",
              "|---|---|---|---|---|", *rows]  # fmt: skip
     (ARTIFACTS / "page-load-times.md").write_text("\n".join(table) + "\n")
     assert not slow, "\n".join(["pages slower than 300 ms:", *slow, *table])

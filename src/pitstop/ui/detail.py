@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Any
+from urllib.parse import quote
 
 from pitstop.access import Resource, authorize, policy_of
 from pitstop.catalog.lineage import DIRECTIONS, LineageGraph
@@ -21,7 +22,7 @@ from pitstop.registry.audit import current_actor
 from pitstop.registry.specs import MISSING
 from pitstop.ui.graph import Drawing, layout
 from pitstop.ui.http import Request, Response
-from pitstop.ui.pages import page
+from pitstop.ui.pages import about, page
 from pitstop.ui.render import render
 from pitstop.ui.views import collection_of, object_url
 
@@ -57,7 +58,16 @@ def detail(request: Request) -> Response:
         sampled=kind in SAMPLED,
         freshness=freshness(request, kind, spec),
         lookup=kind in ("feature_service", *SAMPLED, "on_demand_feature_view"),
+        more=more_pages(request, kind, name),
     )  # fmt: skip
+
+
+def more_pages(request: Request, kind: str, name: str) -> list[tuple[str, str]]:
+    """Links to the pages declared about this kind of object (:func:`pages.about`)."""
+    collection = request.params["collection"]
+    return [(p.title, request.url(p.path.replace("{collection}", collection)
+                                  .replace("{name}", quote(name, safe=""))))
+            for p in about(kind)]  # fmt: skip
 
 
 # --- facts -----------------------------------------------------------------------------------
@@ -153,8 +163,12 @@ def schema(request: Request, spec: Mapping[str, Any]) -> dict[str, Any]:
     for p in spec.get("features") or ():
         if isinstance(p, Mapping):
             kind = next((k for k in VIEW_KINDS if p.get("name") in objects.get(k, {})), None)
+            view = objects[kind][p["name"]] if kind else None
+            chosen = set(p.get("features") or ())
+            typed = [{"name": f.name, "dtype": str(f.dtype)} for f in getattr(view, "features", ())
+                     if not chosen or f.name in chosen]  # fmt: skip
             href = object_url(request, kind, p["name"]) if kind else None
-            projections.append({**p, "href": href})
+            projections.append({**p, "href": href, "fields": typed})
     refs = [str(p) for p in spec.get("features") or () if isinstance(p, str)]
     udf = spec.get("udf") if isinstance(spec.get("udf"), Mapping) else None
     return {"fields": fields, "aggregations": list(spec.get("aggregations") or ()),

@@ -23,6 +23,7 @@ from pitstop.ui.pages import page
 from pitstop.ui.render import render
 
 MAX_ROWS = 100
+MAX_CHOICES = 300  # views listed in the form's choice; more: a field for the view's name
 _KINDS: list[tuple[str, type[Any]]] = [
     ("service", FeatureService), ("view", FeatureView), ("view", StreamFeatureView),
     ("view", OnDemandFeatureView),
@@ -32,19 +33,28 @@ _KINDS: list[tuple[str, type[Any]]] = [
 @page("/lookup", "Online lookup", nav="Serving")
 def lookup(request: Request) -> Response:
     catalog = request.ui.store.catalog
-    targets = [(f"{prefix}:{name}", name, cls) for prefix, cls in _KINDS
+    targets = [(f"{prefix}:{name}", name) for prefix, cls in _KINDS
                for name in (o.name for o in catalog.list(cls))]  # fmt: skip
+    views_listed = sum(t.startswith("view:") for t, _ in targets) <= MAX_CHOICES
+    if not views_listed:  # a name field for views instead: the page stays light
+        targets = [t for t in targets if t[0].startswith("service:")]
     chosen = request.arg("target")
     if not chosen and request.arg("service"):
         chosen = f"service:{request.arg('service')}"
     if not chosen and request.arg("view"):
         chosen = f"view:{request.arg('view')}"
-    form: dict[str, Any] = {"target": chosen, "keys": [], "fields": []}
+    full = request.arg("full") == "1"
+    form: dict[str, Any] = {"target": chosen, "keys": [], "fields": [], "full": full,
+                            "views_listed": views_listed}  # fmt: skip
     answer, body, error = None, None, None
     if chosen:
         snapshot = catalog.snapshot()
         features = _features(snapshot, chosen)
-        keys, fields = _inputs(snapshot, features)
+        try:
+            keys, fields = _inputs(snapshot, features, full)
+        except RetrievalError:  # two views give features one name: the answer names both
+            keys, fields = _inputs(snapshot, features, True)
+            form["full"] = full = True
         form["keys"] = [{"name": k, "dtype": str(t or ""), "value": request.arg(f"key.{k}")}
                         for k, t in keys.items()]  # fmt: skip
         form["fields"] = [{"name": f.name, "dtype": str(f.dtype),
@@ -53,7 +63,7 @@ def lookup(request: Request) -> Response:
             entities = {k: _values(request.arg(f"key.{k}"), t, k) for k, t in keys.items()}
             entities.update({f.name: _values(request.arg(f"req.{f.name}"), f.dtype, f.name)
                              for f in fields})  # fmt: skip
-            body = {"entities": entities, "full_feature_names": False}
+            body = {"entities": entities, "full_feature_names": full}
             if isinstance(features, FeatureService):
                 body["feature_service"] = features.name
             else:
@@ -79,12 +89,12 @@ def _features(snapshot: Any, target: str) -> FeatureService | list[str]:
     raise NotFoundError(f"lookup target {target!r}: choose service:<name> or view:<name>")
 
 
-def _inputs(snapshot: Any, features: Any) -> tuple[dict[str, Any], list[Any]]:
+def _inputs(snapshot: Any, features: Any, full: bool) -> tuple[dict[str, Any], list[Any]]:
     """The join keys the request needs (with their dtypes, where known) and the request
     data its on-demand views need."""
     from pitstop.engine.request import build_plan
 
-    plan = build_plan(snapshot, features, False)
+    plan = build_plan(snapshot, features, full)
     keys: dict[str, Any] = {}
     for v in plan.views:
         known = {f.name: f.dtype for f in v.view.entity_columns}

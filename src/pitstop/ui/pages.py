@@ -14,8 +14,10 @@ module of pages and name it in :data:`MODULES`::
     def drift(request):
         return render(request, "quality_drift.html", reports=...)
 
-Templates are looked up in ``pitstop/ui/templates/``; a page's template extends
-``base.html`` (header, navigation, search box) and fills its ``content`` block.
+A page about one object (``on=("feature_view",)``, a path with ``{collection}`` and
+``{name}``) is linked from that object's page. Templates are looked up in
+``pitstop/ui/templates/``; a page's template extends ``base.html`` (header, navigation,
+search box) and fills its ``content`` block.
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ from dataclasses import dataclass
 
 from pitstop.ui.http import Handler
 
-__all__ = ["MODULES", "NAV_SECTIONS", "Page", "load", "nav", "page", "registered"]
+__all__ = ["MODULES", "NAV_SECTIONS", "Page", "about", "load", "nav", "page", "registered"]
 
 #: The modules declaring the UI's pages, in navigation order.
 MODULES: list[str] = [
@@ -52,20 +54,31 @@ class Page:
     nav: str | None = None
     method: str = "GET"
     public: bool = False  # served without signing in (the login page itself)
+    on: tuple[str, ...] = ()  # kinds whose pages link to this one ({collection}, {name} filled)
 
 
 _PAGES: list[Page] = []
 
 
 def page(
-    path: str, title: str, *, nav: str | None = None, method: str = "GET", public: bool = False
+    path: str,
+    title: str,
+    *,
+    nav: str | None = None,
+    method: str = "GET",
+    public: bool = False,
+    on: tuple[str, ...] = (),
 ) -> Callable[[Handler], Handler]:
-    """Declare a page: ``@page("/audit", "Audit trail", nav="Governance")``."""
+    """Declare a page: ``@page("/audit", "Audit trail", nav="Governance")``. A page about
+    one object names the kinds it is for, and their pages link to it::
+
+        @page("/{collection}/{name}/drift", "Drift", on=("feature_view",))
+    """
 
     def declare(handler: Handler) -> Handler:
         if nav is not None and nav not in NAV_SECTIONS:
             NAV_SECTIONS.append(nav)
-        _PAGES.append(Page(path, title, handler, nav, method, public))
+        _PAGES.append(Page(path, title, handler, nav, method, public, tuple(on)))
         return handler
 
     return declare
@@ -80,6 +93,11 @@ def load() -> list[Page]:
 
 def registered() -> list[Page]:
     return list(_PAGES)
+
+
+def about(kind: str) -> list[Page]:
+    """The pages declared ``on`` a kind of object (linked from each object's page)."""
+    return [p for p in _PAGES if kind in p.on]
 
 
 def nav() -> list[tuple[str, list[Page]]]:
