@@ -251,6 +251,10 @@ def test_an_analyst_sees_only_what_they_may_describe(analyst: Any, churn_ui: Ser
     assert "feature service restricted" in titles
     assert not any("churn_model_v1" in t for t in titles)
     assert "churn_model_v1" not in analyst.content()
+    sample = analyst.locator("#h-sample + p").inner_text()  # not asked, so not refused
+    assert (
+        sample == f"{principal(ANALYST_KEY)} may not read this view's offline data (read_offline)."
+    )
     # and the audit trail is for those who may describe the project
     assert analyst.goto(f"{churn_ui.url}/audit").status == 403
 

@@ -55,7 +55,8 @@ def detail(request: Request) -> Response:
         other=other_properties(spec), schema=schema(request, spec), versions=versions,
         diff=diff(request, catalog, name, cls, versions), direction=direction,
         drawing=drawing, hidden=hidden, edges=edge_rows(request, graph, hidden, drawing),
-        sampled=kind in SAMPLED,
+        sampled=kind in SAMPLED, may_sample=kind in SAMPLED and may(request, "read_offline",
+                                                                    entry.object),
         freshness=freshness(request, kind, spec),
         lookup=kind in ("feature_service", *SAMPLED, "on_demand_feature_view"),
         more=more_pages(request, kind, name),
@@ -208,6 +209,13 @@ def diff(request: Request, catalog: Any, name: str, cls: Any, versions: list[Any
 
 
 # --- lineage ---------------------------------------------------------------------------------
+
+
+def may(request: Request, action: str, obj: Any) -> bool:
+    """Whether the principal may do ``action`` on ``obj`` (asked without recording a
+    refusal: the page only leaves out what would be refused)."""
+    policy = policy_of(request.ui.store.catalog.snapshot())
+    return policy.allows(current_actor(), action, Resource.of(obj))
 
 
 def hidden_nodes(request: Request, graph: LineageGraph) -> set[str]:

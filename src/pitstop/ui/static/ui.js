@@ -73,6 +73,15 @@
     });
   }
 
+  // --- lineage: a tall graph opens scrolled to the object of the page -------------------------
+  Array.prototype.forEach.call(document.querySelectorAll(".graph"), function (box) {
+    var root = box.querySelector(".root rect"), svg = box.querySelector("svg");
+    if (!root || !svg || box.scrollHeight <= box.clientHeight) { return; }
+    var scale = svg.getBoundingClientRect().height / svg.viewBox.baseVal.height;
+    var middle = (root.y.baseVal.value + root.height.baseVal.value / 2) * scale;
+    box.scrollTop = Math.max(0, middle - box.clientHeight / 2);
+  });
+
   // --- fragments: parts of a page loaded after it (sample rows) --------------------------------
   Array.prototype.forEach.call(document.querySelectorAll("[data-fragment]"), function (el) {
     fetch(el.getAttribute("data-fragment"), { credentials: "same-origin" })
