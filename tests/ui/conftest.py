@@ -212,9 +212,9 @@ def shot(page: Any, name: str, *, full_page: bool = True) -> Path:
 
 def serious_violations(page: Any) -> list[str]:
     """axe-core's serious and critical accessibility violations on the page."""
-    from axe_playwright_python.base import AXE_SCRIPT
+    import axe_playwright_python
 
-    page.evaluate(AXE_SCRIPT)
+    page.evaluate(Path(axe_playwright_python.__file__).with_name("axe.min.js").read_text())
     result = page.evaluate("axe.run(document, {resultTypes: ['violations']})")
     return [f"{v['id']} ({v['impact']}): {v['help']} — "
             + "; ".join(n["target"][0] for n in v["nodes"][:3])

@@ -313,6 +313,14 @@ def test_no_serious_accessibility_violations(admin: Any, churn_ui: Served, name:
     assert serious_violations(admin) == []
 
 
+def test_the_accessibility_check_finds_problems(admin: Any) -> None:
+    admin.set_content('<html lang="en"><title>t</title><body><main><img src="x.png">'
+                      '<button></button></main></body></html>')  # fmt: skip
+    found = serious_violations(admin)
+    assert any(v.startswith("image-alt (critical)") for v in found), found
+    assert any(v.startswith("button-name (critical)") for v in found), found
+
+
 def test_no_serious_accessibility_violations_signed_out_and_denied(
     browser: Any, analyst: Any, churn_ui: Served
 ) -> None:
