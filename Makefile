@@ -2,8 +2,9 @@
 PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
-EXTRAS := dev,server,demo,spark
+EXTRAS := dev,server,ui,demo,spark
 STAMP  := $(VENV)/.installed
+CHROMIUM := /usr/bin/chromium
 
 .PHONY: install demo test test-min test-install lint format bench bench-ingest bench-spark bench-promote fuzz clean
 
@@ -19,8 +20,14 @@ $(STAMP): pyproject.toml | $(BIN)/python
 demo: install
 	$(BIN)/python examples/demo.py
 
-test: lint
+test: lint $(CHROMIUM)
 	$(BIN)/python -m pytest -q
+
+# Debian's Chromium, which the browser tests (tests/ui) drive through Playwright; nothing to
+# do when it is there already.
+$(CHROMIUM):
+	apt-get update -qq
+	DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium
 
 lint: install
 	$(BIN)/ruff check src tests benchmarks examples

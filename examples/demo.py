@@ -10,9 +10,10 @@ The steps follow the tutorial's sections 4 to 6; the code each step calls is in 
  6. ``materialize_incremental``: the latest features, online
  7. online features, in-process
  8. online features over HTTP, from ``pitstop serve``
- 9. predictions: ``ModelWithFeatureStore``, then the FastAPI app     churn/app.py
-10. a customer buys something: push fresh features, predict again   churn/streaming.py
-11. monitoring: served features logged, a shift, ``pitstop monitor``  churn/monitoring.py
+ 9. the registry in a browser: ``pitstop ui``
+10. predictions: ``ModelWithFeatureStore``, then the FastAPI app     churn/app.py
+11. a customer buys something: push fresh features, predict again   churn/streaming.py
+12. monitoring: served features logged, a shift, ``pitstop monitor``  churn/monitoring.py
 
 Everything happens in a temporary folder, removed at the end (``--workdir DIR`` keeps it);
 servers started on the way are stopped, whatever happens. ``--quick`` uses fewer customers.
@@ -95,6 +96,7 @@ class ChurnDemo:
             ("Materialize: the latest features into the online store", self.materialize),
             ("Online features, in-process: store.get_online_features", self.online),
             ("Online features over HTTP: pitstop serve", self.feature_server),
+            ("Browse the registry: pitstop ui", self.web_ui),
             ("Predictions: ModelWithFeatureStore, then the FastAPI app", self.predict),
             ("A customer buys something: push fresh features, predict again", self.push),
             ("Monitoring: log served features, shift them, pitstop monitor", self.monitor),
@@ -211,6 +213,15 @@ class ChurnDemo:
         if status != 200:
             raise RuntimeError(f"pitstop serve answered {status}: {answer}")
         say(feast_table(answer))
+
+    def web_ui(self) -> None:
+        say(f"$ cd {REPO} && pitstop ui -p PORT")
+        url = start_server([PITSTOP, "ui", "-p", "{port}"], cwd=REPO, log=Path("ui.log"),
+                           cleanup=self.cleanup)  # fmt: skip
+        with urllib.request.urlopen(f"{url}/feature-views/user_features", timeout=10) as page:
+            html = page.read().decode()
+        shown = [f for f in ("total_purchases", "churn_model_v1", "Lineage") if f in html]
+        say(f"GET {url}/feature-views/user_features → {page.status}, shows {', '.join(shown)}")
 
     def predict(self) -> None:
         from churn.app import ModelWithFeatureStore
@@ -404,6 +415,7 @@ def check_requirements() -> None:
         ("joblib", "joblib"),
         ("fastapi", "fastapi"),
         ("uvicorn", "uvicorn"),
+        ("jinja2", "jinja2"),
     ]:
         try:
             __import__(module)
@@ -460,6 +472,12 @@ def main() -> None:
     print(f"      {'total':<64} {sum(s for _, s in timings):6.2f} s")
     if args.workdir:
         print(f"\nThe files are in {workdir}")
+        print(f"Web UI: {PITSTOP} -c {workdir / REPO} ui   → http://127.0.0.1:8888/")
+    else:
+        print(
+            "\nWeb UI of the demo's repo: run the demo with --workdir DIR to keep it, then "
+            "`pitstop -c DIR/feature_repo ui` → http://127.0.0.1:8888/"
+        )
 
 
 if __name__ == "__main__":

@@ -295,6 +295,9 @@ def test_the_demo_runs_end_to_end() -> None:
     assert re.search(r"user_features__avg_purchase_amount +│ numeric +│ drift", out)
     assert re.search(r"user_features__tenure_months +│ numeric +│ ok", out)
     assert "2 of 5 features beyond the thresholds" in out and "exit status 3" in out
+    ui = r"/feature-views/user_features → 200, shows total_purchases, churn_model_v1, Lineage"
+    assert re.search(ui, out)  # the web UI, over the demo's repo
+    assert "pitstop -c DIR/feature_repo ui` → http://127.0.0.1:8888/" in out
     assert "total" in out.split("Timings")[-1]
     workdir = Path(re.search(r"working in (\S+)", out).group(1))  # type: ignore[union-attr]
     assert not workdir.exists()  # cleaned up

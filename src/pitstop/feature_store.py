@@ -260,11 +260,13 @@ class FeatureStore(CatalogMethods, QualityMethods):
         registry_ttl_sec: float | None = None,
         *,
         access_log: bool = False,
+        ui: bool = False,
     ) -> None:
-        """Run the HTTP feature server until SIGTERM/Ctrl-C (``pip install 'pitstop[server]'``)."""
+        """Run the HTTP feature server until SIGTERM/Ctrl-C (``pip install 'pitstop[server]'``);
+        ``ui``: with the web UI under ``/ui``."""
         from pitstop.server import serve
 
-        serve(self, host, port, workers, registry_ttl_sec, access_log=access_log)
+        serve(self, host, port, workers, registry_ttl_sec, access_log=access_log, ui=ui)
 
     # --- definitions -------------------------------------------------------------------------
 

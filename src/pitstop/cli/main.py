@@ -184,11 +184,23 @@ def materialize_incremental(ctx: Context, end: str, views: tuple[str, ...]) -> N
               help="Seconds before registry changes are served (default: feature_server."
               "registry_ttl_sec, else 5).")  # fmt: skip
 @click.option("--access-log", is_flag=True, help="Log every request.")
+@click.option("--ui", is_flag=True, help="Serve the web UI too, under /ui.")
 @pass_ctx
 def serve(ctx: Context, host: str, port: int, workers: int, registry_ttl_sec: float | None,
-          access_log: bool) -> None:  # fmt: skip
+          access_log: bool, ui: bool) -> None:  # fmt: skip
     """Serve features over HTTP (Feast's feature server API)."""
-    ctx.store.serve(host, port, workers, registry_ttl_sec, access_log=access_log)
+    ctx.store.serve(host, port, workers, registry_ttl_sec, access_log=access_log, ui=ui)
+
+
+@cli.command("ui")
+@click.option("-H", "--host", default="127.0.0.1", show_default=True, help="Address to bind.")
+@click.option("-p", "--port", default=8888, show_default=True, help="Port to listen on.")
+@pass_ctx
+def ui_command(ctx: Context, host: str, port: int) -> None:
+    """Serve the web UI: search, browse, lineage, online lookup, audit trail."""
+    from pitstop.ui import serve_ui
+
+    serve_ui(ctx.store, host, port)
 
 
 @cli.command()

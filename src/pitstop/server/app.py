@@ -98,10 +98,14 @@ class FeatureServer:
             "/docs": _Route("GET", self._static(self._docs, _HTML), "open"),
         }
         self._registry = _Route("GET", self._registry_get, "read", label="/registry")
+        self.ui: Any = None  # the web UI (pitstop.ui.app.UIApp), served under /ui when set
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         kind = scope["type"]
         if kind == "http":
+            if self.ui is not None and self.ui.handles(scope["path"]):
+                await self.ui(scope, receive, send)
+                return
             await self._http(scope, receive, send)
         elif kind == "lifespan":
             await self._lifespan(receive, send)
@@ -265,6 +269,8 @@ class FeatureServer:
                     await self._in_pool(self.store.close)
                 if self._pool is not None:
                     self._pool.shutdown(wait=False)
+                if self.ui is not None:
+                    self.ui.close()
                 await send({"type": "lifespan.shutdown.complete"})
                 return
 

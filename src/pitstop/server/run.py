@@ -13,6 +13,7 @@ from pitstop.errors import ConfigError, require
 if TYPE_CHECKING:
     from pitstop.feature_store import FeatureStore
     from pitstop.server.app import FeatureServer
+    from pitstop.server.auth import ApiKeys, JwtAuth
 
 DEFAULT_PORT = 6566
 DEFAULT_REGISTRY_TTL_SEC = 5  # Feast's `feast serve` default
@@ -30,30 +31,47 @@ def registry_ttl(store: FeatureStore, registry_ttl_sec: float | None) -> float:
     return ttl
 
 
+def load_auth(store: FeatureStore) -> ApiKeys | JwtAuth | None:
+    """The API keys or JWT checker ``feature_server.auth`` configures (None: no auth)."""
+    from pitstop.server.auth import ApiKeys, JwtAuth
+
+    auth = store.config.feature_server.auth
+    if auth is not None and auth.type == "jwt":
+        return JwtAuth.load(auth, store.repo_path)
+    if auth is not None:
+        return ApiKeys.load(auth, store.repo_path)
+    return None
+
+
 def create_app(
-    store: FeatureStore, *, registry_ttl_sec: float | None = None, owns_store: bool = False
+    store: FeatureStore,
+    *,
+    registry_ttl_sec: float | None = None,
+    owns_store: bool = False,
+    ui: bool = False,
 ) -> FeatureServer:
     """The ASGI app serving ``store`` (``pip install 'pitstop[server]'``).
 
     Definitions applied while the server runs are served at most ``registry_ttl_sec`` seconds
     later: a background task re-reads the registry that often (requests never wait for it, and
     keep the last definitions while the registry is down); 0 re-reads it on every request.
-    ``owns_store`` closes the store at shutdown.
+    ``owns_store`` closes the store at shutdown; ``ui`` serves the web UI under ``/ui``
+    (``pip install 'pitstop[ui]'``).
 
     >>> app = create_app(FeatureStore(repo_path="feature_repo"))     # doctest: +SKIP
     >>> # uvicorn.run(app, port=6566)
     """
     from pitstop.server.app import FeatureServer
-    from pitstop.server.auth import ApiKeys, JwtAuth
 
     ttl = registry_ttl(store, registry_ttl_sec)
-    auth = store.config.feature_server.auth
-    keys: ApiKeys | JwtAuth | None = None
-    if auth is not None and auth.type == "jwt":
-        keys = JwtAuth.load(auth, store.repo_path)
-    elif auth is not None:
-        keys = ApiKeys.load(auth, store.repo_path)
-    return FeatureServer(store, registry_ttl_sec=ttl, keys=keys, owns_store=owns_store)
+    keys = load_auth(store)
+    server = FeatureServer(store, registry_ttl_sec=ttl, keys=keys, owns_store=owns_store)
+    if ui:
+        require("jinja2", "ui")
+        from pitstop.ui.app import UIApp
+
+        server.ui = UIApp(store, keys=keys, prefix="/ui", endpoints=server.endpoints)
+    return server
 
 
 def serve(
@@ -64,6 +82,7 @@ def serve(
     registry_ttl_sec: float | None = None,
     *,
     access_log: bool = False,
+    ui: bool = False,
 ) -> None:
     """Serve ``store`` over HTTP until SIGINT/SIGTERM (in-flight requests are finished first).
 
@@ -91,12 +110,12 @@ def serve(
         "log_level": "info",
     }
     if workers == 1:
-        app = create_app(store, registry_ttl_sec=registry_ttl_sec)
+        app = create_app(store, registry_ttl_sec=registry_ttl_sec, ui=ui)
         uvicorn.Server(uvicorn.Config(app, **options)).run()
         return
     ttl = registry_ttl(store, registry_ttl_sec)
-    create_app(store, registry_ttl_sec=ttl)  # fail here, not in every worker, on a bad config
-    state = {"config": store.config.model_dump(mode="json"), "registry_ttl_sec": ttl}
+    create_app(store, registry_ttl_sec=ttl, ui=ui)  # fail here, not in every worker
+    state = {"config": store.config.model_dump(mode="json"), "registry_ttl_sec": ttl, "ui": ui}
     os.environ[_WORKER_ENV] = json.dumps(state)
     try:
         uvicorn.run(f"{__name__}:worker_app", factory=True, workers=workers, **options)
@@ -112,7 +131,8 @@ def worker_app() -> FeatureServer:
     configure_logging()
     state = json.loads(os.environ[_WORKER_ENV])
     store = FeatureStore(config=RepoConfig.model_validate(state["config"]))
-    return create_app(store, registry_ttl_sec=state["registry_ttl_sec"], owns_store=True)
+    return create_app(store, registry_ttl_sec=state["registry_ttl_sec"], owns_store=True,
+                      ui=state.get("ui", False))  # fmt: skip
 
 
 def configure_logging() -> None:
