@@ -13,6 +13,11 @@ decodes them, writes the events online and offline, and only then acknowledges t
   the offline engine named after the stream and its first and last positions, recording the
   positions it holds; a batch that may hold redelivered messages leaves out those an earlier
   append already holds.
+* **Within a batch, once.** A batch may hold one message twice (a delivery and its
+  redelivery: a JetStream fetch hands over messages that reached the client for an earlier
+  pull request, which the server may have redelivered since); the marks only know earlier
+  batches, so each (partition, position) is handled once per batch, and every copy is
+  acknowledged.
 
 **Events.** A decoder (:mod:`pitstop.streams.decode`) turns a message into events: JSON
 objects; timestamps are ISO 8601 strings or seconds since the epoch (UTC).
@@ -113,6 +118,14 @@ def _columns(events: Sequence[Event]) -> dict[str, list[Any]]:
     return columns
 
 
+def distinct(messages: list[Message]) -> list[Message]:
+    """``messages`` without repeats: the first of the messages at one (partition, position)."""
+    first: dict[tuple[int, Position], Message] = {}
+    for m in messages:
+        first.setdefault((m.partition, m.position), m)
+    return messages if len(first) == len(messages) else list(first.values())
+
+
 def position_text(position: Position) -> str:
     """A position as offline part names and metadata write it: ``"a-b"``."""
     return f"{position[0]}-{position[1]}"
@@ -158,7 +171,7 @@ class StreamIngestor:
         return len(batch.messages)
 
     def _handle(self, batch: Batch) -> None:
-        messages = batch.messages
+        messages = distinct(batch.messages)
         snap = self.store.registry.snapshot()
         views = push_views(snap, self.push_source)
         ts_fields = {v.timestamp_field for v in views}
@@ -178,19 +191,19 @@ class StreamIngestor:
                     bad.append(DeadLetter(message, str(exc), event))
         good, tables = self._check(snap, views, messages, good, bad)
         if good:
-            self._write(snap, views, batch, good, tables)
+            self._write(snap, views, batch, messages, good, tables)
         if bad:
             self.source.dead_letter(bad)
-        self.source.ack(messages)
+        self.source.ack(batch.messages)
         self.stats.events += len(good)
         self.stats.dead += len(bad)
         self.stats.batches += 1
 
     def _write(
-        self, snap: Any, views: Any, batch: Batch, good: list[Event], tables: list[pa.Table]
-    ) -> None:
+        self, snap: Any, views: Any, batch: Batch, messages: list[Message], good: list[Event],
+        tables: list[pa.Table],
+    ) -> None:  # fmt: skip
         """Write the events online, then offline, one partition after the other."""
-        messages = batch.messages
         parts: dict[int, list[int]] = {}
         for row, (index, _) in enumerate(good):
             parts.setdefault(messages[index].partition, []).append(row)

@@ -42,8 +42,9 @@ class Message:
 @dataclass(frozen=True)
 class Batch:
     """Messages read at once. ``redelivered``: some may have been handled before (after a
-    crash). ``contiguous``: per partition, the batch holds every message between its first
-    and last position, so one range describes it."""
+    crash), or appear twice in the batch (a delivery and its redelivery; the worker handles
+    one position once per batch). ``contiguous``: per partition, the batch holds every
+    message between its first and last position, once each, so one range describes it."""
 
     messages: list[Message]
     redelivered: bool = False

@@ -26,6 +26,7 @@ from harnesses import HARNESSES, Harness
 
 from pitstop import FeatureStore
 from pitstop.engine.ingest import StreamIngestor
+from pitstop.streams.base import Batch
 from pitstop.streams.decode import json_lines
 
 SERVICES = {"redis": "redis_url", "nats": "nats_url", "rabbitmq": "rabbitmq_url",
@@ -55,10 +56,9 @@ activity = StreamFeatureView(
 FEATURES = ("count_amount", "sum_amount", "max_amount", "kinds")
 
 
-def notimpl(*names: str, reason: str, intermittent: bool = False) -> pytest.MarkDecorator:
-    """Declare that the sources ``names`` cannot pass the test (a strict xfail); a known
-    defect that shows in some runs only is ``intermittent`` (an xfail that may pass)."""
-    return pytest.mark.notimpl(names, reason=reason, intermittent=intermittent)
+def notimpl(*names: str, reason: str) -> pytest.MarkDecorator:
+    """Declare that the sources ``names`` cannot pass the test (a strict xfail)."""
+    return pytest.mark.notimpl(names, reason=reason)
 
 
 @pytest.fixture(params=[pytest.param(n, marks=[MARKS[n]] if n in MARKS else []) for n in HARNESSES])
@@ -66,8 +66,7 @@ def harness(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Harness]
     name = request.param
     mark = request.node.get_closest_marker("notimpl")
     if mark is not None and name in mark.args[0]:
-        strict = not mark.kwargs.get("intermittent", False)
-        request.applymarker(pytest.mark.xfail(reason=mark.kwargs["reason"], strict=strict))
+        request.applymarker(pytest.mark.xfail(reason=mark.kwargs["reason"], strict=True))
     service = SERVICES[name]
     base = request.getfixturevalue(service) if service else "kafka://fake"
     made = HARNESSES[name](base, tmp_path)
@@ -224,6 +223,39 @@ def test_redelivery_after_a_crash_counts_nothing_twice(harness: Harness, repo: P
     assert_exact(repo, events)
 
 
+class DuplicatingSource:
+    """A source whose reads hand every third message over twice in one batch, as a JetStream
+    fetch does when it returns messages queued for an abandoned pull request together with
+    their redelivery. Settling collapses the copies again (they are one delivery here)."""
+
+    def __init__(self, source: Any) -> None:
+        self._source = source
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._source, name)
+
+    def read(self, count: int, block_ms: int) -> Batch:
+        batch = self._source.read(count, block_ms)
+        again = batch.messages[::3]
+        return Batch([*batch.messages, *again], redelivered=bool(again) or batch.redelivered)
+
+    def ack(self, messages: Any) -> None:
+        self._source.ack(list({id(m): m for m in messages}.values()))
+
+
+def test_a_message_twice_in_one_batch_counts_once(harness: Harness, repo: Path) -> None:
+    harness.prepare(harness.consumer("a"))
+    events = make_events(150, seed=19)
+    harness.publish(payloads(events))
+    source = harness.open(harness.consumer("a"))
+    store, worker = ingestor(repo, DuplicatingSource(source), batch=64)
+    drain(worker, len(events))
+    source.close()
+    store.close()
+    assert worker.stats.events == len(events) and worker.stats.dead == 0, worker.stats  # once
+    assert_exact(repo, events)
+
+
 def test_bad_events_go_to_the_dead_letters_with_the_reason(harness: Harness, repo: Path) -> None:
     harness.prepare(harness.consumer("a"))
     good = make_events(20, seed=5)
@@ -286,12 +318,6 @@ def test_the_consumer_lag_falls_as_batches_are_acknowledged(harness: Harness, re
         store.close()
 
 
-@notimpl(
-    "nats",
-    reason="known defect: in one run of several, an event redelivered after a SIGKILL was "
-    "counted twice in a window (online count one above the recomputation)",
-    intermittent=True,
-)
 def test_sigkilled_workers_lose_nothing_and_count_nothing_twice(
     harness: Harness, repo: Path
 ) -> None:
