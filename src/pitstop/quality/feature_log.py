@@ -198,18 +198,22 @@ class FeatureLogWriter:
         if self._thread is None:
             self.start()
         at_us = time.time_ns() // 1000
-        names = tuple(response.values)
-        try:
-            layout, key = self._layout(service, config.destination.path, full_feature_names,
-                                       names)  # fmt: skip
-        except Exception as exc:  # never fails the request: counted and logged
-            self._failed(service.name, 1, exc)
-            return False
-        n = _rows(response)
+        values, statuses, stamps = response.values, response.statuses, response.timestamps
+        names = tuple(values)
+        found = self._layouts.get((service.name, config.destination.path, full_feature_names,
+                                   names))  # fmt: skip
+        if found is None:
+            try:
+                found = self._layout(service, config.destination.path, full_feature_names,
+                                     names)  # fmt: skip
+            except Exception as exc:  # never fails the request: counted and logged
+                self._failed(service.name, 1, exc)
+                return False
+        layout, key = found
+        n = len(values[names[0]]) if names else 0
         sent = response.entities  # the join keys; request data is only in what was sent
         if not layout.key_set <= sent.keys():
             sent = entity_columns(entity_rows)[0]
-        values, statuses, stamps = response.values, response.statuses, response.timestamps
         with self._lock:
             if self._queued_requests >= self._limit:
                 self.stats.dropped[service.name] = self.stats.dropped.get(service.name, 0) + 1
@@ -385,10 +389,6 @@ class FeatureLogWriter:
             self.stats.failed[service] = self.stats.failed.get(service, 0) + requests
         logger.warning("feature service %r: %d logged request(s) could not be written: %s",
                        service, requests, exc)  # fmt: skip
-
-
-def _rows(response: OnlineResponse) -> int:
-    return len(next(iter(response.values.values()), ()))
 
 
 def log_layout(snapshot: Snapshot, service: FeatureService, repo_path: Path) -> _Layout:
