@@ -139,7 +139,8 @@ class FeatureStore(CatalogMethods, QualityMethods):
             self._retriever = OnlineRetriever(self.registry, self.online, enforce)
         response = self._retriever.get_online_features(features, entity_rows, full_feature_names)
         if isinstance(features, FeatureService) and features.logging_config is not None:
-            self.feature_logs.log(features, entity_rows, response, full_feature_names)
+            logs = self._feature_logs or self.feature_logs
+            logs.log(features, entity_rows, response, full_feature_names)
         return response
 
     @property

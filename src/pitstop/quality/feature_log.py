@@ -46,6 +46,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from functools import cached_property
+from itertools import chain
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -131,22 +132,34 @@ class _Layout:
 
 @dataclass
 class _Buffer:
-    """Rows of one service (and layout) waiting to be written, as columns (in the order of
-    the layout's keys and features)."""
+    """Rows of one service (and layout) waiting to be written. Keys by column; values,
+    statuses and event times each in one list, request after request, and within a request
+    feature after feature (the order of the response, which is the layout's)."""
 
     service: str
     layout: _Layout
     requests: list[tuple[int, int]] = field(default_factory=list)  # (served at, rows)
     keys: list[list[Any]] = field(default_factory=list)
-    values: list[list[Any]] = field(default_factory=list)
-    statuses: list[list[str]] = field(default_factory=list)
-    stamps: list[list[int | None]] = field(default_factory=list)
+    values: list[Any] = field(default_factory=list)
+    statuses: list[str] = field(default_factory=list)
+    stamps: list[int | None] = field(default_factory=list)
 
     @classmethod
     def of(cls, service: str, layout: _Layout) -> _Buffer:
-        n = len(layout.features)
-        return cls(service, layout, [], [[] for _ in layout.keys], [[] for _ in range(n)],
-                   [[] for _ in range(n)], [[] for _ in range(n)])  # fmt: skip
+        return cls(service, layout, [], [[] for _ in layout.keys])
+
+    def by_feature(self, flat: list[Any]) -> list[list[Any]]:
+        """One of the flat lists as one column per feature."""
+        width = len(self.layout.features)
+        if all(n == 1 for _, n in self.requests):  # the common case: one row per request
+            return [flat[i::width] for i in range(width)]
+        columns: list[list[Any]] = [[] for _ in range(width)]
+        at = 0
+        for _, n in self.requests:
+            for i, column in enumerate(columns):
+                column.extend(flat[at + i * n : at + (i + 1) * n])
+            at += width * n
+        return columns
 
 
 class FeatureLogWriter:
@@ -198,18 +211,22 @@ class FeatureLogWriter:
         if self._thread is None:
             self.start()
         at_us = time.time_ns() // 1000
-        names = tuple(response.values)
-        try:
-            layout, key = self._layout(service, config.destination.path, full_feature_names,
-                                       names)  # fmt: skip
-        except Exception as exc:  # never fails the request: counted and logged
-            self._failed(service.name, 1, exc)
-            return False
-        n = _rows(response)
+        values, statuses, stamps = response.values, response.statuses, response.timestamps
+        names = tuple(values)
+        found = self._layouts.get((service.name, config.destination.path, full_feature_names,
+                                   names))  # fmt: skip
+        if found is None:
+            try:
+                found = self._layout(service, config.destination.path, full_feature_names,
+                                     names)  # fmt: skip
+            except Exception as exc:  # never fails the request: counted and logged
+                self._failed(service.name, 1, exc)
+                return False
+        layout, key = found
+        n = len(values[names[0]]) if names else 0
         sent = response.entities  # the join keys; request data is only in what was sent
         if not layout.key_set <= sent.keys():
             sent = entity_columns(entity_rows)[0]
-        values, statuses, stamps = response.values, response.statuses, response.timestamps
         with self._lock:
             if self._queued_requests >= self._limit:
                 self.stats.dropped[service.name] = self.stats.dropped.get(service.name, 0) + 1
@@ -221,11 +238,9 @@ class FeatureLogWriter:
             buffer.requests.append((at_us, n))
             for k, column in zip(layout.key_names, buffer.keys, strict=True):
                 column.extend(sent.get(k) or [None] * n)
-            for served, v, st, ts in zip(names, buffer.values, buffer.statuses, buffer.stamps,
-                                         strict=True):  # fmt: skip
-                v.extend(values[served])
-                st.extend(statuses[served])
-                ts.extend(stamps[served])
+            buffer.values.extend(chain.from_iterable(values.values()))
+            buffer.statuses.extend(chain.from_iterable(statuses.values()))
+            buffer.stamps.extend(chain.from_iterable(stamps.values()))
         return True
 
     def _layout(
@@ -374,10 +389,12 @@ class FeatureLogWriter:
         }  # fmt: skip
         for (key, arrow_type), column in zip(buffer.layout.keys, buffer.keys, strict=True):
             arrays[key] = _array(column, arrow_type)
+        values, statuses = buffer.by_feature(buffer.values), buffer.by_feature(buffer.statuses)
+        stamps = buffer.by_feature(buffer.stamps)
         for i, (_, full, arrow_type) in enumerate(buffer.layout.features):
-            arrays[full] = _array(buffer.values[i], arrow_type)
-            arrays[full + STATUS] = pa.array(buffer.statuses[i], pa.string())
-            arrays[full + TIMESTAMP] = pa.array(buffer.stamps[i], stamp)
+            arrays[full] = _array(values[i], arrow_type)
+            arrays[full + STATUS] = pa.array(statuses[i], pa.string())
+            arrays[full + TIMESTAMP] = pa.array(stamps[i], stamp)
         return pa.table(arrays)
 
     def _failed(self, service: str, requests: int, exc: BaseException) -> None:
@@ -385,10 +402,6 @@ class FeatureLogWriter:
             self.stats.failed[service] = self.stats.failed.get(service, 0) + requests
         logger.warning("feature service %r: %d logged request(s) could not be written: %s",
                        service, requests, exc)  # fmt: skip
-
-
-def _rows(response: OnlineResponse) -> int:
-    return len(next(iter(response.values.values()), ()))
 
 
 def log_layout(snapshot: Snapshot, service: FeatureService, repo_path: Path) -> _Layout:
