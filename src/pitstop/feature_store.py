@@ -198,7 +198,7 @@ class FeatureStore(CatalogMethods, QualityMethods):
         progress: bool,
     ) -> list[MaterializeResult]:
         from pitstop.engine.materialize import Progress, materialize_view, online_views
-        from pitstop.quality.freshness import record_materialization
+        from pitstop.quality.view_freshness import record_materialization
 
         snap = self.registry.snapshot(fresh=True)
         views = online_views([*snap.feature_views.values(), *snap.stream_feature_views.values()],

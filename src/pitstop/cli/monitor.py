@@ -146,7 +146,7 @@ def _print_report(report: MonitorReport, index: Path | None) -> None:
 def status(ctx: Context, views: tuple[str, ...], fmt: str) -> None:
     """Freshness of the feature views served online: last materialization and its range, the
     watermark, the newest event time online and how old it is."""
-    from pitstop.quality.freshness import freshness
+    from pitstop.quality.view_freshness import freshness
 
     now = datetime.now(UTC)
     found = freshness(ctx.store, list(views) or None)

@@ -37,8 +37,8 @@ from typing import TYPE_CHECKING
 
 from pitstop.definitions.service import FeatureService
 from pitstop.quality.feature_log import log_root
-from pitstop.quality.freshness import ViewFreshness, freshness
 from pitstop.quality.monitor import load_summary
+from pitstop.quality.view_freshness import ViewFreshness, freshness
 
 if TYPE_CHECKING:
     from pitstop.feature_store import FeatureStore
